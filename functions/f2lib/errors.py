@@ -1,0 +1,89 @@
+"""The project's error hierarchy, written once.
+
+F2PipeError                  root of every error f2pipe raises on purpose
+├── ConfigError              a setting or secret is missing or invalid
+├── RecordError              one input record is bad (carries stage and context); dead-lettered
+│   ├── TopicError           the MQTT topic does not follow the F2 contract
+│   ├── PayloadError         the payload is not the JSON the component sends
+│   ├── UnknownDeviceError   no parameters for the device (never guessed)
+│   ├── UnknownComponentError  the device has no parameters for this component
+│   └── DecodingError        the value cannot be decoded with its encoding
+├── BatchError               a whole batch is malformed (HTTP 400)
+├── StoreError               a database operation failed (HTTP 503, retried)
+├── StreamError              a Kafka operation failed (HTTP 503, retried)
+└── ProvisioningError        a provisioning request is refused (carries an HTTP status)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class F2PipeError(Exception):
+    """Root of every error f2pipe raises on purpose."""
+
+
+class ConfigError(F2PipeError):
+    """A setting or secret is missing or invalid."""
+
+
+class RecordError(F2PipeError):
+    """One input record is bad; it goes to the dead-letter topic with this reason."""
+
+    reason = "bad_record"
+
+    def __init__(self, message: str, *, stage: str = "decode", **context: Any) -> None:
+        super().__init__(message)
+        self.stage = stage
+        self.context = context
+
+
+class TopicError(RecordError):
+    """The MQTT topic does not follow the F2 topic contract."""
+
+    reason = "bad_topic"
+
+
+class PayloadError(RecordError):
+    """The payload is not the JSON the component sends."""
+
+    reason = "bad_payload"
+
+
+class UnknownDeviceError(RecordError):
+    """No decoding parameters exist for the device."""
+
+    reason = "unknown_device"
+
+
+class UnknownComponentError(RecordError):
+    """The device has no decoding parameters for this component."""
+
+    reason = "unknown_component"
+
+
+class DecodingError(RecordError):
+    """The value cannot be decoded with its encoding."""
+
+    reason = "decoding_failed"
+
+
+class BatchError(F2PipeError):
+    """A whole batch is malformed and cannot be processed (HTTP 400)."""
+
+
+class StoreError(F2PipeError):
+    """A database operation failed; the caller may retry (HTTP 503)."""
+
+
+class StreamError(F2PipeError):
+    """A Kafka operation failed; the caller may retry (HTTP 503)."""
+
+
+class ProvisioningError(F2PipeError):
+    """A provisioning request is refused; carries the HTTP status and a public message."""
+
+    def __init__(self, message: str, *, status: int = 400, code: str = "bad_request") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
