@@ -1,0 +1,5 @@
+"""Shared pytest configuration: fixture modules for the real services."""
+
+pytest_plugins = [
+    "tests.fixtures.postgres",
+]
