@@ -1,0 +1,91 @@
+"""Kafka record shapes: the raw MQTT record, dead letters, and the device key taken from a topic."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+RAW_TOPIC = "raw_iot_data"
+DECODED_TOPIC = "decoded_iot_data"
+DEAD_LETTER_TOPIC = "iot_dead_letter"
+
+_DEVICE_IN_TOPIC = re.compile(r"^cmnd/(f2-[0-9a-f]{12})(?:/|$)")
+
+
+def device_key(mqtt_topic: str) -> str | None:
+    """The Kafka key ``f2-<mac>`` of an F2 topic, or None when the topic names no device."""
+    match = _DEVICE_IN_TOPIC.match(mqtt_topic)
+    return match.group(1) if match else None
+
+
+def utc_now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+class RawRecord(BaseModel):
+    """The value of a ``raw_iot_data`` record: one MQTT message as the bridge received it."""
+
+    topic: str
+    payload: str
+    payload_encoding: Literal["utf-8", "base64"] = "utf-8"
+    received_at: str = Field(default_factory=utc_now_iso)
+    qos: int = 1
+
+    @classmethod
+    def from_mqtt(
+        cls, topic: str, payload: bytes, qos: int, received_at: str | None = None
+    ) -> RawRecord:
+        try:
+            text, encoding = payload.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            text, encoding = base64.b64encode(payload).decode("ascii"), "base64"
+        return cls(
+            topic=topic,
+            payload=text,
+            payload_encoding=encoding,  # type: ignore[arg-type]
+            received_at=received_at or utc_now_iso(),
+            qos=qos,
+        )
+
+    def payload_bytes(self) -> bytes:
+        if self.payload_encoding == "base64":
+            return base64.b64decode(self.payload)
+        return self.payload.encode("utf-8")
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode("utf-8")
+
+
+def dead_letter(
+    original: Any,
+    *,
+    stage: str,
+    reason: str,
+    error: str,
+    key: str | None = None,
+    source: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A dead-letter value: the original record plus where, why and what failed.
+
+    ``original`` is kept as it came (a decoded JSON value, or text when it was not JSON).
+    """
+    letter: dict[str, Any] = {
+        "stage": stage,
+        "reason": reason,
+        "error": error,
+        "failed_at": utc_now_iso(),
+        "key": key,
+        "record": original,
+    }
+    if source:
+        letter["source"] = source
+    return letter
+
+
+def dump_json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
