@@ -47,7 +47,7 @@ class RawRecord(BaseModel):
         return cls(
             topic=topic,
             payload=text,
-            payload_encoding=encoding,  # type: ignore[arg-type]
+            payload_encoding=encoding,
             received_at=received_at or utc_now_iso(),
             qos=qos,
         )
