@@ -1,0 +1,1 @@
+"""Mosquitto configuration for f2pipe: listeners, password file and ACL rendering."""
