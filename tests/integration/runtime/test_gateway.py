@@ -18,6 +18,7 @@ from infra.runtime.process import ManagedProcess
 from infra.runtime.stackfile import StackFile
 
 pytestmark = pytest.mark.integration
+Gw = tuple[str, tuple[str, str]]
 REPO = Path(__file__).resolve().parents[3]
 
 ECHO_HANDLER = '''
@@ -53,7 +54,7 @@ functions:
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, tuple[str, str]]]:
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gw]:
     root = tmp_path_factory.mktemp("gwproj")
     shutil.copytree(REPO / "template", root / "template")
     (root / "functions" / "echo").mkdir(parents=True)
@@ -80,7 +81,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, tup
     assert not proc.alive()
 
 
-def test_invoke_passes_method_path_query_body_and_headers(gateway: tuple[str, tuple[str, str]]) -> None:
+def test_invoke_passes_method_path_query_body_and_headers(gateway: Gw) -> None:
     url, _ = gateway
     resp = requests.post(f"{url}/function/echo/sub/path?a=1", data=b"payload",
                          headers={"X-Test": "t"}, timeout=10)
@@ -95,24 +96,24 @@ def test_invoke_passes_method_path_query_body_and_headers(gateway: tuple[str, tu
     assert body["greeting"] == "hello"
 
 
-def test_function_sees_only_its_own_secrets(gateway: tuple[str, tuple[str, str]]) -> None:
+def test_function_sees_only_its_own_secrets(gateway: Gw) -> None:
     url, _ = gateway
     assert requests.get(f"{url}/function/echo", timeout=10).json()["secrets"] == ["echo-secret"]
 
 
-def test_handler_exception_is_500_without_its_text(gateway: tuple[str, tuple[str, str]]) -> None:
+def test_handler_exception_is_500_without_its_text(gateway: Gw) -> None:
     url, _ = gateway
     resp = requests.get(f"{url}/function/echo/boom", timeout=10)
     assert resp.status_code == 500
     assert "secret-ish" not in resp.text
 
 
-def test_unknown_function_is_404(gateway: tuple[str, tuple[str, str]]) -> None:
+def test_unknown_function_is_404(gateway: Gw) -> None:
     url, _ = gateway
     assert requests.get(f"{url}/function/nope", timeout=10).status_code == 404
 
 
-def test_system_routes_require_basic_auth(gateway: tuple[str, tuple[str, str]]) -> None:
+def test_system_routes_require_basic_auth(gateway: Gw) -> None:
     url, auth = gateway
     assert requests.get(f"{url}/system/functions", timeout=10).status_code == 401
     bad = requests.get(f"{url}/system/functions", auth=("admin", "wrong"), timeout=10)
@@ -127,7 +128,7 @@ def test_system_routes_require_basic_auth(gateway: tuple[str, tuple[str, str]]) 
     assert requests.get(f"{url}/healthz", timeout=10).status_code == 200
 
 
-def test_scale_runs_n_processes_and_balances_over_them(gateway: tuple[str, tuple[str, str]]) -> None:
+def test_scale_runs_n_processes_and_balances_over_them(gateway: Gw) -> None:
     url, auth = gateway
     resp = requests.post(f"{url}/system/scale-function/echo", auth=auth,
                          data=json.dumps({"serviceName": "echo", "replicas": 3}), timeout=10)
@@ -153,13 +154,13 @@ def test_scale_runs_n_processes_and_balances_over_them(gateway: tuple[str, tuple
     assert len(pids) == 1
 
 
-def test_scale_rejects_malformed_body(gateway: tuple[str, tuple[str, str]]) -> None:
+def test_scale_rejects_malformed_body(gateway: Gw) -> None:
     url, auth = gateway
     resp = requests.post(f"{url}/system/scale-function/echo", auth=auth, data="{}", timeout=10)
     assert resp.status_code == 400
 
 
-def test_metrics_count_invocations(gateway: tuple[str, tuple[str, str]]) -> None:
+def test_metrics_count_invocations(gateway: Gw) -> None:
     url, _ = gateway
     requests.get(f"{url}/function/echo", timeout=10)
     text = requests.get(f"{url}/metrics", timeout=10).text
