@@ -87,3 +87,11 @@ class ProvisioningError(F2PipeError):
         super().__init__(message)
         self.status = status
         self.code = code
+
+
+class CertificateError(F2PipeError):
+    """A certificate, key, CSR or CRL is malformed, mis-signed or cannot be issued."""
+
+
+class RegistryError(F2PipeError):
+    """The device registry's ACL, CRL or archive cannot be rendered, validated or published."""
