@@ -95,3 +95,9 @@ class CertificateError(F2PipeError):
 
 class RegistryError(F2PipeError):
     """The device registry's ACL, CRL or archive cannot be rendered, validated or published."""
+
+
+class TimestampError(PayloadError):
+    """The payload's timestamp is missing or not a valid date and time."""
+
+    reason = "bad_timestamp"
