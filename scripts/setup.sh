@@ -45,6 +45,9 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.f2-requirements" 2>/dev/null)
   "$VENV/bin/pip" install -q -r "$ROOT/requirements-dev.txt"
   echo "$req_hash" > "$VENV/.f2-requirements"
 fi
+# Make the project's packages (infra, bridge, certs; f2lib under functions/) importable.
+site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+printf '%s\n%s\n' "$ROOT" "$ROOT/functions" > "$site/f2pipe.pth"
 
 # --- Kafka broker from Maven Central ----------------------------------------------------------
 F2_TOOLS_DIR="$TOOLS" bash "$ROOT/scripts/install-kafka.sh"
