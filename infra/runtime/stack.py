@@ -25,7 +25,7 @@ import requests
 from infra.runtime.buildctx import build_all
 from infra.runtime.kafka import KafkaServer
 from infra.runtime.mosquitto import MosquittoServer
-from infra.runtime.ports import port_open, preferred_port
+from infra.runtime.ports import free_port, port_open, preferred_port
 from infra.runtime.postgres import PostgresServer
 from infra.runtime.process import ManagedProcess, pid_alive, stop_pidfile
 from infra.runtime.stackfile import StackFile
@@ -68,6 +68,17 @@ class StackPorts:
             chosen[name] = port
         return cls(**chosen)
 
+    @classmethod
+    def free(cls) -> StackPorts:
+        """Any free ports: for tests, so they never collide with a running ``make up``."""
+        chosen: list[int] = []
+        for _ in asdict(cls()):
+            port = free_port()
+            while port in chosen:
+                port = free_port()
+            chosen.append(port)
+        return cls(*chosen)
+
 
 @dataclass
 class LocalStack:
@@ -76,6 +87,7 @@ class LocalStack:
     state_dir: Path
     root: Path = ROOT
     ports: StackPorts = field(default_factory=StackPorts)
+    build_dir: Path = ROOT / "build"
 
     @classmethod
     def load(cls, state_dir: Path | None = None) -> LocalStack:
@@ -192,7 +204,8 @@ class LocalStack:
         self.state_dir.chmod(0o755)
         ports_file = self.state_dir / "ports.json"
         if not ports_file.exists():
-            self.ports = StackPorts.choose()
+            if self.ports == StackPorts():
+                self.ports = StackPorts.choose()
             ports_file.write_text(json.dumps(asdict(self.ports), indent=2) + "\n")
         self.logs_dir.mkdir(exist_ok=True)
         self.credentials()
@@ -244,12 +257,12 @@ class LocalStack:
 
     def _start_gateway(self) -> None:
         stack = StackFile.load(self.root / "stack.yml")
-        build_all(stack, self.root / "build")
+        build_all(stack, self.build_dir)
         env_file = self.state_dir / "gateway" / "function-env.json"
         env_file.parent.mkdir(parents=True, exist_ok=True)
         env_file.write_text(json.dumps(self.function_env(), indent=2))
         argv = [sys.executable, "-m", "infra.runtime.gateway",
-                "--stack", str(self.root / "stack.yml"), "--build-dir", str(self.root / "build"),
+                "--stack", str(self.root / "stack.yml"), "--build-dir", str(self.build_dir),
                 "--state-dir", str(self.state_dir / "gateway"),
                 "--secrets-dir", str(self.secrets_dir), "--env-file", str(env_file),
                 "--port", str(self.ports.gateway)]
