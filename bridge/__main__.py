@@ -1,0 +1,89 @@
+"""``python -m bridge``: run the MQTT -> Kafka bridge until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from bridge.config import BridgeConfig
+from bridge.metrics import BridgeMetrics
+from bridge.service import MqttKafkaBridge, make_mqtt_client
+from f2lib.errors import ConfigError, StreamError
+from f2lib.kafka import make_producer
+from f2lib.ops_http import OpsServer
+from f2lib.secrets import SecretStore
+
+logger = logging.getLogger("bridge")
+
+
+def connect_producer(config: BridgeConfig, stop: threading.Event) -> Any:
+    """A producer once Kafka answers (retried with backoff), or None when stopped first."""
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            producer = make_producer(
+                config.kafka_bootstrap,
+                linger_ms=config.kafka_linger_ms,
+                retries=2**31 - 1,
+                delivery_timeout_ms=config.kafka_delivery_timeout_ms,
+                client_id=config.client_id,
+            )
+            producer.partitions_for(config.raw_topic)
+            return producer
+        except Exception as exc:  # any failure to reach Kafka is retried
+            logger.warning(
+                "kafka %s not ready: %s; retry in %.0fs", config.kafka_bootstrap, exc, delay
+            )
+            stop.wait(delay)
+            delay = min(delay * 2, config.retry_max_s)
+    return None
+
+
+def main() -> int:
+    config = BridgeConfig()
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(threadName)s %(message)s",
+    )
+    try:
+        password = config.password(SecretStore())
+    except ConfigError as exc:
+        logger.error("%s", exc)
+        return 2
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+
+    metrics = BridgeMetrics()
+    running: list[MqttKafkaBridge] = []
+
+    def health() -> tuple[bool, Mapping[str, Any]]:
+        if not running:
+            return False, {"starting": True}
+        return running[0].health()
+
+    ops = OpsServer(config.http_host, config.http_port, metrics.registry, health).start()
+    try:
+        producer = connect_producer(config, stop)
+        if producer is None:
+            return 0
+        bridge = MqttKafkaBridge(config, make_mqtt_client(config, password), producer, metrics)
+        bridge.mark_kafka_ready()
+        running.append(bridge)
+        bridge.start()
+        stop.wait()
+        bridge.stop()
+    except StreamError as exc:
+        logger.error("%s", exc)
+        return 1
+    finally:
+        ops.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Bridge settings, read once from the environment at the entry point."""
+
+from __future__ import annotations
+
+import socket
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from f2lib.records import DEAD_LETTER_TOPIC, RAW_TOPIC
+from f2lib.secrets import SecretStore
+
+MQTT_PASSWORD_SECRET = "mqtt-bridge-password"  # noqa: S105 (a secret name)
+
+
+class BridgeConfig(BaseSettings):
+    """Environment of ``python -m bridge`` (names in the aliases)."""
+
+    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore")
+
+    mqtt_host: str = Field("127.0.0.1", alias="MQTT_HOST")
+    mqtt_port: int = Field(1883, alias="MQTT_PORT")
+    mqtt_username: str = Field("f2-bridge", alias="MQTT_USERNAME")
+    mqtt_password: SecretStr | None = Field(None, alias="MQTT_PASSWORD")
+    mqtt_keepalive_s: int = Field(30, alias="MQTT_KEEPALIVE_SECONDS", ge=5)
+    session_expiry_s: int = Field(3600, alias="MQTT_SESSION_EXPIRY_SECONDS", ge=1)
+    reconnect_min_s: int = Field(1, alias="MQTT_RECONNECT_MIN_SECONDS", ge=1)
+    reconnect_max_s: int = Field(30, alias="MQTT_RECONNECT_MAX_SECONDS", ge=1)
+    kafka_bootstrap: str = Field("127.0.0.1:9092", alias="KAFKA_BOOTSTRAP")
+    raw_topic: str = Field(RAW_TOPIC, alias="RAW_TOPIC")
+    dead_letter_topic: str = Field(DEAD_LETTER_TOPIC, alias="DEAD_LETTER_TOPIC")
+    kafka_linger_ms: int = Field(5, alias="BRIDGE_KAFKA_LINGER_MS", ge=0)
+    kafka_delivery_timeout_ms: int = Field(30_000, alias="BRIDGE_KAFKA_DELIVERY_TIMEOUT_MS")
+    client_id: str = Field(
+        default_factory=lambda: f"f2-bridge-{socket.gethostname()}", alias="BRIDGE_CLIENT_ID"
+    )
+    share_group: str = Field("f2-bridge", alias="BRIDGE_SHARE_GROUP")
+    topic_filter: str = Field("cmnd/#", alias="BRIDGE_TOPIC_FILTER")
+    max_in_flight: int = Field(1000, alias="BRIDGE_MAX_IN_FLIGHT", ge=1, le=65535)
+    retry_max_s: float = Field(30.0, alias="BRIDGE_RETRY_MAX_SECONDS", gt=0)
+    drain_timeout_s: float = Field(20.0, alias="BRIDGE_DRAIN_TIMEOUT_SECONDS", ge=0)
+    http_host: str = Field("0.0.0.0", alias="BRIDGE_HTTP_HOST")
+    http_port: int = Field(9102, alias="BRIDGE_HTTP_PORT", ge=0, le=65535)
+    log_level: str = Field("INFO", alias="LOG_LEVEL")
+
+    def password(self, store: SecretStore) -> SecretStr:
+        """The MQTT password: secret ``mqtt-bridge-password`` (file, env), else MQTT_PASSWORD."""
+        fallback = self.mqtt_password.get_secret_value() if self.mqtt_password else None
+        return store.get(MQTT_PASSWORD_SECRET, default=fallback)

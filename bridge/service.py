@@ -1,0 +1,457 @@
+"""The bridge: MQTT messages become Kafka records; each is acknowledged to the broker after Kafka's.
+
+Flow control. The client announces MQTT v5 Receive Maximum = ``max_in_flight``, so the broker
+never has more than that many unacknowledged QoS 1 messages out to this client; the rest wait in
+the broker's session queue, not in this process. A semaphore of the same size guards the
+hand-off from ``on_message`` to the sender thread; should it ever be full (messages of a resumed
+session, QoS 0 traffic), ``on_message`` blocks, paho stops reading the socket and TCP pushes
+back. Memory stays flat under bursts either way.
+
+Failure rules. A record Kafka did not acknowledge is sent again (capped exponential backoff),
+never acknowledged to the broker. A message received but not acknowledged when the process dies
+is redelivered by the broker to the same client id (persistent session, clean_start=False).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import paho.mqtt.client as mqtt
+from kafka.errors import MessageSizeTooLargeError
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from pydantic import SecretStr
+
+from bridge.config import BridgeConfig
+from bridge.metrics import BridgeMetrics
+from bridge.topics import parse_topic
+from f2lib.errors import TopicError
+from f2lib.records import RawRecord, dead_letter, device_key, dump_json
+
+logger = logging.getLogger(__name__)
+
+RETRY_BASE_S = 0.2
+
+
+class RecordFuture(Protocol):
+    """What ``KafkaProducer.send`` returns: a future taking success and failure callbacks."""
+
+    def add_callback(self, f: Callable[..., Any], *args: Any) -> Any: ...
+
+    def add_errback(self, f: Callable[..., Any], *args: Any) -> Any: ...
+
+
+class Producer(Protocol):
+    """The part of kafka-python's ``KafkaProducer`` the bridge uses."""
+
+    def send(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> Any: ...
+
+    def flush(self, timeout: float | None = None) -> None: ...
+
+    def close(self, timeout: float | None = None) -> None: ...
+
+
+@dataclass(slots=True)
+class PendingRecord:
+    """One received message on its way to Kafka, then to its acknowledgement."""
+
+    mid: int
+    qos: int
+    epoch: int
+    kind: str
+    topic: str
+    key: bytes | None
+    value: bytes
+    mqtt_topic: str
+    received: float
+    attempts: int = 0
+
+
+def make_mqtt_client(config: BridgeConfig, password: SecretStr) -> mqtt.Client:
+    """A paho client for the internal listener: MQTT v5, manual acks, reconnect with backoff."""
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=config.client_id,
+        protocol=MQTTProtocolVersion.MQTTv5,
+        manual_ack=True,
+    )
+    client.username_pw_set(config.mqtt_username, password.get_secret_value())
+    client.reconnect_delay_set(config.reconnect_min_s, config.reconnect_max_s)
+    client.enable_logger(logging.getLogger("bridge.paho"))
+    return client
+
+
+class MqttKafkaBridge:
+    """Subscribes ``$share/<group>/<filter>`` at QoS 1 and produces every message to Kafka.
+
+    ``client`` is a paho ``Client`` made with ``manual_ack=True``; ``producer`` a kafka-python
+    producer with ``acks='all'``. Both are started and stopped by this object.
+    """
+
+    def __init__(
+        self,
+        config: BridgeConfig,
+        client: mqtt.Client,
+        producer: Producer,
+        metrics: BridgeMetrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._config = config
+        self._client = client
+        self._producer = producer
+        self.metrics = metrics
+        self._clock = clock
+        self.subscription = f"$share/{config.share_group}/{config.topic_filter}"
+
+        self._lock = threading.Lock()
+        self._drained = threading.Condition(self._lock)
+        self._slots = threading.BoundedSemaphore(config.max_in_flight)
+        self._queue: queue.SimpleQueue[PendingRecord] = queue.SimpleQueue()
+        self._retries: list[tuple[float, int, PendingRecord]] = []
+        self._retry_seq = itertools.count()
+        self._in_flight = 0
+        self._pending_mids: dict[tuple[int, int], int] = {}
+        self._epoch = 0
+        self._connects = 0
+        self._mqtt_connected = False
+        self._subscribed = False
+        self._kafka_ok = False
+        self._kafka_was_ok = False
+        self._stopping = threading.Event()
+        self._closed = threading.Event()
+        self._sender = threading.Thread(target=self._send_loop, name="bridge-sender", daemon=True)
+
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start sending and connect (asynchronously; paho retries until the broker answers)."""
+        self._sender.start()
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = self._config.session_expiry_s
+        properties.ReceiveMaximum = self._config.max_in_flight
+        self._client.connect_async(
+            self._config.mqtt_host,
+            self._config.mqtt_port,
+            keepalive=self._config.mqtt_keepalive_s,
+            clean_start=False,
+            properties=properties,
+        )
+        self._client.loop_start()
+        logger.info(
+            "bridge %s connecting to mqtt %s:%d, subscription %s, max in flight %d",
+            self._config.client_id,
+            self._config.mqtt_host,
+            self._config.mqtt_port,
+            self.subscription,
+            self._config.max_in_flight,
+        )
+
+    def stop(self, timeout: float | None = None) -> int:
+        """Stop taking messages, flush Kafka, acknowledge what Kafka took, then disconnect.
+
+        Returns how many received messages were left unacknowledged (the broker redelivers
+        them to this client id).
+        """
+        timeout = self._config.drain_timeout_s if timeout is None else timeout
+        deadline = self._clock() + timeout
+        self._stopping.set()
+        logger.info("bridge stopping: draining %d in-flight message(s)", self.in_flight)
+        while not self._queue.empty() and self._clock() < deadline:
+            time.sleep(0.01)
+        try:
+            self._producer.flush(timeout=max(0.0, deadline - self._clock()))
+        except Exception as exc:  # a flush that times out must not prevent the disconnect
+            logger.warning("producer flush did not complete: %s", exc)
+        with self._lock:
+            while self._in_flight > 0 and (remaining := deadline - self._clock()) > 0:
+                self._drained.wait(timeout=min(remaining, 0.2))
+            left = self._in_flight
+        self._closed.set()
+        if self._sender.is_alive():
+            self._sender.join(timeout=5)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._producer.close(timeout=5)
+        if left:
+            logger.warning(
+                "bridge stopped with %d unacknowledged message(s); redelivered later", left
+            )
+        else:
+            logger.info("bridge stopped; every received message was acknowledged")
+        return left
+
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return self._in_flight
+
+    def health(self) -> tuple[bool, Mapping[str, Any]]:
+        """Healthy when subscribed on MQTT, Kafka's last answer was a success, and not stopping."""
+        with self._lock:
+            mqtt_ok = self._mqtt_connected and self._subscribed
+            kafka_ok = self._kafka_ok
+            in_flight = self._in_flight
+        stopping = self._stopping.is_set()
+        details = {"mqtt": mqtt_ok, "kafka": kafka_ok, "in_flight": in_flight, "stopping": stopping}
+        return mqtt_ok and kafka_ok and not stopping, details
+
+    def mark_kafka_ready(self) -> None:
+        """Record that Kafka answered (a metadata probe at start, before any delivery)."""
+        self._set_kafka(True)
+
+    # -- MQTT callbacks (paho's network thread) -----------------------------------------------
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            logger.error("mqtt connection refused: %s", reason_code)
+            return
+        with self._lock:
+            if not flags.session_present:
+                # A new session: acknowledgements owed to the old one mean nothing any more.
+                self._epoch += 1
+            self._mqtt_connected = True
+            self._subscribed = False
+            self._connects += 1
+            reconnect = self._connects > 1
+        if reconnect:
+            self.metrics.reconnects.labels(side="mqtt").inc()
+        self.metrics.connected.labels(side="mqtt").set(1)
+        logger.info(
+            "mqtt connected (session present: %s); subscribing %s",
+            flags.session_present,
+            self.subscription,
+        )
+        client.subscribe(self.subscription, options=SubscribeOptions(qos=1))
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        with self._lock:
+            self._mqtt_connected = False
+            self._subscribed = False
+        self.metrics.connected.labels(side="mqtt").set(0)
+        if not self._stopping.is_set():
+            logger.warning("mqtt connection lost (%s); paho reconnects with backoff", reason_code)
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        failed = [code for code in reason_codes if code.is_failure]
+        if failed:
+            logger.error("subscription %s refused: %s", self.subscription, failed)
+            return
+        with self._lock:
+            self._subscribed = True
+        logger.info("subscribed %s (granted %s)", self.subscription, reason_codes)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if self._stopping.is_set():
+            return  # not acknowledged: the broker keeps it for this session
+        received = self._clock()
+        self.metrics.received.inc()
+        with self._lock:
+            epoch = self._epoch
+            if message.dup and message.qos > 0 and self._pending_mids.get((epoch, message.mid)):
+                self.metrics.duplicates_skipped.inc()
+                return
+        if not self._take_slot():
+            return
+        item = self._pending_for(message, epoch, received)
+        with self._lock:
+            mid_key = (epoch, item.mid)
+            self._pending_mids[mid_key] = self._pending_mids.get(mid_key, 0) + 1
+            self._in_flight += 1
+        self.metrics.in_flight.inc()
+        self._queue.put(item)
+
+    def _take_slot(self) -> bool:
+        waited = False
+        while not self._slots.acquire(timeout=0.25):
+            if self._stopping.is_set():
+                return False
+            if not waited:
+                logger.info(
+                    "in-flight limit %d reached; reading paused", self._config.max_in_flight
+                )
+                waited = True
+        return True
+
+    def _pending_for(self, message: mqtt.MQTTMessage, epoch: int, received: float) -> PendingRecord:
+        try:
+            mqtt_topic = message.topic
+        except UnicodeDecodeError:
+            mqtt_topic = message._topic.decode("utf-8", "backslashreplace")
+        record = RawRecord.from_mqtt(mqtt_topic, bytes(message.payload), message.qos)
+        key = device_key(mqtt_topic)
+        item = PendingRecord(
+            mid=message.mid,
+            qos=message.qos,
+            epoch=epoch,
+            kind="raw",
+            topic=self._config.raw_topic,
+            key=key.encode() if key else None,
+            value=record.to_bytes(),
+            mqtt_topic=mqtt_topic,
+            received=received,
+        )
+        try:
+            parse_topic(mqtt_topic)
+        except TopicError as exc:
+            self.metrics.dead_lettered.labels(reason=exc.reason).inc()
+            logger.warning("dead-lettering message on %r: %s", mqtt_topic, exc)
+            letter = dead_letter(
+                record.model_dump(), stage="bridge", reason=exc.reason, error=str(exc), key=key
+            )
+            item.kind, item.topic, item.value = (
+                "dead_letter",
+                self._config.dead_letter_topic,
+                dump_json(letter),
+            )
+        return item
+
+    # -- Kafka side (sender thread and the producer's I/O thread) -----------------------------
+
+    def _send_loop(self) -> None:
+        while not self._closed.is_set():
+            item = self._next_item()
+            if item is not None:
+                self._send(item)
+
+    def _next_item(self) -> PendingRecord | None:
+        now = self._clock()
+        wait = 0.1
+        with self._lock:
+            if self._retries:
+                due, _, item = self._retries[0]
+                if due <= now:
+                    heapq.heappop(self._retries)
+                    return item
+                wait = min(wait, due - now)
+        try:
+            return self._queue.get(timeout=wait)
+        except queue.Empty:
+            return None
+
+    def _send(self, item: PendingRecord) -> None:
+        try:
+            future: RecordFuture = self._producer.send(item.topic, key=item.key, value=item.value)
+        except MessageSizeTooLargeError as exc:
+            self._send(self._oversized(item, exc))
+            return
+        except Exception as exc:  # metadata timeouts, closed producer: the record is retried
+            self._failed(item, exc)
+            return
+        future.add_callback(self._delivered, item)
+        future.add_errback(self._failed, item)
+
+    def _oversized(self, item: PendingRecord, exc: Exception) -> PendingRecord:
+        """A record Kafka can never take becomes a dead letter that names it without its bytes."""
+        reason = "record_too_large"
+        self.metrics.dead_lettered.labels(reason=reason).inc()
+        logger.error("message on %r is too large for Kafka: %s", item.mqtt_topic, exc)
+        original = {"topic": item.mqtt_topic, "value_bytes": len(item.value), "qos": item.qos}
+        letter = dead_letter(
+            original,
+            stage="bridge",
+            reason=reason,
+            error=str(exc),
+            key=item.key.decode() if item.key else None,
+        )
+        item.kind, item.topic, item.value = (
+            "dead_letter",
+            self._config.dead_letter_topic,
+            dump_json(letter),
+        )
+        return item
+
+    def _delivered(self, item: PendingRecord, metadata: Any) -> None:
+        self.metrics.produced.labels(kind=item.kind).inc()
+        self._set_kafka(True)
+        self._finish(item)
+
+    def _failed(self, item: PendingRecord, exc: BaseException) -> None:
+        self.metrics.send_errors.inc()
+        self._set_kafka(False)
+        item.attempts += 1
+        delay = min(RETRY_BASE_S * 2 ** (item.attempts - 1), self._config.retry_max_s)
+        logger.warning(
+            "kafka did not take the record of %r (mid %d, attempt %d): %s; retry in %.1fs",
+            item.mqtt_topic,
+            item.mid,
+            item.attempts,
+            exc,
+            delay,
+        )
+        with self._lock:
+            heapq.heappush(self._retries, (self._clock() + delay, next(self._retry_seq), item))
+
+    def _finish(self, item: PendingRecord) -> None:
+        with self._lock:
+            mid_key = (item.epoch, item.mid)
+            count = self._pending_mids.get(mid_key, 0) - 1
+            if count > 0:
+                self._pending_mids[mid_key] = count
+            else:
+                self._pending_mids.pop(mid_key, None)
+            same_session = item.epoch == self._epoch
+        if item.qos > 0:
+            if same_session:
+                rc = self._client.ack(item.mid, item.qos)
+                if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    self.metrics.acknowledged.inc()
+                    self.metrics.ack_latency.observe(self._clock() - item.received)
+                else:
+                    logger.warning("ack of mid %d not sent (%s); redelivered later", item.mid, rc)
+            else:
+                logger.info("mid %d belongs to an ended session; no ack owed", item.mid)
+        self._slots.release()
+        self.metrics.in_flight.dec()
+        with self._lock:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._drained.notify_all()
+
+    def _set_kafka(self, ok: bool) -> None:
+        with self._lock:
+            changed = ok != self._kafka_ok
+            recovered = ok and changed and self._kafka_was_ok
+            self._kafka_ok = ok
+            self._kafka_was_ok = self._kafka_was_ok or ok
+        if changed:
+            self.metrics.connected.labels(side="kafka").set(1 if ok else 0)
+            if recovered:
+                self.metrics.reconnects.labels(side="kafka").inc()
+                logger.info("kafka delivers again")
