@@ -9,8 +9,9 @@ export F2_TOOLS_DIR ?= $(ROOT)/.tools
 RT := $(PY) -m infra.runtime
 PYTEST_ARGS ?=
 
-.PHONY: help setup up down status health logs env build test test-unit test-integration \
-        check lint fmt typecheck certs clean run
+.PHONY: help setup up down status health logs env build test test-unit check lint fmt \
+        typecheck certs clean run db-params db-timescale kafka-topics kafka-groups kafka-raw \
+        kafka-decoded kafka-dlq mqtt-monitor
 
 help: ## List every target with one line each
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -68,6 +69,33 @@ typecheck: $(PY) ## mypy --strict over the product code
 	@$(VENV)/bin/mypy functions bridge infra certs
 
 check: lint typecheck test ## Lint, types and tests
+
+ENVSH = eval "$$($(RT) env)" &&
+KAFKA_TOOL = $(PY) -m infra.runtime.kafka run
+
+db-params: ## psql shell on the device-management database (Device, templates, device_parameters)
+	@$(ENVSH) psql "$$DEVICES_DSN"
+
+db-timescale: ## psql shell on the timeseries database (iot_measurements)
+	@$(ENVSH) psql "$$TIMESERIES_DSN"
+
+kafka-topics: ## Describe the Kafka topics (partitions, leaders)
+	@$(ENVSH) $(KAFKA_TOOL) topics --bootstrap-server "$$KAFKA_BOOTSTRAP" --describe
+
+kafka-groups: ## Consumer groups with their lag per partition
+	@$(ENVSH) $(KAFKA_TOOL) consumer-groups --bootstrap-server "$$KAFKA_BOOTSTRAP" --describe --all-groups
+
+kafka-raw: ## Tail the raw_iot_data topic (key and value)
+	@$(ENVSH) $(KAFKA_TOOL) console-consumer --bootstrap-server "$$KAFKA_BOOTSTRAP" --topic raw_iot_data --property print.key=true
+
+kafka-decoded: ## Tail the decoded_iot_data topic
+	@$(ENVSH) $(KAFKA_TOOL) console-consumer --bootstrap-server "$$KAFKA_BOOTSTRAP" --topic decoded_iot_data --property print.key=true
+
+kafka-dlq: ## Tail the iot_dead_letter topic (from the beginning)
+	@$(ENVSH) $(KAFKA_TOOL) console-consumer --bootstrap-server "$$KAFKA_BOOTSTRAP" --topic iot_dead_letter --from-beginning --property print.key=true
+
+mqtt-monitor: ## Subscribe to cmnd/# on the internal listener and print every message
+	@$(ENVSH) $(PY) -m infra.runtime.mqtt_monitor 'cmnd/#'
 
 clean: down ## Stop the stack and delete its state, build folders and caches
 	@rm -rf $(F2_STATE_DIR) build .pytest_cache .mypy_cache .ruff_cache
