@@ -101,3 +101,11 @@ class TimestampError(PayloadError):
     """The payload's timestamp is missing or not a valid date and time."""
 
     reason = "bad_timestamp"
+
+
+class GatewayError(F2PipeError):
+    """The OpenFaaS gateway could not be reached or gave an unusable answer (retried)."""
+
+
+class DeliveryAbandoned(F2PipeError):
+    """A batch was given up uncommitted (shutdown or partition revoked); it is consumed again."""
