@@ -109,3 +109,7 @@ class GatewayError(F2PipeError):
 
 class DeliveryAbandoned(F2PipeError):
     """A batch was given up uncommitted (shutdown or partition revoked); it is consumed again."""
+
+
+class SimulatorError(F2PipeError):
+    """The device simulator cannot load its fleet, provision, connect or publish."""
