@@ -1,0 +1,149 @@
+"""OpenFaaS function ``decode``: raw F2 records in, decoded measurements and dead letters out.
+
+Body: the Kafka connector's batch (a JSON array of ``{"topic", "partition", "offset", "key",
+"value"}``, ``value`` a raw record) or one raw record (OpenFaaS's per-message connector, with
+``X-Topic``/``X-Kafka-*`` headers). Parameters of every device in the batch are read in one
+query (TTL cache); each measurement goes to ``DECODED_TOPIC`` keyed ``f2-<mac>``, each bad
+record to ``DEAD_LETTER_TOPIC``; 200 only after Kafka acknowledged them all.
+
+Status: 200 ``{"records", "measurements", "dead_letters"}``; 400 malformed batch; 405 not a
+POST; 500 misconfigured; 503 Kafka or the device database unavailable (retry).
+Config (env): KAFKA_BOOTSTRAP, DECODED_TOPIC, DEAD_LETTER_TOPIC, PARAMS_CACHE_TTL_SECONDS,
+PARAMS_NEGATIVE_TTL_SECONDS, DB_CONNECT_TIMEOUT_SECONDS, KAFKA_SEND_TIMEOUT_SECONDS;
+secret ``devices-dsn`` (a libpq DSN) from /var/openfaas/secrets or $F2_SECRETS_DIR.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any
+
+import psycopg2
+from pydantic import SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from f2lib.decoding import decode_batch, devices_of
+from f2lib.errors import BatchError, ConfigError, StoreError, StreamError
+from f2lib.kafka import make_producer, send_all
+from f2lib.params import DeviceParameterStore
+from f2lib.records import (
+    DEAD_LETTER_TOPIC,
+    DECODED_TOPIC,
+    ConnectorRecord,
+    dump_json,
+    parse_invocation,
+)
+from f2lib.secrets import SecretStore
+
+logger = logging.getLogger(__name__)
+
+
+class DecodeConfig(BaseSettings):
+    """The decode function's settings: environment variables plus the ``devices-dsn`` secret."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    kafka_bootstrap: str
+    decoded_topic: str = DECODED_TOPIC
+    dead_letter_topic: str = DEAD_LETTER_TOPIC
+    params_cache_ttl_seconds: float = 60.0
+    params_negative_ttl_seconds: float = 5.0
+    db_connect_timeout_seconds: int = 5
+    kafka_send_timeout_seconds: float = 30.0
+    devices_dsn: SecretStr
+
+    @classmethod
+    def load(cls, secrets: SecretStore | None = None) -> DecodeConfig:
+        secrets = secrets or SecretStore()
+        try:
+            return cls(devices_dsn=secrets.get("devices-dsn"))
+        except ValidationError as exc:
+            raise ConfigError(f"decode configuration is invalid: {exc}") from exc
+
+
+class DecodeFunction:
+    """The decode function's long-lived parts: the parameter store and the Kafka producer."""
+
+    def __init__(self, config: DecodeConfig, store: DeviceParameterStore, producer: Any) -> None:
+        self.config = config
+        self.store = store
+        self.producer = producer
+
+    @classmethod
+    def from_config(cls, config: DecodeConfig) -> DecodeFunction:
+        dsn = config.devices_dsn.get_secret_value()
+        timeout = config.db_connect_timeout_seconds
+
+        def connect() -> Any:
+            return psycopg2.connect(dsn, connect_timeout=timeout, application_name="f2pipe-decode")
+
+        store = DeviceParameterStore(
+            connect,
+            ttl_seconds=config.params_cache_ttl_seconds,
+            negative_ttl_seconds=config.params_negative_ttl_seconds,
+        )
+        producer = make_producer(config.kafka_bootstrap, client_id="f2pipe-decode")
+        return cls(config, store, producer)
+
+    def process(self, records: list[ConnectorRecord]) -> dict[str, int]:
+        """Decode the records and produce the results; returns once Kafka acknowledged them."""
+        params = self.store.get(devices_of(records))
+        result = decode_batch(records, params)
+        items: list[tuple[str, str | None, bytes]] = [
+            (self.config.decoded_topic, m.key, m.to_json_bytes()) for m in result.measurements
+        ]
+        items += [
+            (self.config.dead_letter_topic, d.key, dump_json(d.to_value()))
+            for d in result.dead_letters
+        ]
+        send_all(self.producer, items, timeout=self.config.kafka_send_timeout_seconds)
+        return {
+            "records": len(records),
+            "measurements": len(result.measurements),
+            "dead_letters": len(result.dead_letters),
+        }
+
+
+_function: DecodeFunction | None = None
+_function_lock = threading.Lock()
+
+
+def get_function() -> DecodeFunction:
+    """The process's DecodeFunction, built on first use (not at import)."""
+    global _function
+    if _function is None:
+        with _function_lock:
+            if _function is None:
+                _function = DecodeFunction.from_config(DecodeConfig.load())
+    return _function
+
+
+def _response(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "body": json.dumps(body),
+        "headers": {"Content-Type": "application/json"},
+    }
+
+
+def handle(event: Any, context: Any) -> dict[str, Any]:
+    """The python3-http entry point."""
+    if getattr(event, "method", "POST") != "POST":
+        return _response(405, {"error": "POST a batch or a record"})
+    try:
+        records = parse_invocation(event.body, event.headers)
+    except BatchError as exc:
+        logger.warning("refused a malformed batch: %s", exc)
+        return _response(400, {"error": str(exc)})
+    try:
+        counts = get_function().process(records)
+    except ConfigError as exc:
+        logger.error("decode is misconfigured: %s", exc)
+        return _response(500, {"error": "function misconfigured"})
+    except (StoreError, StreamError) as exc:
+        logger.warning("decode batch of %d records not done, retry: %s", len(records), exc)
+        return _response(503, {"error": str(exc)})
+    logger.info("decoded batch %s", counts)
+    return _response(200, counts)

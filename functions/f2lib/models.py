@@ -1,0 +1,166 @@
+"""The decoded measurement shared by decode (what it produces) and sink (what it stores)."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from f2lib.topics import CONNECTOR_MODES, CONNECTORS
+
+# "2023-05-26 18:34:04.928538" (the devices' format), optionally zoned, or ISO 8601 with "T".
+_TIMESTAMP = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}(:?\d{2})?)?$"
+)
+# A number, optionally followed by a unit: "27.93 °C", "-4", "1e3 Pa", "55 %".
+_NUMBER_WITH_UNIT = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*(\S.*)?$")
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """A timezone-aware UTC datetime from the devices' format, ISO 8601 or a datetime.
+
+    Naive values are UTC. Raises ValueError for anything else (numbers included: an epoch
+    without a unit is a guess).
+    """
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if not _TIMESTAMP.match(text):
+            raise ValueError(f"timestamp {value!r} is not 'YYYY-MM-DD HH:MM:SS[.ffffff][zone]'")
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ValueError(f"timestamp {value!r} is not a valid date and time") from exc
+    else:
+        raise ValueError(f"timestamp must be a string, got {type(value).__name__}")
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def parse_number(value: Any) -> float | None:
+    """A finite float from a number, a bool (1.0/0.0) or a numeric string with a unit."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        match = _NUMBER_WITH_UNIT.match(value)
+        if match is None:
+            raise ValueError(f"{value!r} is not a number (optionally followed by a unit)")
+        number = float(match.group(1))
+    else:
+        raise ValueError(f"value must be a number, got {type(value).__name__}")
+    if not math.isfinite(number):
+        raise ValueError("value must be finite")
+    return number
+
+
+def validation_summary(exc: ValidationError, limit: int = 3) -> str:
+    """A short, one-line account of a pydantic validation error (no input values)."""
+    parts = []
+    for error in exc.errors()[:limit]:
+        where = ".".join(str(p) for p in error.get("loc", ())) or "value"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    more = exc.error_count() - limit
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+
+
+def _no_nul(text: str | None, field: str) -> str | None:
+    if text is not None and "\x00" in text:
+        raise ValueError(f"{field} contains a NUL character, which PostgreSQL text cannot hold")
+    return text
+
+
+class Measurement(BaseModel):
+    """One decoded value of one component of one device at one time.
+
+    The natural key is (device_id, topic, time, component_id); ``component_id`` is never
+    null: the topic's ``-<N>``, the boolean_map member name, or "" when there is neither.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    time: datetime = Field(validation_alias=AliasChoices("time", "timestamp"))
+    device_id: str = Field(pattern=r"^f2-[0-9a-f]{12}$")
+    connector_mode: str
+    connector: str
+    component_type: str = Field(min_length=1, max_length=64)
+    component_id: str = Field(default="", max_length=128)
+    value: float | None = None
+    value_text: str | None = Field(default=None, max_length=65_536)
+    unit: str | None = Field(default=None, max_length=64)
+    topic: str = Field(min_length=1, max_length=512)
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _time(cls, value: Any) -> datetime:
+        return parse_timestamp(value)
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _value(cls, value: Any) -> float | None:
+        return parse_number(value)
+
+    @field_validator("component_id", mode="before")
+    @classmethod
+    def _component_id(cls, value: Any) -> Any:
+        return "" if value is None else value
+
+    @field_validator("connector_mode")
+    @classmethod
+    def _mode(cls, value: str) -> str:
+        if value not in CONNECTOR_MODES:
+            raise ValueError(f"connector_mode must be one of {', '.join(CONNECTOR_MODES)}")
+        return value
+
+    @field_validator("connector")
+    @classmethod
+    def _connector(cls, value: str) -> str:
+        if value not in CONNECTORS:
+            raise ValueError(f"connector must be one of {', '.join(CONNECTORS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _has_a_value(self) -> Measurement:
+        if self.value is None and self.value_text is None:
+            raise ValueError("a measurement needs value or value_text")
+        for field in ("value_text", "unit", "topic", "component_id", "component_type"):
+            _no_nul(getattr(self, field), field)
+        return self
+
+    @property
+    def key(self) -> str:
+        """The Kafka key of the decoded record: the device id ``f2-<mac>``."""
+        return self.device_id
+
+    def to_json_bytes(self) -> bytes:
+        return self.model_dump_json().encode("utf-8")
+
+
+MEASUREMENT_COLUMNS = (
+    "time",
+    "device_id",
+    "connector_mode",
+    "connector",
+    "component_type",
+    "component_id",
+    "value",
+    "value_text",
+    "unit",
+    "topic",
+)

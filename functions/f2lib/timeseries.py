@@ -1,0 +1,156 @@
+"""TimescaleSink: writes a batch of measurements to ``iot_measurements`` in one transaction.
+
+Default write mode ``copy``: COPY the batch into a temporary staging table, then one
+``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` on the natural key, then commit -- COPY's speed
+with deduplication (COPY itself cannot skip conflicts). Mode ``insert`` sends one multi-row
+``INSERT ... ON CONFLICT DO NOTHING`` instead, for servers where COPY FROM STDIN is not
+available (PGlite over pglite-socket). The connection is kept across batches and replaced
+after a connection failure; a batch is retried once on a fresh connection, which is safe
+because the insert skips rows already stored.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import psycopg2
+from psycopg2 import sql
+from psycopg2.extras import execute_values
+
+from f2lib.errors import StoreError
+from f2lib.models import MEASUREMENT_COLUMNS, Measurement
+
+logger = logging.getLogger(__name__)
+
+WriteMode = Literal["copy", "insert"]
+DEFAULT_TABLE = "iot_measurements"
+NATURAL_KEY = ("device_id", "topic", "time", "component_id")
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """How many rows of a batch were new, and how many were already stored."""
+
+    inserted: int
+    duplicates: int
+
+
+def _copy_text(value: Any) -> str:
+    """One field in COPY's text format: ``\\N`` for NULL, backslash escapes for the rest."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, float):
+        return repr(value)
+    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def copy_payload(measurements: Sequence[Measurement]) -> io.StringIO:
+    """The batch as COPY text rows, columns in MEASUREMENT_COLUMNS order."""
+    buffer = io.StringIO()
+    for m in measurements:
+        row = (getattr(m, column) for column in MEASUREMENT_COLUMNS)
+        buffer.write("\t".join(_copy_text(v) for v in row))
+        buffer.write("\n")
+    buffer.seek(0)
+    return buffer
+
+
+class TimescaleSink:
+    """Writes measurement batches to the timeseries database, duplicate-free."""
+
+    def __init__(
+        self,
+        connect: Callable[[], Any],
+        *,
+        write_mode: WriteMode = "copy",
+        table: str = DEFAULT_TABLE,
+    ) -> None:
+        self._connect = connect
+        self.write_mode = write_mode
+        self.table = table
+        self._conn: Any = None
+        self._staging_ready = False
+        columns = sql.SQL(", ").join(map(sql.Identifier, MEASUREMENT_COLUMNS))
+        target = sql.Identifier(table)
+        staging = sql.Identifier(f"{table}_staging")
+        conflict = sql.SQL("ON CONFLICT ({}) DO NOTHING").format(
+            sql.SQL(", ").join(map(sql.Identifier, NATURAL_KEY))
+        )
+        self._create_staging = sql.SQL(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS {staging} "
+            "(LIKE {target} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        ).format(staging=staging, target=target)
+        self._copy = sql.SQL("COPY {staging} ({columns}) FROM STDIN").format(
+            staging=staging, columns=columns
+        )
+        self._insert_from_staging = sql.SQL(
+            "INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging} {conflict}"
+        ).format(target=target, columns=columns, staging=staging, conflict=conflict)
+        self._insert_values = sql.SQL(
+            "INSERT INTO {target} ({columns}) VALUES %s {conflict}"
+        ).format(target=target, columns=columns, conflict=conflict)
+
+    def write(self, measurements: Sequence[Measurement]) -> WriteResult:
+        """Store the batch in one transaction; returns after commit. Raises StoreError."""
+        if not measurements:
+            return WriteResult(0, 0)
+        for attempt in (1, 2):
+            try:
+                inserted = self._write_once(measurements)
+            except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+                self.close()
+                if attempt == 2:
+                    raise StoreError(f"timeseries database unavailable: {exc}") from exc
+                logger.warning("sink write failed (%s); retrying on a new connection", exc)
+                continue
+            except psycopg2.Error as exc:
+                self._rollback()
+                raise StoreError(f"writing {len(measurements)} measurements failed: {exc}") from exc
+            return WriteResult(inserted, len(measurements) - inserted)
+        raise AssertionError("unreachable")
+
+    def _write_once(self, measurements: Sequence[Measurement]) -> int:
+        conn = self._connection()
+        with conn.cursor() as cur:
+            if self.write_mode == "copy":
+                if not self._staging_ready:
+                    cur.execute(self._create_staging)
+                    self._staging_ready = True
+                cur.copy_expert(self._copy.as_string(conn), copy_payload(measurements))
+                cur.execute(self._insert_from_staging)
+            else:
+                rows = [tuple(getattr(m, c) for c in MEASUREMENT_COLUMNS) for m in measurements]
+                execute_values(cur, self._insert_values.as_string(conn), rows, page_size=len(rows))
+            inserted = int(cur.rowcount)
+        conn.commit()
+        return inserted
+
+    def _connection(self) -> Any:
+        if self._conn is None or self._conn.closed:
+            self._conn = self._connect()
+            self._conn.autocommit = False
+            self._staging_ready = False
+        return self._conn
+
+    def _rollback(self) -> None:
+        # The staging table may have been created in the transaction being rolled back.
+        self._staging_ready = False
+        if self._conn is not None and not self._conn.closed:
+            try:
+                self._conn.rollback()
+            except psycopg2.Error:
+                self.close()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except psycopg2.Error:
+                logger.debug("closing the sink connection failed", exc_info=True)
+            self._conn = None
+            self._staging_ready = False
