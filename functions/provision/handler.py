@@ -1,0 +1,146 @@
+"""OpenFaaS entry point of the provisioning function: config once, then requests to Provisioner.
+
+Secrets (``/var/openfaas/secrets/<name>``, ``F2_SECRETS_DIR`` overrides the folder):
+``provision-token``, ``ca-key``, ``ca-crt``, ``devices-dsn``; for S3 optionally
+``s3-access-key-id`` and ``s3-secret-access-key`` (else boto3's default credential chain).
+Environment: see ``ProvisionConfig``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from f2lib.errors import ConfigError, F2PipeError, ProvisioningError, RegistryError, StoreError
+from f2lib.pki import CertificateAuthority
+from f2lib.publishers import FilesystemPublisher, PidFileReloader, S3Publisher
+from f2lib.registry import DeviceRegistry, RegistryPublisher, RegistrySync
+from f2lib.secrets import SecretStore
+
+from .provisioner import Provisioner, ProvisionLimits, Request
+
+logger = logging.getLogger(__name__)
+
+JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+
+
+class ProvisionConfig(BaseSettings):
+    """Environment of the provisioning function (names are the upper-cased field names)."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    registry_publisher: Literal["filesystem", "s3"] = "filesystem"
+    registry_dir: Path = Path("certs")
+    mosquitto_pid_file: Path | None = None
+    registry_s3_bucket: str | None = None
+    registry_s3_prefix: str = "f2pipe/registry"
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    cert_validity_days: int = 365
+    max_body_bytes: int = 16 * 1024
+
+
+def s3_client(config: ProvisionConfig, secrets: SecretStore) -> Any:
+    import boto3
+
+    credentials: dict[str, str] = {}
+    try:
+        credentials = {
+            "aws_access_key_id": secrets.get("s3-access-key-id").get_secret_value(),
+            "aws_secret_access_key": secrets.get("s3-secret-access-key").get_secret_value(),
+        }
+    except ConfigError:
+        logger.info("no s3-access-key-id/s3-secret-access-key secrets: boto3 default chain")
+    return boto3.client(
+        "s3", endpoint_url=config.s3_endpoint_url, region_name=config.s3_region, **credentials
+    )
+
+
+def build_provisioner(
+    config: ProvisionConfig | None = None, secrets: SecretStore | None = None
+) -> Provisioner:
+    config = config or ProvisionConfig()
+    secrets = secrets or SecretStore()
+    ca = CertificateAuthority.from_pem(
+        secrets.get("ca-crt").get_secret_value().encode(),
+        secrets.get("ca-key").get_secret_value().encode(),
+    )
+    publisher: RegistryPublisher
+    if config.registry_publisher == "s3":
+        if not config.registry_s3_bucket:
+            raise ConfigError("REGISTRY_S3_BUCKET is required with REGISTRY_PUBLISHER=s3")
+        publisher = S3Publisher(
+            s3_client(config, secrets), config.registry_s3_bucket, config.registry_s3_prefix
+        )
+    else:
+        publisher = FilesystemPublisher(
+            config.registry_dir, ca.certificate, PidFileReloader(config.mosquitto_pid_file)
+        )
+    registry = DeviceRegistry.from_dsn(secrets.get("devices-dsn").get_secret_value())
+    return Provisioner(
+        token=secrets.get("provision-token").get_secret_value(),
+        ca=ca,
+        registry=registry,
+        sync=RegistrySync(ca, registry, publisher),
+        limits=ProvisionLimits(config.max_body_bytes, config.cert_validity_days),
+    )
+
+
+_provisioner: Provisioner | None = None
+_lock = threading.Lock()
+
+
+def provisioner() -> Provisioner:
+    global _provisioner
+    with _lock:
+        if _provisioner is None:
+            _provisioner = build_provisioner()
+        return _provisioner
+
+
+def _answer(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    headers = dict(JSON_HEADERS)
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="f2pipe-provision"'
+    return {"statusCode": status, "body": json.dumps(body), "headers": headers}
+
+
+def _error(status: int, code: str, message: str) -> dict[str, Any]:
+    return _answer(status, {"error": code, "message": message})
+
+
+def _bytes(body: Any) -> bytes:
+    if isinstance(body, bytes):
+        return body
+    return str(body or "").encode()
+
+
+def handle(event: Any, context: Any) -> dict[str, Any]:
+    """python3-http contract: ``event`` has method, path, headers, body, query."""
+    request = Request(
+        method=str(getattr(event, "method", "POST")),
+        path=str(getattr(event, "path", "/") or "/"),
+        headers=getattr(event, "headers", None) or {},
+        body=_bytes(getattr(event, "body", b"")),
+        query=getattr(event, "query", None) or {},
+    )
+    try:
+        response = provisioner().dispatch(request)
+    except ProvisioningError as exc:
+        logger.info("refused %s %s: %s", request.method, request.path, exc.code)
+        return _error(exc.status, exc.code, str(exc))
+    except ConfigError as exc:
+        logger.error("provision is misconfigured: %s", exc)
+        return _error(500, "misconfigured", "the provisioning function is misconfigured")
+    except (StoreError, RegistryError) as exc:
+        logger.error("provision dependency failed: %s", exc)
+        return _error(503, "unavailable", "registry temporarily unavailable; retry")
+    except F2PipeError as exc:
+        logger.error("provision failed: %s", exc.__class__.__name__)
+        return _error(500, "internal_error", "provisioning failed")
+    return _answer(response.status, response.body)
