@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.mosquitto",
     "tests.fixtures.kafka",
+    "tests.fixtures.databases",
 ]

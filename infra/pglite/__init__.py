@@ -1,0 +1,1 @@
+"""PGlite with TimescaleDB served over the PostgreSQL wire protocol, for TimescaleDB DDL checks."""
