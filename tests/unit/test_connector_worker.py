@@ -1,0 +1,292 @@
+"""The function consumer's commit, concurrency and rebalance rules, with a fake Kafka consumer."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import pytest
+from kafka import TopicPartition
+
+from infra.connector.config import ConnectorConfig
+from infra.connector.delivery import Backoff, BatchDelivery
+from infra.connector.gateway import FunctionTarget, Invocation
+from infra.connector.metrics import ConnectorMetrics
+from infra.connector.worker import FunctionConsumer
+
+TOPIC = "raw_iot_data"
+TPS = [TopicPartition(TOPIC, p) for p in range(3)]
+
+
+class Rec(NamedTuple):
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class FakeConsumer:
+    """Serves appended records per partition and records commits, pauses and seeks."""
+
+    def __init__(self) -> None:
+        self.log: dict[TopicPartition, list[Rec]] = {tp: [] for tp in TPS}
+        self.position = {tp: 0 for tp in TPS}
+        self.committed_offsets: dict[TopicPartition, int] = {}
+        self.commits: list[dict[TopicPartition, int]] = []
+        self.paused: set[TopicPartition] = set()
+        self.listener: Any = None
+        self.assigned = False
+        self.revoke_requested = threading.Event()
+        self.closed = False
+        self.lock = threading.Lock()
+
+    def append(self, partition: int, count: int) -> None:
+        tp = TPS[partition]
+        with self.lock:
+            start = len(self.log[tp])
+            for offset in range(start, start + count):
+                value = json.dumps({"n": offset}).encode()
+                self.log[tp].append(Rec(TOPIC, partition, offset, b"f2-%012d" % partition, value))
+
+    def subscribe(self, topics: list[str], listener: Any) -> None:
+        assert topics == [TOPIC]
+        self.listener = listener
+
+    def poll(
+        self, timeout_ms: int, max_records: int | None = None
+    ) -> dict[TopicPartition, list[Rec]]:
+        if not self.assigned:
+            self.assigned = True
+            self.listener.on_partitions_assigned(set(TPS))
+        if self.revoke_requested.is_set():
+            self.revoke_requested.clear()
+            self.listener.on_partitions_revoked(set(TPS))
+            self.position = {tp: self.committed_offsets.get(tp, 0) for tp in TPS}
+            self.listener.on_partitions_assigned(set(TPS))
+        out = {}
+        with self.lock:
+            for tp in TPS:
+                if tp in self.paused:
+                    continue
+                chunk = self.log[tp][self.position[tp] : self.position[tp] + 7]
+                if chunk:
+                    out[tp] = chunk
+                    self.position[tp] += len(chunk)
+        if not out:
+            time.sleep(timeout_ms / 1000)
+        return out
+
+    def commit(self, offsets: Mapping[TopicPartition, Any]) -> None:
+        plain = {tp: meta.offset for tp, meta in offsets.items()}
+        self.commits.append(plain)
+        self.committed_offsets.update(plain)
+
+    def pause(self, *tps: TopicPartition) -> None:
+        self.paused.update(tps)
+
+    def resume(self, *tps: TopicPartition) -> None:
+        self.paused.difference_update(tps)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.position[tp] = offset
+
+    def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: len(self.log[tp]) for tp in tps}
+
+    def committed(self, tp: TopicPartition) -> int | None:
+        return self.committed_offsets.get(tp)
+
+    def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: 0 for tp in tps}
+
+    def close(self, autocommit: bool = True) -> None:
+        self.closed = True
+
+
+class GatedFunction:
+    """Answers each call once the test lets it (``gate``), recording order and concurrency."""
+
+    def __init__(self, statuses: Callable[[list[int]], int] = lambda offsets: 200) -> None:
+        self.statuses = statuses
+        self.gate = threading.Event()
+        self.gate.set()
+        self.lock = threading.Lock()
+        self.active = 0
+        self.max_active = 0
+        self.delivered: dict[int, list[int]] = {0: [], 1: [], 2: []}
+        self.calls = 0
+
+    def invoke(self, function: str, body: bytes, headers: Mapping[str, str]) -> Invocation:
+        with self.lock:
+            self.active += 1
+            self.calls += 1
+            self.max_active = max(self.max_active, self.active)
+        try:
+            assert self.gate.wait(10)
+            items = json.loads(body)
+            offsets = [item["offset"] for item in items]
+            status = self.statuses(offsets)
+            if status == 200:
+                with self.lock:
+                    self.delivered[items[0]["partition"]].extend(offsets)
+            return Invocation(status, "ok" if status == 200 else "no")
+        finally:
+            with self.lock:
+                self.active -= 1
+
+
+class NoLetters:
+    def write(self, letters: Any) -> None:
+        raise AssertionError("no dead letters expected")
+
+
+def make(
+    fn: GatedFunction, replicas: int = 3, **settings: Any
+) -> tuple[FunctionConsumer, FakeConsumer, ConnectorMetrics]:
+    config = ConnectorConfig(
+        **{
+            "batch_max_records": 10,
+            "linger_ms": 5,
+            "lag_interval_s": 0.05,
+            "revoke_timeout_s": 5,
+            **settings,
+        }
+    )
+    metrics = ConnectorMetrics()
+    fake = FakeConsumer()
+    delivery = BatchDelivery("decode", fn, NoLetters(), metrics, Backoff(0.01, 0.02, 0))
+    consumer = FunctionConsumer(
+        FunctionTarget("decode", (TOPIC,), replicas),
+        config,
+        delivery,
+        metrics,
+        lambda group, client: fake,
+    )
+    assert consumer.group_id == "f2-connector-decode"
+    return consumer, fake, metrics
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def running() -> Any:
+    started: list[FunctionConsumer] = []
+    yield started
+    for consumer in started:
+        consumer.stop(timeout=10)
+
+
+def test_offsets__are_committed_only_after_the_function_answered_2xx(running: Any) -> None:
+    fn = GatedFunction()
+    fn.gate.clear()
+    consumer, fake, _ = make(fn)
+    fake.append(0, 4)
+    running.append(consumer.start())
+    wait_for(lambda: fn.active == 1)
+    time.sleep(0.1)
+    assert fake.commits == []
+    fn.gate.set()
+    wait_for(lambda: fake.committed_offsets.get(TPS[0]) == 4)
+    assert fn.delivered[0] == [0, 1, 2, 3]
+
+
+def test_5xx__is_retried_and_nothing_is_committed_until_it_passes(running: Any) -> None:
+    answers = iter([503, 502, 500])
+    fn = GatedFunction(statuses=lambda offsets: next(answers, 200))
+    consumer, fake, metrics = make(fn)
+    fake.append(1, 3)
+    running.append(consumer.start())
+    wait_for(lambda: fake.committed_offsets.get(TPS[1]) == 3)
+    assert fn.calls == 4
+    assert fake.commits == [{TPS[1]: 3}]
+    sample = metrics.registry.get_sample_value
+    assert sample("f2_connector_invocations_total", {"function": "decode", "status": "503"}) == 1
+
+
+def test_partitions__are_fed_concurrently_up_to_the_replica_count(running: Any) -> None:
+    fn = GatedFunction()
+    fn.gate.clear()
+    consumer, fake, metrics = make(fn, replicas=1)
+    for partition in range(3):
+        fake.append(partition, 5)
+    running.append(consumer.start())
+    wait_for(lambda: fn.active == 1)
+    time.sleep(0.2)
+    assert fn.max_active == 1
+
+    consumer.update(FunctionTarget("decode", (TOPIC,), 3))
+    assert (
+        metrics.registry.get_sample_value("f2_connector_concurrency", {"function": "decode"}) == 3
+    )
+    wait_for(lambda: fn.active == 3)
+    fn.gate.set()
+    wait_for(lambda: all(fake.committed_offsets.get(tp) == 5 for tp in TPS))
+    assert fn.max_active == 3
+
+
+def test_each_partition__is_delivered_in_offset_order_one_batch_at_a_time(running: Any) -> None:
+    fn = GatedFunction()
+    consumer, fake, _ = make(fn, replicas=3)
+    running.append(consumer.start())
+    for _ in range(20):
+        for partition in range(3):
+            fake.append(partition, 7)
+        time.sleep(0.005)
+    wait_for(lambda: all(fake.committed_offsets.get(tp) == 140 for tp in TPS))
+    for partition in range(3):
+        assert fn.delivered[partition] == list(range(140))
+    assert fn.max_active <= 3
+
+
+def test_revoke__waits_for_the_batch_in_flight_and_commits_it(running: Any) -> None:
+    fn = GatedFunction()
+    fn.gate.clear()
+    consumer, fake, _ = make(fn)
+    fake.append(2, 3)
+    running.append(consumer.start())
+    wait_for(lambda: fn.active == 1)
+    fake.revoke_requested.set()
+    threading.Timer(0.3, fn.gate.set).start()
+    wait_for(lambda: fake.committed_offsets.get(TPS[2]) == 3)
+    time.sleep(0.2)
+    assert fn.delivered[2] == [0, 1, 2], "the batch must not be delivered again after revoke"
+
+
+def test_stop__abandons_a_failing_batch_uncommitted_after_the_revoke_timeout(
+    running: Any,
+) -> None:
+    fn = GatedFunction(statuses=lambda offsets: 503)
+    consumer, fake, _ = make(fn, revoke_timeout_s=0.2)
+    fake.append(0, 2)
+    consumer.start()
+    wait_for(lambda: fn.calls >= 2)
+    consumer.stop(timeout=10)
+    assert not consumer.alive()
+    assert fake.commits == []
+    assert fake.closed
+
+
+def test_lag__is_exported_per_partition_and_falls_to_zero_when_committed(running: Any) -> None:
+    fn = GatedFunction()
+    fn.gate.clear()
+    consumer, fake, metrics = make(fn)
+    fake.append(0, 6)
+    running.append(consumer.start())
+
+    def lag(partition: int) -> float | None:
+        labels = {"function": "decode", "topic": TOPIC, "partition": str(partition)}
+        return metrics.registry.get_sample_value("f2_connector_consumer_lag", labels)
+
+    wait_for(lambda: lag(0) == 6)
+    assert lag(1) == 0
+    fn.gate.set()
+    wait_for(lambda: lag(0) == 0)
