@@ -3,6 +3,7 @@
 pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.mosquitto",
+    "tests.fixtures.provision",
     "tests.fixtures.kafka",
     "tests.fixtures.databases",
 ]

@@ -328,7 +328,9 @@ class CertificateAuthority:
             not_before=not_before,
             not_after=not_after,
         )
-        logger.info("issued client certificate cn=%s serial=%s", common_name, cert.serial_number)
+        logger.info(
+            "issued client certificate cn=%s serial=%s", common_name, serial_hex(cert.serial_number)
+        )
         return IssuedCertificate(cert, key)
 
     def sign_csr(self, csr_pem: bytes, common_name: str, *, days: int = 365) -> IssuedCertificate:
