@@ -39,25 +39,35 @@ class WriteResult:
     duplicates: int
 
 
-def _copy_text(value: Any) -> str:
-    """One field in COPY's text format: ``\\N`` for NULL, backslash escapes for the rest."""
-    if value is None:
-        return "\\N"
-    if isinstance(value, float):
-        return repr(value)
-    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_NULL = "\\N"
+
+
+def _text(value: str | None) -> str:
+    return _NULL if value is None else value.translate(_COPY_ESCAPES)
 
 
 def copy_payload(measurements: Sequence[Measurement]) -> io.StringIO:
-    """The batch as COPY text rows, columns in MEASUREMENT_COLUMNS order."""
-    buffer = io.StringIO()
-    for m in measurements:
-        row = (getattr(m, column) for column in MEASUREMENT_COLUMNS)
-        buffer.write("\t".join(_copy_text(v) for v in row))
-        buffer.write("\n")
-    buffer.seek(0)
-    return buffer
+    """The batch as COPY text-format rows, columns in MEASUREMENT_COLUMNS order."""
+    lines = [
+        "\t".join(
+            (
+                m.time.isoformat(),
+                _text(m.device_id),
+                _text(m.connector_mode),
+                _text(m.connector),
+                _text(m.component_type),
+                _text(m.component_id),
+                _NULL if m.value is None else repr(m.value),
+                _text(m.value_text),
+                _text(m.unit),
+                _text(m.topic),
+            )
+        )
+        for m in measurements
+    ]
+    lines.append("")
+    return io.StringIO("\n".join(lines))
 
 
 class TimescaleSink:
