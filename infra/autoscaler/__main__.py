@@ -1,0 +1,63 @@
+"""``python -m infra.autoscaler``: scale lag-driven functions until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+
+from f2lib.errors import ConfigError
+from f2lib.ops_http import OpsServer
+from f2lib.secrets import SecretStore
+from infra.autoscaler.config import AutoscalerConfig
+from infra.autoscaler.gateway import GatewayClient
+from infra.autoscaler.lag import KafkaLagReader, kafka_admin_factory
+from infra.autoscaler.metrics import AutoscalerMetrics
+from infra.autoscaler.service import Autoscaler
+
+logger = logging.getLogger("infra.autoscaler")
+
+
+def main() -> int:
+    config = AutoscalerConfig()
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    try:
+        password = config.password(SecretStore())
+    except ConfigError as exc:
+        logger.error("%s", exc)
+        return 2
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+
+    metrics = AutoscalerMetrics()
+    gateway = GatewayClient(config.gateway_url, config.gateway_username, password)
+    lag_reader = KafkaLagReader(kafka_admin_factory(config.kafka_bootstrap))
+    autoscaler = Autoscaler(
+        gateway,
+        lag_reader,
+        metrics,
+        config.policy(),
+        interval_s=config.interval_s,
+        group_prefix=config.group_prefix,
+        replica_cap=config.replica_cap,
+        dry_run=config.dry_run,
+    )
+    ops = OpsServer(config.http_host, config.http_port, metrics.registry, autoscaler.health)
+    ops.start()
+    logger.info("autoscaler on gateway %s, kafka %s", config.gateway_url, config.kafka_bootstrap)
+    try:
+        autoscaler.run(stop)
+    finally:
+        ops.stop()
+        lag_reader.close()
+        gateway.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
