@@ -23,7 +23,7 @@ from infra.mosquitto.config import (
     render_password_file,
 )
 from infra.runtime.ports import port_open
-from infra.runtime.process import ManagedProcess, ProcessError, log_tail
+from infra.runtime.process import ManagedProcess, ProcessError, log_tail, make_traversable
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +157,8 @@ class MosquittoServer:
     def write_config(self) -> Path:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir.chmod(0o755)
+        if self.run_as is not None:
+            make_traversable(self.state_dir)
         self.persistence_dir.mkdir(exist_ok=True)
         owner = self._owner()
         if owner is not None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg2
 from psycopg2 import sql
 
-from infra.runtime.process import ManagedProcess
+from infra.runtime.process import ManagedProcess, make_traversable
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,8 @@ class PostgresServer:
             return
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir.chmod(0o755)
+        if self.run_as is not None:
+            make_traversable(self.state_dir)
         if not self._password_file.exists():
             self._password_file.write_text(secrets.token_urlsafe(24) + "\n")
         self._password_file.chmod(0o600)

@@ -165,3 +165,18 @@ def stop_pidfile(
     with contextlib.suppress(FileNotFoundError):
         pid_path.unlink()
     return running
+
+
+def make_traversable(path: Path) -> None:
+    """Add search (o+x) permission to ``path`` and its ancestors, so a service user can reach it.
+
+    Services such as PostgreSQL and Mosquitto run as their own users; a state folder under a
+    private temporary folder (pytest's are 0700) would otherwise be out of their reach.
+    """
+    for directory in (path, *path.parents):
+        try:
+            mode = directory.stat().st_mode
+        except OSError:
+            continue
+        if not mode & 0o001 and directory.owner() == pwd.getpwuid(os.geteuid()).pw_name:
+            directory.chmod(mode | 0o001)
