@@ -121,7 +121,11 @@ class FilesystemPublisher:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def publish(self, bundle: RegistryBundle) -> None:
+        """Validate every file first (all or nothing), then write each atomically and reload."""
         now = self.clock()
+        for name, data in bundle.files.items():
+            safe_relative(name)
+            validate_file(name, data, self.ca_certificate, now)
         changed = False
         with self._flock():
             for name, data in bundle.files.items():

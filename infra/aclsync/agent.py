@@ -1,0 +1,172 @@
+"""Pull the registry (ACL, CRL) that the provision function publishes to S3, check it, install it
+beside Mosquitto atomically and SIGHUP the broker.
+
+Where the function shares no filesystem with the broker (faasd, Kubernetes), this agent runs
+beside Mosquitto. Each poll reads ``<prefix>/manifest.json``; when its version is new, the files
+it names are fetched, their SHA-256 compared with the manifest (a mismatch means a publication
+is in flight: retried next poll), the CRL verified against the *local* CA certificate (the trust
+anchor never comes from the bucket) and the ACL parsed; only then are they written (temp file,
+validation, rename) and the broker reloaded. The agent also warns when the installed CRL nears
+its nextUpdate, since an expired CRL locks every device out.
+
+Environment (``AclSyncConfig``): ACLSYNC_S3_BUCKET (required), ACLSYNC_S3_PREFIX
+(f2pipe/registry), ACLSYNC_OUTPUT_DIR (certs), ACLSYNC_CA_CERT (<output>/ca.crt),
+ACLSYNC_PID_FILE (broker pid file), ACLSYNC_INTERVAL_SECONDS (10), S3_ENDPOINT_URL, S3_REGION,
+and boto3's usual credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from f2lib.errors import CertificateError, RegistryError
+from f2lib.pki import load_certificate, load_crl
+from f2lib.publishers import MANIFEST, FilesystemPublisher, PidFileReloader, S3Publisher
+from f2lib.registry import ACL_FILE, CA_FILE, CRL_FILE, REGISTRY_FILE, RegistryBundle
+
+logger = logging.getLogger(__name__)
+
+INSTALLED = (CRL_FILE, REGISTRY_FILE, ACL_FILE)  # ACL last: it names the devices
+CRL_WARNING = dt.timedelta(days=7)
+
+
+class AclSyncConfig(BaseSettings):
+    """The agent's environment (prefix ``ACLSYNC_``; S3 endpoint shared with the function)."""
+
+    model_config = SettingsConfigDict(env_prefix="ACLSYNC_", extra="ignore")
+
+    s3_bucket: str
+    s3_prefix: str = "f2pipe/registry"
+    output_dir: Path = Path("certs")
+    ca_cert: Path | None = None
+    pid_file: Path | None = None
+    interval_seconds: float = 10.0
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class AclSyncAgent:
+    """One poll = read the manifest, and install a new version when it checks out."""
+
+    def __init__(
+        self,
+        source: S3Publisher,
+        target: FilesystemPublisher,
+        ca_certificate_pem: bytes,
+    ) -> None:
+        self.source = source
+        self.target = target
+        self.ca_certificate_pem = ca_certificate_pem
+        self.applied_version: int | None = None
+
+    def _fetch(self, name: str, manifest: dict[str, Any]) -> bytes:
+        data = self.source.read(name)
+        if data is None:
+            raise RegistryError(f"{name} named in the manifest is missing")
+        expected = manifest.get("files", {}).get(name)
+        if expected != hashlib.sha256(data).hexdigest():
+            raise RegistryError(f"{name} does not match the manifest (publication in flight?)")
+        return data
+
+    def poll(self) -> bool:
+        """True when a new version was installed."""
+        raw = self.source.read(MANIFEST)
+        if raw is None:
+            logger.info("no manifest in s3://%s/%s yet", self.source.bucket, self.source.prefix)
+            return False
+        try:
+            manifest = json.loads(raw)
+            version = int(manifest["version"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RegistryError("manifest is not valid") from exc
+        if version == self.applied_version:
+            return False
+        published_ca = self._fetch(CA_FILE, manifest)
+        if load_certificate(published_ca) != load_certificate(self.ca_certificate_pem):
+            raise RegistryError("published CA certificate differs from the local trust anchor")
+        files = {name: self._fetch(name, manifest) for name in INSTALLED}
+        generated_at = dt.datetime.fromisoformat(manifest["generated_at"])
+        self.target.publish(RegistryBundle(files, generated_at))
+        self.applied_version = version
+        logger.info("installed registry version %d into %s", version, self.target.directory)
+        return True
+
+    def check_crl_freshness(self, now: dt.datetime) -> None:
+        installed = self.target.read(CRL_FILE)
+        if installed is None:
+            logger.error("no CRL installed in %s", self.target.directory)
+            return
+        try:
+            next_update = load_crl(installed).next_update_utc
+        except CertificateError:
+            logger.error("installed CRL cannot be parsed")
+            return
+        if next_update is None or next_update - now < CRL_WARNING:
+            logger.error(
+                "installed CRL expires %s: re-sign it (POST /function/provision/crl)", next_update
+            )
+
+
+def build_agent(config: AclSyncConfig) -> AclSyncAgent:
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=os.environ.get("S3_ENDPOINT_URL") or None,
+        region_name=os.environ.get("S3_REGION", "us-east-1"),
+    )
+    ca_path = config.ca_cert or config.output_dir / CA_FILE
+    ca_pem = ca_path.read_bytes()
+    target = FilesystemPublisher(
+        config.output_dir, load_certificate(ca_pem), PidFileReloader(config.pid_file)
+    )
+    return AclSyncAgent(S3Publisher(client, config.s3_bucket, config.s3_prefix), target, ca_pem)
+
+
+def run(agent: AclSyncAgent, interval: float, stop: threading.Event, *, once: bool) -> int:
+    failures = 0
+    while not stop.is_set():
+        try:
+            agent.poll()
+            failures = 0
+        except (RegistryError, CertificateError) as exc:
+            failures += 1
+            logger.warning("registry not installed (attempt %d): %s", failures, exc)
+        agent.check_crl_freshness(utcnow())
+        if once:
+            return 0 if failures == 0 else 1
+        stop.wait(interval)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.aclsync", description=__doc__)
+    parser.add_argument("--once", action="store_true", help="poll once and exit (1 on failure)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    config = AclSyncConfig()  # s3_bucket comes from the environment
+    agent = build_agent(config)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    logger.info(
+        "aclsync: s3://%s/%s -> %s every %.1fs",
+        config.s3_bucket, config.s3_prefix, config.output_dir, config.interval_seconds,
+    )
+    return run(agent, config.interval_seconds, stop, once=args.once)
