@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from f2lib.errors import ConfigError
+from infra.autoscaler.config import AutoscalerConfig
 from infra.autoscaler.keda import DEFAULT_OUT, DEFAULT_STACK, KedaOptions, differences, main, render
 from infra.autoscaler.spec import scaling_spec
 from infra.runtime.stackfile import StackFile
@@ -94,9 +95,8 @@ def test_cli_writes_then_check_passes(tmp_path: Path) -> None:
 
 
 def test_scale_down_window_is_the_autoscaler_default_cooldown() -> None:
-    from infra.autoscaler.config import AutoscalerConfig
-
     doc = yaml.safe_load(render(STACK)["decode-scaledobject.yaml"])
     behavior = doc["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
-    assert behavior["scaleDown"]["stabilizationWindowSeconds"] == AutoscalerConfig().cooldown_s
+    cooldown = AutoscalerConfig.model_fields["cooldown_s"].default
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] == cooldown
     assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 0
