@@ -168,11 +168,13 @@ class ProvisioningClient:
     """``POST <gateway>/function/provision`` with the bearer token and the device's CSR."""
 
     def __init__(self, gateway_url: str, token: SecretStr, *, timeout: float = 30.0,
-                 attempts: int = 4, session: requests.Session | None = None) -> None:
+                 attempts: int = 4, backoff: float = 0.5,
+                 session: requests.Session | None = None) -> None:
         self.url = gateway_url.rstrip("/") + "/function/provision"
         self._token = token
         self.timeout = timeout
         self.attempts = attempts
+        self.backoff = backoff
         self.session = session or requests.Session()
 
     def provision(self, identity: DeviceIdentity, csr_pem: str) -> dict[str, Any]:
@@ -196,7 +198,7 @@ class ProvisioningClient:
             if attempt < self.attempts:
                 logger.warning("provisioning %s failed (%s); retry %d", device_id, failure,
                                attempt)
-                time.sleep(min(0.5 * 2 ** attempt, 5.0))
+                time.sleep(min(self.backoff * 2 ** attempt, 5.0))
         raise SimulatorError(f"provisioning {device_id} failed: {failure}")
 
     @staticmethod

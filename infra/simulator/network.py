@@ -143,8 +143,12 @@ class DeviceLink:
                        properties: Any) -> None:
         if self.connected:
             self.counters.disconnects += 1
+        elif self.counters.connects == 0 and self.refused is None and not self.closing:
+            # Closed before the first CONNACK: a refused certificate shows this way in TLS 1.3.
+            self.refused = f"the broker closed the connection before CONNACK: {reason}"
         self.connected = False
-        self.last_error = f"disconnected: {reason}"
+        if not self.closing:
+            self.last_error = f"disconnected: {reason}"
         logger.info("device %s disconnected: %s", self.device_id, reason)
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any,

@@ -1,0 +1,197 @@
+"""The simulator against real services: the provision function (template-served), PostgreSQL
+device registry, and Mosquitto's mTLS listener; every acknowledged message reaches the
+internal listener, where the bridge subscribes."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import psycopg2
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import SecretStr
+
+from f2lib.errors import SimulatorError
+from f2lib.pki import CertificateAuthority
+from infra.runtime.mosquitto import MosquittoServer
+from infra.runtime.ports import free_port
+from infra.simulator import Fleet, FleetConfig, FleetReport, parse_mix
+from infra.simulator.catalogue import MODELS
+from infra.simulator.credentials import CredentialStore, DeviceProvisioner, ProvisioningClient
+from tests.fixtures.provision import FunctionEndpoint
+
+pytestmark = pytest.mark.integration
+
+SEED = 20230526
+PER_MODEL = 2
+MESSAGES = 16  # the largest template (F2-214) has 16 components: each is sent once
+
+
+class InternalListener:
+    """A subscriber to ``cmnd/#`` on the broker's internal (password) listener."""
+
+    def __init__(self, broker: MosquittoServer) -> None:
+        self.received: list[tuple[str, bytes]] = []
+        self._lock = threading.Lock()
+        subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="sim-test-monitor",
+                                  protocol=mqtt.MQTTv5)
+        self.client.username_pw_set(broker.username, broker.password)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe("cmnd/#", qos=1)
+        self.client.on_subscribe = lambda c, u, mid, codes, p: subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect(broker.host, broker.port, keepalive=30)
+        self.client.loop_start()
+        assert subscribed.wait(10), "the internal listener did not confirm the subscription"
+
+    def _on_message(self, client: object, userdata: object, message: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.received.append((message.topic, message.payload))
+
+    def keys(self) -> Counter[tuple[str, str]]:
+        with self._lock:
+            return Counter((t, json.loads(p)["timestamp"]) for t, p in self.received)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def listener(secure_mosquitto: MosquittoServer) -> Iterator[InternalListener]:
+    monitor = InternalListener(secure_mosquitto)
+    yield monitor
+    monitor.close()
+
+
+def _config(tmp_path: Path, fn: FunctionEndpoint, broker: MosquittoServer, certs_dir: Path,
+            registry_db: str, **kw: object) -> FleetConfig:
+    values: dict[str, object] = dict(
+        mix=parse_mix("all", PER_MODEL * len(MODELS)),
+        seed=SEED,
+        rate=10.0,
+        qos=1,
+        cert_dir=tmp_path / "devices",
+        gateway_url=fn.url.removesuffix("/function/provision"),
+        provision_token=SecretStr(fn.token),
+        mqtt_host=broker.host,
+        mqtt_port=broker.tls_port,
+        ca_cert=certs_dir / "ca.crt",
+        devices_dsn=SecretStr(registry_db),
+    )
+    values.update(kw)
+    return FleetConfig(**values)  # type: ignore[arg-type]
+
+
+def _wait_for(listener: InternalListener, report: FleetReport, timeout: float = 10.0) -> None:
+    expected = Counter((m.topic, m.timestamp) for m in report.acknowledged)
+    done = threading.Event()
+    for _ in range(int(timeout / 0.1)):
+        if expected <= listener.keys():
+            return
+        done.wait(0.1)
+
+
+def test_fleet_of_every_model_provisions_publishes_and_every_ack_reaches_the_broker(
+    tmp_path: Path, provision_fn: FunctionEndpoint, secure_mosquitto: MosquittoServer,
+    certs_dir: Path, registry_db: str, listener: InternalListener,
+) -> None:
+    fleet = Fleet(_config(tmp_path, provision_fn, secure_mosquitto, certs_dir, registry_db))
+
+    credentials = fleet.provision_all()
+    report = fleet.run(messages=MESSAGES)
+
+    assert len(credentials) == PER_MODEL * len(MODELS) and all(c.provisioned for c in credentials)
+    with psycopg2.connect(registry_db) as conn, conn.cursor() as cur:
+        cur.execute("SELECT device_id, model FROM device WHERE device_id = ANY(%s)",
+                    ([i.device_id for i in fleet.identities],))
+        assert dict(cur.fetchall()) == {i.device_id: i.model for i in fleet.identities}
+    totals = report.to_dict()["totals"]
+    assert totals["sent"] == MESSAGES * PER_MODEL * len(MODELS)
+    assert totals["acked"] == totals["sent"] and report.complete, report.to_dict()["devices"]
+    assert set(report.by_model()) == set(MODELS)
+    _wait_for(listener, report)
+    received = listener.keys()
+    acked = Counter((m.topic, m.timestamp) for m in report.acknowledged)
+    assert len(acked) == totals["acked"]  # every acknowledged message is distinct
+    missing = acked - received
+    assert not missing, f"{len(missing)} acknowledged messages never reached the broker"
+    assert all(received[key] == 1 for key in acked), "a message arrived twice"
+    # each device reported every component of its template, on its own topics only
+    for identity in fleet.identities:
+        topics = {t for t, _ in acked if t.startswith(f"cmnd/{identity.device_id}/")}
+        assert topics == {c.topic(identity.device_id)
+                          for c in fleet.components[identity.device_id]}
+
+
+def test_second_run_with_the_same_seed_reuses_certificates_and_sends_the_same_payloads(
+    tmp_path: Path, provision_fn: FunctionEndpoint, secure_mosquitto: MosquittoServer,
+    certs_dir: Path, registry_db: str, listener: InternalListener,
+) -> None:
+    config = _config(tmp_path, provision_fn, secure_mosquitto, certs_dir, registry_db,
+                     mix={"F2-215": 1, "F2-401": 1}, record_acks=True)
+    first = Fleet(config)
+    first.provision_all()
+    report = first.run(messages=6)
+    _wait_for(listener, report)
+    payloads_first = sorted((t, json.loads(p)) for t, p in listener.received)
+    listener.received.clear()
+
+    again = Fleet(config)
+    reused = again.provision_all()
+    report_again = again.run(messages=6)
+    _wait_for(listener, report_again)
+    payloads_again = sorted((t, json.loads(p)) for t, p in listener.received)
+
+    assert not any(c.provisioned for c in reused)
+    assert report_again.complete
+    strip = [(t, {k: v for k, v in p.items() if k != "timestamp"}) for t, p in payloads_first]
+    strip_again = [(t, {k: v for k, v in p.items() if k != "timestamp"})
+                   for t, p in payloads_again]
+    assert sorted(map(str, strip)) == sorted(map(str, strip_again))
+
+
+def test_a_broker_that_is_not_listening_fails_the_run_before_publishing(
+    tmp_path: Path, provision_fn: FunctionEndpoint, secure_mosquitto: MosquittoServer,
+    certs_dir: Path, registry_db: str,
+) -> None:
+    config = _config(tmp_path, provision_fn, secure_mosquitto, certs_dir, registry_db,
+                     mix={"F2-212": 1}, mqtt_port=free_port(), connect_timeout=3.0)
+    fleet = Fleet(config)
+    fleet.provision_all()
+    with pytest.raises(SimulatorError, match=r"could not connect to 127\.0\.0\.1:\d+ over mTLS"):
+        fleet.run(messages=1)
+
+
+def test_a_certificate_from_another_ca_is_refused_by_the_broker(
+    tmp_path: Path, provision_fn: FunctionEndpoint, secure_mosquitto: MosquittoServer,
+    certs_dir: Path, registry_db: str,
+) -> None:
+    rogue = CertificateAuthority.generate("rogue CA")
+    rogue_ca = tmp_path / "rogue-ca.crt"
+    rogue_ca.write_bytes(rogue.certificate_pem)
+    config = _config(tmp_path, provision_fn, secure_mosquitto, certs_dir, registry_db,
+                     mix={"F2-212": 1}, connect_timeout=5.0)
+    fleet = Fleet(config)
+    fleet.provision_all()
+    # Replace the device's certificate by one of a CA the broker does not trust.
+    identity = fleet.identities[0]
+    issued = rogue.issue_client_certificate(identity.device_id)
+    folder = tmp_path / "devices" / identity.device_id
+    (folder / "device.crt").write_bytes(issued.certificate_pem)
+    (folder / "device.key").write_bytes(issued.private_key_pem or b"")
+    store = CredentialStore(tmp_path / "devices", rogue_ca)
+    client = ProvisioningClient(config.gateway_url or "", SecretStr(provision_fn.token))
+    fleet = Fleet(config, provisioner=DeviceProvisioner(store, client))
+    fleet.provision_all()
+    started = time.monotonic()
+    with pytest.raises(SimulatorError, match=r"could not connect|not accepted") as refused:
+        fleet.run(messages=1)
+    assert identity.device_id in str(refused.value)
+    assert time.monotonic() - started < 4.0, "a refusal should not wait for the timeout"
