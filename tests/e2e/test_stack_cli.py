@@ -41,8 +41,8 @@ def _processes_under(path: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def cli_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    state = tmp_path_factory.mktemp("stack-cli") / "state"
+def cli_env(runtime_root: Path) -> Iterator[dict[str, str]]:
+    state = runtime_root / "stack-cli"
     env = dict(os.environ, F2_STATE_DIR=str(state))
     for name in vars(StackPorts()):
         env[f"F2_PORT_{name.upper()}"] = str(free_port())
