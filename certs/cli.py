@@ -191,17 +191,23 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--dir", type=Path, default=Path("certs"), help="certs folder")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p_init = sub.add_parser("init", help="create CA, broker cert, credentials, empty CRL and ACL")
+    # --dir is accepted before or after the command (`make certs` puts it after).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--dir", type=Path, default=argparse.SUPPRESS, help="certs folder")
+    p_init = sub.add_parser("init", parents=[common],
+                            help="create CA, broker cert, credentials, empty CRL and ACL")
     p_init.add_argument("--hosts", default="127.0.0.1,localhost",
                         help="broker certificate names (comma separated)")
     p_init.add_argument("--force", action="store_true", help="replace the CA and everything")
 
-    p_sync = sub.add_parser("sync", help="rewrite ACL and CRL from the registry, reload broker")
+    p_sync = sub.add_parser("sync", parents=[common],
+                            help="rewrite ACL and CRL from the registry, reload broker")
     p_sync.add_argument("--dsn", default=os.environ.get("DEVICES_DSN"),
                         help="device-management DSN (default $DEVICES_DSN)")
     p_sync.add_argument("--pid-file", type=Path, default=None, help="broker pid file to SIGHUP")
 
-    p_reg = sub.add_parser("register", help="register a device through the provisioning API")
+    p_reg = sub.add_parser("register", parents=[common],
+                           help="register a device through the provisioning API")
     p_reg.add_argument("mac")
     p_reg.add_argument("--model", required=True, choices=MODELS)
     p_reg.add_argument("--serial-number", required=True)
