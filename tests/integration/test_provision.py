@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from f2lib.pki import generate_csr, generate_key, load_private_key
-from tests.fixtures.provision import FunctionEndpoint
+from tests.fixtures.provision import DeviceCredentials, FunctionEndpoint, mqtt_connect
 
 pytestmark = pytest.mark.integration
 
@@ -235,3 +238,26 @@ def test_logs__hold_no_token_and_no_private_key(provision_fn: FunctionEndpoint) 
     assert "provisioned" in log
     assert provision_fn.token not in log
     assert "PRIVATE KEY" not in log
+
+
+def test_register_cli__writes_device_folder_and_the_device_connects(
+    provision_fn: FunctionEndpoint, secure_mosquitto: Any, certs_dir: Path, tmp_path: Path,
+) -> None:
+    mac = random_mac()
+    env = dict(os.environ, PROVISION_TOKEN=provision_fn.token)
+    done = subprocess.run(
+        [sys.executable, "-m", "certs", "register", ":".join(mac[i:i + 2] for i in range(0, 12, 2)),
+         "--model", "F2-301", "--serial-number", "SN-CLI-1", "--url", provision_fn.url,
+         "--out", str(tmp_path), "--dir", str(certs_dir)],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    folder = tmp_path / f"f2-{mac}"
+    assert (folder / "device.key").stat().st_mode & 0o777 == 0o600
+    assert json.loads((folder / "device.json").read_text())["device_id"] == f"f2-{mac}"
+    assert provision_fn.token not in done.stdout + done.stderr
+    device = DeviceCredentials(folder / "device.crt", folder / "device.key", f"f2-{mac}")
+    conn = mqtt_connect(secure_mosquitto.host, secure_mosquitto.tls_port,
+                        ca_cert=folder / "ca.crt", device=device)
+    assert conn.accepted, conn.reason
+    conn.close()
