@@ -21,7 +21,7 @@ def main(argv: list[str]) -> int:
     path = argv[2] if len(argv) > 2 else "/healthz"
     url = f"http://127.0.0.1:{int(port)}{path}"
     try:
-        with urllib.request.urlopen(url, timeout=4) as response:  # noqa: S310 (fixed http URL)
+        with urllib.request.urlopen(url, timeout=4) as response:
             healthy = int(response.status) == 200
     except (urllib.error.URLError, OSError, ValueError) as exc:
         print(f"unhealthy: {url}: {exc}", file=sys.stderr)
