@@ -9,7 +9,8 @@ record to ``DEAD_LETTER_TOPIC``; 200 only after Kafka acknowledged them all.
 Status: 200 ``{"records", "measurements", "dead_letters"}``; 400 malformed batch; 405 not a
 POST; 500 misconfigured; 503 Kafka or the device database unavailable (retry).
 Config (env): KAFKA_BOOTSTRAP, DECODED_TOPIC, DEAD_LETTER_TOPIC, PARAMS_CACHE_TTL_SECONDS,
-PARAMS_NEGATIVE_TTL_SECONDS, DB_CONNECT_TIMEOUT_SECONDS, KAFKA_SEND_TIMEOUT_SECONDS;
+PARAMS_NEGATIVE_TTL_SECONDS, DB_CONNECT_TIMEOUT_SECONDS, KAFKA_SEND_TIMEOUT_SECONDS,
+KAFKA_BOOTSTRAP_TIMEOUT_SECONDS;
 secret ``devices-dsn`` (a libpq DSN) from /var/openfaas/secrets or $F2_SECRETS_DIR.
 """
 
@@ -52,6 +53,7 @@ class DecodeConfig(BaseSettings):
     params_negative_ttl_seconds: float = 5.0
     db_connect_timeout_seconds: int = 5
     kafka_send_timeout_seconds: float = 30.0
+    kafka_bootstrap_timeout_seconds: float = 10.0
     devices_dsn: SecretStr
 
     @classmethod
@@ -84,7 +86,11 @@ class DecodeFunction:
             ttl_seconds=config.params_cache_ttl_seconds,
             negative_ttl_seconds=config.params_negative_ttl_seconds,
         )
-        producer = make_producer(config.kafka_bootstrap, client_id="f2pipe-decode")
+        producer = make_producer(
+            config.kafka_bootstrap,
+            client_id="f2pipe-decode",
+            bootstrap_timeout_ms=int(config.kafka_bootstrap_timeout_seconds * 1000),
+        )
         return cls(config, store, producer)
 
     def process(self, records: list[ConnectorRecord]) -> dict[str, int]:

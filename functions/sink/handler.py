@@ -9,7 +9,8 @@ staging table, one INSERT ... ON CONFLICT DO NOTHING on the natural key); 200 af
 Status: 200 ``{"records", "inserted", "duplicates", "dead_letters"}``; 400 malformed batch;
 405 not a POST; 500 misconfigured; 503 database or Kafka unavailable (retry).
 Config (env): KAFKA_BOOTSTRAP (dead letters), DEAD_LETTER_TOPIC, SINK_WRITE_MODE (copy|insert),
-DB_CONNECT_TIMEOUT_SECONDS, KAFKA_SEND_TIMEOUT_SECONDS; secret ``timeseries-dsn`` (a libpq DSN)
+DB_CONNECT_TIMEOUT_SECONDS, KAFKA_SEND_TIMEOUT_SECONDS,
+KAFKA_BOOTSTRAP_TIMEOUT_SECONDS; secret ``timeseries-dsn`` (a libpq DSN)
 from /var/openfaas/secrets or $F2_SECRETS_DIR.
 """
 
@@ -54,6 +55,7 @@ class SinkConfig(BaseSettings):
     sink_write_mode: Literal["copy", "insert"] = "copy"
     db_connect_timeout_seconds: int = 5
     kafka_send_timeout_seconds: float = 30.0
+    kafka_bootstrap_timeout_seconds: float = 10.0
     timeseries_dsn: SecretStr
 
     @classmethod
@@ -119,7 +121,11 @@ class SinkFunction:
         return cls(
             config,
             lambda: TimescaleSink(connect, write_mode=config.sink_write_mode),
-            lambda: make_producer(config.kafka_bootstrap, client_id="f2pipe-sink"),
+            lambda: make_producer(
+                config.kafka_bootstrap,
+                client_id="f2pipe-sink",
+                bootstrap_timeout_ms=int(config.kafka_bootstrap_timeout_seconds * 1000),
+            ),
         )
 
     @property

@@ -1,0 +1,280 @@
+"""The decode function's handler against real Kafka and PostgreSQL: batch or single record in,
+decoded records and dead letters out, acknowledged before 200; 400/405/500/503 for the rest."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from kafka import KafkaConsumer
+
+from f2lib.models import Measurement
+from f2lib.records import RawRecord
+from infra.runtime.kafka import KafkaServer
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+DEVICE = "f2-e4fd45f654be"  # demo F2-403: every component kind
+TS = "2023-05-26 18:34:04.928538"
+
+
+class Event:
+    """What the template hands the handler."""
+
+    def __init__(self, body: bytes, headers: dict[str, str] | None = None, method: str = "POST"):
+        self.body = body
+        self.headers = headers or {}
+        self.method = method
+        self.query: dict[str, str] = {}
+        self.path = "/"
+
+
+def load_handler(function: str) -> ModuleType:
+    """A fresh import of functions/<function>/handler.py (its config singleton unset)."""
+    path = ROOT / "functions" / function / "handler.py"
+    spec = importlib.util.spec_from_file_location(f"{function}_handler_{uuid.uuid4().hex}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as an import would: pydantic resolves annotations there
+    spec.loader.exec_module(module)
+    return module
+
+
+def consume(kafka: KafkaServer, topic: str, expected: int, timeout_ms: int = 15_000) -> list[Any]:
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=kafka.bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        consumer_timeout_ms=timeout_ms,
+    )
+    records = []
+    try:
+        for message in consumer:
+            records.append(message)
+            if len(records) >= expected:
+                break
+    finally:
+        consumer.close()
+    return records
+
+
+def raw(component: str, payload: Any, mode: str, connector: str, device: str = DEVICE) -> dict:
+    text = payload if isinstance(payload, str) else json.dumps(payload)
+    return RawRecord(
+        topic=f"cmnd/{device}/{mode}/{connector}/{component}",
+        payload=text,
+        received_at="2023-05-26T18:34:05+00:00",
+    ).model_dump()
+
+
+def batch_body(values: list[dict]) -> bytes:
+    return json.dumps(
+        [
+            {"topic": "raw_iot_data", "partition": 0, "offset": i, "key": DEVICE, "value": v}
+            for i, v in enumerate(values)
+        ]
+    ).encode()
+
+
+EVERY_KIND = [
+    raw("strike-1", {"timestamp": TS, "status": True}, "access-control-mode", "J1"),
+    raw(
+        "door-sensors",
+        {"timestamp": TS, "door-sensor-1": False, "door-sensor-2": True},
+        "access-control-mode",
+        "J1",
+    ),
+    raw("reader-1", {"timestamp": TS, "data": "b'\"Hello World\"'"}, "access-control-mode", "J1"),
+    raw("exit-buttons", {"timestamp": TS, "exit-button-1": True}, "access-control-mode", "J1"),
+    raw("siren-1", {"timestamp": TS, "status": False}, "alarm-mode", "J2"),
+    raw("motion-sensor-1", {"timestamp": TS, "status": True}, "alarm-mode", "J2"),
+    raw("sensor-3", {"timestamp": TS, "data": "0117"}, "sensor-mode", "J3"),
+]
+
+
+@pytest.fixture
+def topics(kafka: KafkaServer) -> dict[str, str]:
+    """Fresh decoded and dead-letter topics, so this test reads only what it produced."""
+    suffix = uuid.uuid4().hex[:8]
+    names = {"decoded": f"decoded_test_{suffix}", "dead": f"dead_letter_test_{suffix}"}
+    kafka.create_topics(names.values(), partitions=1)
+    return names
+
+
+@pytest.fixture
+def decode_env(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    kafka: KafkaServer,
+    devices_db: str,
+    topics: dict[str, str],
+) -> Path:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "devices-dsn").write_text(devices_db)
+    monkeypatch.setenv("F2_SECRETS_DIR", str(secrets))
+    monkeypatch.delenv("DEVICES_DSN", raising=False)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP", kafka.bootstrap)
+    monkeypatch.setenv("DECODED_TOPIC", topics["decoded"])
+    monkeypatch.setenv("DEAD_LETTER_TOPIC", topics["dead"])
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_TIMEOUT_SECONDS", "3")
+    monkeypatch.setenv("DB_CONNECT_TIMEOUT_SECONDS", "2")
+    return secrets
+
+
+@pytest.fixture
+def handler(decode_env: Path) -> Iterator[ModuleType]:
+    module = load_handler("decode")
+    yield module
+    if module._function is not None:
+        module._function.producer.close(timeout=5)
+        module._function.store.close()
+
+
+def test_a_batch_of_every_component_kind_is_decoded_and_acknowledged(
+    handler: ModuleType, kafka: KafkaServer, topics: dict[str, str]
+) -> None:
+    response = handler.handle(Event(batch_body(EVERY_KIND)), None)
+    assert response["statusCode"] == 200, response
+    assert json.loads(response["body"]) == {"records": 7, "measurements": 8, "dead_letters": 0}
+    messages = consume(kafka, topics["decoded"], 8)
+    assert {m.key for m in messages} == {DEVICE.encode()}
+    decoded = [Measurement.model_validate_json(m.value) for m in messages]
+    by_component = {(d.component_type, d.component_id): d for d in decoded}
+    assert by_component[("strike", "1")].value == 1.0
+    assert by_component[("door-sensors", "door-sensor-1")].value == 0.0
+    assert by_component[("door-sensors", "door-sensor-2")].value == 1.0
+    assert by_component[("reader", "1")].value_text == '"Hello World"'
+    assert by_component[("exit-buttons", "exit-button-1")].value == 1.0
+    assert by_component[("siren", "1")].value == 0.0
+    assert by_component[("motion-sensor", "1")].unit == "presence"
+    sensor = by_component[("sensor", "3")]
+    assert sensor.value == pytest.approx(27.9) and sensor.unit == "celsius"
+    assert consume(kafka, topics["dead"], 1, timeout_ms=2_000) == []
+
+
+def test_each_bad_input_class_is_dead_lettered_and_the_good_record_still_decoded(
+    handler: ModuleType, kafka: KafkaServer, topics: dict[str, str]
+) -> None:
+    bad = {
+        "unknown_device": raw(
+            "strike-1",
+            {"timestamp": TS, "status": True},
+            "access-control-mode",
+            "J1",
+            device="f2-00000000dead",
+        ),
+        "unknown_component": raw(
+            "strike-4", {"timestamp": TS, "status": True}, "access-control-mode", "J1"
+        ),
+        "bad_payload": raw("strike-1", "{not json", "access-control-mode", "J1"),
+        "decoding_failed": raw("sensor-3", {"timestamp": TS, "data": "xyz"}, "sensor-mode", "J3"),
+        "bad_timestamp": raw("siren-1", {"status": True}, "alarm-mode", "J2"),
+        "bad_topic": raw("strike-1", {"timestamp": TS, "status": True}, "party-mode", "J1"),
+    }
+    values = [*bad.values(), EVERY_KIND[0]]
+    response = handler.handle(Event(batch_body(values)), None)
+    assert response["statusCode"] == 200
+    assert json.loads(response["body"]) == {"records": 7, "measurements": 1, "dead_letters": 6}
+    letters = [json.loads(m.value) for m in consume(kafka, topics["dead"], 6)]
+    assert sorted(letter["reason"] for letter in letters) == sorted(bad)
+    for letter in letters:
+        assert letter["stage"] == "decode"
+        assert letter["error"]
+        assert letter["record"] == bad[letter["reason"]]
+        assert letter["source"]["topic"] == "raw_iot_data"
+    [good] = consume(kafka, topics["decoded"], 1)
+    assert Measurement.model_validate_json(good.value).component_type == "strike"
+
+
+def test_a_single_record_with_openfaas_headers_decodes_like_a_batch(
+    handler: ModuleType, kafka: KafkaServer, topics: dict[str, str]
+) -> None:
+    value = EVERY_KIND[1]  # door-sensors: two measurements
+    headers = {
+        "X-Topic": "raw_iot_data",
+        "X-Kafka-Partition": "2",
+        "X-Kafka-Offset": "17",
+        "X-Kafka-Key": DEVICE,
+    }
+    response = handler.handle(Event(json.dumps(value).encode(), headers), None)
+    assert response["statusCode"] == 200
+    assert json.loads(response["body"]) == {"records": 1, "measurements": 2, "dead_letters": 0}
+    single = [
+        Measurement.model_validate_json(m.value) for m in consume(kafka, topics["decoded"], 2)
+    ]
+    response = handler.handle(Event(batch_body([value])), None)
+    assert json.loads(response["body"])["measurements"] == 2
+    both = [Measurement.model_validate_json(m.value) for m in consume(kafka, topics["decoded"], 4)]
+    assert both[2:] == single
+
+
+def test_a_single_record_that_is_not_json_is_dead_lettered_not_refused(
+    handler: ModuleType, kafka: KafkaServer, topics: dict[str, str]
+) -> None:
+    response = handler.handle(Event(b"garbage", {"X-Kafka-Offset": "5"}), None)
+    assert response["statusCode"] == 200
+    [letter] = consume(kafka, topics["dead"], 1)
+    value = json.loads(letter.value)
+    assert (value["reason"], value["record"], value["source"]["offset"]) == (
+        "bad_payload",
+        "garbage",
+        5,
+    )
+
+
+@pytest.mark.parametrize("body", [b'[{"value": ', b"[42]", b""])
+def test_a_malformed_batch_is_400_with_a_json_error(handler: ModuleType, body: bytes) -> None:
+    response = handler.handle(Event(body), None)
+    assert response["statusCode"] == 400
+    assert response["headers"]["Content-Type"] == "application/json"
+    assert json.loads(response["body"])["error"]
+    assert handler._function is None  # refused before any connection was made
+
+
+def test_only_post_is_accepted(handler: ModuleType) -> None:
+    assert handler.handle(Event(b"", method="GET"), None)["statusCode"] == 405
+
+
+def test_config_is_built_once_per_process(handler: ModuleType) -> None:
+    handler.handle(Event(batch_body([EVERY_KIND[0]])), None)
+    first = handler._function
+    handler.handle(Event(batch_body([EVERY_KIND[0]])), None)
+    assert first is not None and handler._function is first
+
+
+def test_unreachable_kafka_is_503_and_recovers_on_a_later_call(
+    handler: ModuleType, monkeypatch: pytest.MonkeyPatch, kafka: KafkaServer
+) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP", "127.0.0.1:1")
+    response = handler.handle(Event(batch_body(EVERY_KIND)), None)
+    assert response["statusCode"] == 503
+    assert handler._function is None
+    monkeypatch.setenv("KAFKA_BOOTSTRAP", kafka.bootstrap)
+    assert handler.handle(Event(batch_body(EVERY_KIND)), None)["statusCode"] == 200
+
+
+def test_unreachable_device_database_is_503(handler: ModuleType, decode_env: Path) -> None:
+    (decode_env / "devices-dsn").write_text(
+        "host=127.0.0.1 port=1 user=x password=x dbname=x connect_timeout=2"
+    )
+    response = handler.handle(Event(batch_body(EVERY_KIND)), None)
+    assert response["statusCode"] == 503
+    assert "unavailable" in json.loads(response["body"])["error"]
+
+
+def test_a_missing_secret_is_500_without_details(handler: ModuleType, decode_env: Path) -> None:
+    (decode_env / "devices-dsn").unlink()
+    response = handler.handle(Event(batch_body(EVERY_KIND)), None)
+    assert response["statusCode"] == 500
+    assert json.loads(response["body"]) == {"error": "function misconfigured"}
