@@ -49,7 +49,7 @@ echo "install-kafka: resolving Kafka $kafka_version from Maven Central into $lib
 staging="$(mktemp -d "$kafka_dir/libs.staging.XXXXXX")"
 trap 'rm -rf "$staging"' EXIT
 mvn_log="$kafka_dir/install.log"
-if ! mvn -B -f "$pom" dependency:copy-dependencies \
+if ! mvn -B -Dstyle.color=never -f "$pom" dependency:copy-dependencies \
         -DincludeScope=runtime -DoutputDirectory="$staging" >"$mvn_log" 2>&1; then
     tail -n 30 "$mvn_log" >&2
     fail "mvn dependency:copy-dependencies failed (full log: $mvn_log)"

@@ -188,7 +188,7 @@ class KafkaServer:
             raise ProcessError(f"formatting Kafka storage failed; see {fmt.log_path}")
         logger.info("formatted Kafka storage %s cluster_id=%s", self.data_dir, cluster_id)
 
-    def start(self, *, pid_path: Path | None = None, timeout: float = 90.0) -> KafkaServer:
+    def start(self, *, pid_path: Path | None = None, timeout: float = 120.0) -> KafkaServer:
         if not installed(self.libs_dir):
             raise FileNotFoundError(
                 f"Kafka jars not found in {self.libs_dir}; run scripts/install-kafka.sh"

@@ -31,7 +31,7 @@ def _consume(
         group_id=group_id,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
-        consumer_timeout_ms=20_000,
+        consumer_timeout_ms=30_000,
     )
     records = []
     try:
