@@ -1,0 +1,395 @@
+"""The Kafka connector against the real Kafka and a scripted stand-in for the OpenFaaS gateway.
+
+The stand-in serves ``GET /system/functions`` (basic auth) and ``POST /function/<name>``,
+answering each call as the test scripts it. Every test uses its own function name (hence
+consumer group ``f2-connector-<name>``) and its own topics.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from kafka import KafkaConsumer
+from kafka.errors import KafkaError
+from pydantic import SecretStr
+
+from f2lib.kafka import make_producer
+from infra.connector.config import ConnectorConfig
+from infra.connector.delivery import KafkaDeadLetters
+from infra.connector.gateway import GatewayClient
+from infra.connector.metrics import ConnectorMetrics
+from infra.connector.service import Connector
+from infra.connector.worker import kafka_consumer_factory
+from infra.runtime.kafka import KafkaServer
+from infra.runtime.ports import free_port
+from infra.runtime.process import ManagedProcess, log_tail
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+USER, PASSWORD = "admin", "stand-in-secret"
+Answer = Callable[[list[dict[str, Any]]], tuple[int, str]]
+
+
+@dataclass
+class Call:
+    function: str
+    headers: dict[str, str]
+    items: list[dict[str, Any]]
+
+
+@dataclass
+class StandInGateway:
+    """A real HTTP server speaking the two gateway routes the connector uses."""
+
+    functions: list[dict[str, Any]]
+    answer: Answer = lambda items: (200, '{"ok": true}')
+    gate: threading.Event = field(default_factory=threading.Event)
+    calls: list[Call] = field(default_factory=list)
+    active: int = 0
+    max_active: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.gate.set()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def delivered(self) -> list[dict[str, Any]]:
+        """Items of the calls answered 2xx, in call order."""
+        with self.lock:
+            return [item for call in self.calls if call.headers.get("_status") == "2xx"
+                    for item in call.items]  # fmt: skip
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+                if self.path != "/system/functions":
+                    return self._reply(404, "not found")
+                if self.headers.get("Authorization") != expected:
+                    return self._reply(401, "Unauthorized")
+                return self._reply(200, json.dumps(gateway.functions))
+
+            def do_POST(self) -> None:
+                name = self.path.removeprefix("/function/")
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                items = json.loads(body)
+                headers = {k: v for k, v in self.headers.items()}
+                with gateway.lock:
+                    gateway.active += 1
+                    gateway.max_active = max(gateway.max_active, gateway.active)
+                try:
+                    gateway.gate.wait(60)
+                    status, text = gateway.answer(items)
+                finally:
+                    with gateway.lock:
+                        gateway.active -= 1
+                        if 200 <= status < 300:
+                            headers["_status"] = "2xx"
+                        gateway.calls.append(Call(name, headers, items))
+                self._reply(status, text)
+
+            def _reply(self, status: int, text: str) -> None:
+                data = text.encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        return Handler
+
+    def close(self) -> None:
+        self.gate.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@dataclass
+class Scenario:
+    """A function name, its input topic and a dead-letter topic, all new for one test."""
+
+    kafka: KafkaServer
+    function: str
+    topic: str
+    dead_topic: str
+
+    @property
+    def group(self) -> str:
+        return f"f2-connector-{self.function}"
+
+    def listing(self, replicas: int = 1) -> list[dict[str, Any]]:
+        return [
+            {"name": self.function, "replicas": replicas, "labels": {},
+             "annotations": {"topic": self.topic}},
+            {"name": "provision", "replicas": 1, "labels": {}, "annotations": {}},
+        ]  # fmt: skip
+
+    def produce(self, values: list[dict[str, Any]], partition: int, key: str) -> None:
+        producer = make_producer(self.kafka.bootstrap)
+        try:
+            futures = [
+                producer.send(self.topic, key=key.encode(), value=json.dumps(v).encode(),
+                              partition=partition)
+                for v in values
+            ]  # fmt: skip
+            producer.flush(timeout=30)
+            for future in futures:
+                future.get(timeout=30)
+        finally:
+            producer.close(timeout=5)
+
+    def committed(self) -> dict[int, int]:
+        """The group's committed offsets by partition ({} while its coordinator is not ready)."""
+        try:
+            with self.kafka.admin() as admin:
+                offsets = admin.list_group_offsets({self.group: None}).get(self.group, {})
+        except KafkaError:
+            return {}
+        return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == self.topic}
+
+    def read(self, topic: str, count: int, timeout: float = 30) -> list[Any]:
+        consumer = KafkaConsumer(topic, bootstrap_servers=self.kafka.bootstrap,
+                                 auto_offset_reset="earliest", group_id=None)  # fmt: skip
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout
+        try:
+            while len(records) < count and time.monotonic() < deadline:
+                for batch in consumer.poll(timeout_ms=300).values():
+                    records.extend(batch)
+        finally:
+            consumer.close()
+        return records
+
+
+@pytest.fixture
+def scenario(kafka: KafkaServer) -> Scenario:
+    suffix = uuid.uuid4().hex[:8]
+    found = Scenario(kafka, f"fn-{suffix}", f"t-in-{suffix}", f"t-dlq-{suffix}")
+    kafka.create_topics([found.topic, found.dead_topic], partitions=3)
+    return found
+
+
+@pytest.fixture
+def gateway() -> Iterator[StandInGateway]:
+    stand_in = StandInGateway(functions=[])
+    yield stand_in
+    stand_in.close()
+
+
+@pytest.fixture
+def run_connector(
+    scenario: Scenario, gateway: StandInGateway
+) -> Iterator[Callable[..., Connector]]:
+    started: list[tuple[Connector, threading.Event, threading.Thread, Any]] = []
+
+    def start(**settings: Any) -> Connector:
+        config = ConnectorConfig(**{
+            "GATEWAY_URL": gateway.url, "GATEWAY_USERNAME": USER, "GATEWAY_PASSWORD": PASSWORD,
+            "KAFKA_BOOTSTRAP": scenario.kafka.bootstrap, "DEAD_LETTER_TOPIC": scenario.dead_topic,
+            "CONNECTOR_LINGER_MS": 20, "CONNECTOR_REFRESH_SECONDS": 0.5,
+            "CONNECTOR_LAG_INTERVAL_SECONDS": 0.2, "CONNECTOR_RETRY_INITIAL_SECONDS": 0.05,
+            "CONNECTOR_RETRY_MAX_SECONDS": 0.2, "CONNECTOR_INVOKE_TIMEOUT_SECONDS": 30,
+            **settings,
+        })  # fmt: skip
+        producer = make_producer(scenario.kafka.bootstrap)
+        connector = Connector(
+            config,
+            GatewayClient(gateway.url, USER, SecretStr(PASSWORD)),
+            KafkaDeadLetters(producer, scenario.dead_topic),
+            kafka_consumer_factory(config),
+            ConnectorMetrics(),
+        )
+        stop = threading.Event()
+        thread = threading.Thread(target=connector.run, args=(stop,), daemon=True)
+        thread.start()
+        started.append((connector, stop, thread, producer))
+        return connector
+
+    yield start
+    for _, stop, thread, producer in started:
+        stop.set()
+        gateway.gate.set()
+        thread.join(timeout=60)
+        producer.close(timeout=5)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 60, message: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, message or "condition not reached"
+        time.sleep(0.05)
+
+
+def values(n: int, start: int = 0) -> list[dict[str, Any]]:
+    return [{"seq": i} for i in range(start, start + n)]
+
+
+def test_connector__commits_offsets_only_after_2xx_and_sets_the_connector_headers(
+    scenario: Scenario, gateway: StandInGateway, run_connector: Callable[..., Connector]
+) -> None:
+    gateway.functions = scenario.listing()
+    gateway.gate.clear()
+    scenario.produce(values(10), partition=1, key="f2-aaaaaaaaaaaa")
+    run_connector()
+
+    wait_for(lambda: gateway.active == 1, message="the function was never called")
+    time.sleep(1.0)
+    assert scenario.committed().get(1) in (None, -1), "committed before the function answered"
+
+    gateway.gate.set()
+    wait_for(lambda: scenario.committed().get(1) == 10)
+    assert [item["value"]["seq"] for item in gateway.delivered()] == list(range(10))
+    first = gateway.calls[0]
+    assert first.function == scenario.function
+    assert first.headers["X-Topic"] == scenario.topic
+    assert first.headers["X-Kafka-Partition"] == "1"
+    assert first.headers["X-Kafka-Offset"] == str(first.items[0]["offset"]) == "0"
+    assert first.headers["X-Kafka-Key"] == "f2-aaaaaaaaaaaa"
+    assert first.headers["X-F2-Batch"] == str(len(first.items))
+    assert "Authorization" not in first.headers, "gateway credentials must not reach functions"
+    assert first.items[0] == {
+        "topic": scenario.topic, "partition": 1, "offset": 0, "key": "f2-aaaaaaaaaaaa",
+        "value": {"seq": 0},
+    }  # fmt: skip
+
+
+def test_connector__retries_5xx_and_never_skips_the_batch(
+    scenario: Scenario, gateway: StandInGateway, run_connector: Callable[..., Connector]
+) -> None:
+    failures = iter([503, 500, 502])
+    gateway.functions = scenario.listing()
+    gateway.answer = lambda items: (next(failures, 200), "busy")
+    scenario.produce(values(5), partition=0, key="f2-bbbbbbbbbbbb")
+    connector = run_connector()
+
+    wait_for(lambda: scenario.committed().get(0) == 5)
+    assert [item["value"]["seq"] for item in gateway.delivered()] == list(range(5))
+    offsets_tried = [call.headers["X-Kafka-Offset"] for call in gateway.calls]
+    assert offsets_tried[:4] == ["0"] * 4, "the failed batch is sent again, from the same offset"
+    sample = connector.metrics.registry.get_sample_value
+    assert sample("f2_connector_retries_total",
+                  {"function": scenario.function, "reason": "http_503"}) == 1  # fmt: skip
+
+
+def test_connector__isolates_the_poison_record_dead_letters_it_and_delivers_the_rest(
+    scenario: Scenario, gateway: StandInGateway, run_connector: Callable[..., Connector]
+) -> None:
+    def answer(items: list[dict[str, Any]]) -> tuple[int, str]:
+        if any(item["value"].get("poison") for item in items):
+            return 400, "unknown device f2-cccccccccccc"
+        return 200, "ok"
+
+    gateway.functions = scenario.listing()
+    gateway.answer = answer
+    batch = values(40)
+    batch[17] = {"seq": 17, "poison": True}
+    scenario.produce(batch, partition=2, key="f2-cccccccccccc")
+    connector = run_connector(CONNECTOR_LINGER_MS=500)  # the 40 records gather in one batch
+
+    wait_for(lambda: scenario.committed().get(2) == 40)
+    delivered = [item["value"]["seq"] for item in gateway.delivered()]
+    assert delivered == [i for i in range(40) if i != 17]
+    letters = scenario.read(scenario.dead_topic, 1)
+    assert len(letters) == 1
+    letter = json.loads(letters[0].value)
+    assert letter["stage"] == f"connector:{scenario.function}"
+    assert letter["reason"] == "unknown device f2-cccccccccccc"
+    assert letter["record"] == {"seq": 17, "poison": True}
+    assert letter["source"]["offset"] == 17 and letter["source"]["partition"] == 2
+    assert letters[0].key == b"f2-cccccccccccc"
+    sample = connector.metrics.registry.get_sample_value
+    labels = {"function": scenario.function, "topic": scenario.topic}
+    assert sample("f2_connector_dead_letters_total", labels) == 1
+
+
+def test_connector__feeds_more_partitions_at_once_when_the_function_has_more_replicas(
+    scenario: Scenario, gateway: StandInGateway, run_connector: Callable[..., Connector]
+) -> None:
+    gateway.functions = scenario.listing(replicas=1)
+    gateway.gate.clear()
+    for partition in range(3):
+        scenario.produce(values(5), partition=partition, key=f"f2-00000000000{partition}")
+    run_connector()
+    wait_for(lambda: gateway.active == 1)
+    time.sleep(1.5)
+    assert gateway.max_active == 1
+
+    gateway.functions = scenario.listing(replicas=3)
+    wait_for(lambda: gateway.active == 3, message="replicas=3 should feed 3 partitions at once")
+    gateway.gate.set()
+    wait_for(lambda: scenario.committed() == {0: 5, 1: 5, 2: 5})
+
+
+def test_connector_process__exports_lag_and_health_and_stops_on_sigterm(
+    scenario: Scenario, gateway: StandInGateway, tmp_path: Path
+) -> None:
+    gateway.functions = scenario.listing()
+    gateway.gate.clear()
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir()
+    (secrets_dir / "basic-auth-password").write_text(PASSWORD + "\n")
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'functions'}",
+        "F2_SECRETS_DIR": str(secrets_dir),
+        "GATEWAY_URL": gateway.url, "GATEWAY_USERNAME": USER,
+        "KAFKA_BOOTSTRAP": scenario.kafka.bootstrap, "DEAD_LETTER_TOPIC": scenario.dead_topic,
+        "CONNECTOR_HTTP_HOST": "127.0.0.1", "CONNECTOR_HTTP_PORT": str(port),
+        "CONNECTOR_REFRESH_SECONDS": "1", "CONNECTOR_LAG_INTERVAL_SECONDS": "0.5",
+    }  # fmt: skip
+    env.pop("GATEWAY_PASSWORD", None)
+    process = ManagedProcess(
+        "connector", [sys.executable, "-m", "infra.connector"], tmp_path / "connector.log",
+        env=env, cwd=ROOT,
+    ).start()  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+
+    def lag() -> float:
+        total = 0.0
+        prefix = f'f2_connector_consumer_lag{{function="{scenario.function}",'
+        for line in requests.get(f"{base}/metrics", timeout=5).text.splitlines():
+            if line.startswith(prefix) and f'topic="{scenario.topic}"' in line:
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    try:
+        process.wait_ready(lambda: requests.get(f"{base}/healthz", timeout=2).ok, timeout=60)
+        scenario.produce(values(12), partition=0, key="f2-dddddddddddd")
+        wait_for(lambda: lag() == 12, message=log_tail(process.log_path))
+        health = requests.get(f"{base}/healthz", timeout=2).json()
+        assert health["consumers"] == {scenario.function: True}
+
+        gateway.gate.set()
+        wait_for(lambda: lag() == 0, message=log_tail(process.log_path))
+        assert scenario.committed().get(0) == 12
+        assert process.popen is not None
+        process.popen.send_signal(signal.SIGTERM)
+        assert process.popen.wait(timeout=60) == 0
+    finally:
+        process.stop(timeout=10)
