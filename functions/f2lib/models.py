@@ -34,6 +34,8 @@ def parse_timestamp(value: Any) -> datetime:
     without a unit is a guess).
     """
     if isinstance(value, datetime):
+        if value.tzinfo is UTC:
+            return value
         moment = value
     elif isinstance(value, str):
         text = value.strip()
