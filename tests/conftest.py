@@ -1,6 +1,7 @@
 """Shared pytest configuration: fixture modules for the real services."""
 
 pytest_plugins = [
+    "tests.fixtures.stack",
     "tests.fixtures.postgres",
     "tests.fixtures.mosquitto",
     "tests.fixtures.provision",

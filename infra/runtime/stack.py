@@ -275,7 +275,8 @@ class LocalStack:
             MQTT_HOST="127.0.0.1", MQTT_PORT=str(self.ports.mqtt), MQTT_USERNAME=BRIDGE_USER,
             F2_SECRETS_DIR=str(self.secrets_dir),
             KAFKA_BOOTSTRAP=f"127.0.0.1:{self.ports.kafka}",
-            BRIDGE_HTTP_PORT=str(self.ports.bridge_http), BRIDGE_CLIENT_ID="f2-bridge-local-0",
+            BRIDGE_HTTP_PORT=str(self.ports.bridge_http), BRIDGE_HTTP_HOST="127.0.0.1",
+            BRIDGE_CLIENT_ID="f2-bridge-local-0",
         )
 
     def _connector_env(self) -> dict[str, str]:
@@ -285,7 +286,7 @@ class LocalStack:
             GATEWAY_USERNAME=self.secret("basic-auth-user"),
             F2_SECRETS_DIR=str(self.secrets_dir),
             KAFKA_BOOTSTRAP=f"127.0.0.1:{self.ports.kafka}",
-            CONNECTOR_HTTP_PORT=str(self.ports.connector_http),
+            CONNECTOR_HTTP_PORT=str(self.ports.connector_http), CONNECTOR_HTTP_HOST="127.0.0.1",
         )
 
     def _spawn(self, part: str, argv: list[str], env: dict[str, str], *, ready_url: str,

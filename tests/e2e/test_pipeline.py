@@ -1,0 +1,296 @@
+"""The telemetry path on the real local stack: MQTT -> bridge -> Kafka -> decode -> sink -> rows.
+
+Every claim here runs through real Mosquitto, Kafka, PostgreSQL, the gateway and the function
+processes started by the ``local_stack`` fixture.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import psycopg2
+import pytest
+import requests
+from kafka import KafkaConsumer
+from paho.mqtt.enums import CallbackAPIVersion
+
+from infra.runtime.stack import DEVICES_DB, MONITOR_USER, TIMESERIES_DB, LocalStack
+
+pytestmark = pytest.mark.e2e
+
+_mac_lock = threading.Lock()
+_mac_counter = [0x100]
+
+
+def new_device(stack: LocalStack, model: str = "F2-403") -> str:
+    """Register a device of ``model`` (default template) and return its id."""
+    with _mac_lock:
+        _mac_counter[0] += 1
+        device_id = f"f2-02f2e2e{_mac_counter[0]:05x}"
+    with psycopg2.connect(stack.dsn(DEVICES_DB)) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO device (device_id, model, serial_number) VALUES (%s, %s, %s)",
+                    (device_id, model, f"E2E-{device_id}"))
+    return device_id
+
+
+def parameters(stack: LocalStack, device_id: str) -> list[dict[str, Any]]:
+    with psycopg2.connect(stack.dsn(DEVICES_DB)) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT connector_mode, connector, component_type, component_id, encoding_type,"
+            " units, scaling_factor, value_width_bits FROM device_parameters"
+            " WHERE device_id = %s ORDER BY connector, component_type, component_id",
+            (device_id,))
+        cols = [c.name for c in cur.description]
+        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+
+def rows(stack: LocalStack, device_id: str) -> list[dict[str, Any]]:
+    with psycopg2.connect(stack.dsn(TIMESERIES_DB)) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT time, connector_mode, connector, component_type, component_id, value,"
+            " value_text, unit, topic FROM iot_measurements WHERE device_id = %s"
+            " ORDER BY topic, component_id, time", (device_id,))
+        cols = [c.name for c in cur.description]
+        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    return last
+
+
+class Publisher:
+    """A QoS 1 publisher on the internal listener that waits for every PUBACK."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"e2e-{uuid.uuid4().hex}",
+                                  protocol=mqtt.MQTTv5)
+        self.client.username_pw_set(MONITOR_USER, stack.secret("mqtt-monitor-password"))
+        self.client.max_inflight_messages_set(100)
+        self.client.connect("127.0.0.1", stack.ports.mqtt)
+        self.client.loop_start()
+
+    def publish(self, topic: str, payload: dict[str, Any] | str) -> None:
+        body = payload if isinstance(payload, str) else json.dumps(payload)
+        info = self.client.publish(topic, body, qos=1)
+        info.wait_for_publish(timeout=10)
+        assert info.is_published()
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def publisher(local_stack: LocalStack) -> Iterator[Publisher]:
+    pub = Publisher(local_stack)
+    yield pub
+    pub.close()
+
+
+def stamp(offset_ms: int = 0) -> str:
+    moment = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC) + timedelta(milliseconds=offset_ms)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def component_name(param: dict[str, Any]) -> str:
+    cid = param["component_id"]
+    return f"{param['component_type']}-{cid}" if cid else param["component_type"]
+
+
+def payload_for(param: dict[str, Any], offset_ms: int) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
+    """A payload for one component and the (component_id, expected value) rows it must give."""
+    ts = stamp(offset_ms)
+    encoding = param["encoding_type"]
+    cid = param["component_id"] or ""
+    if encoding == "boolean":
+        return {"timestamp": ts, "status": True}, [(cid, 1.0)]
+    if encoding == "boolean_map":
+        member = param["component_type"].rstrip("s")
+        return ({"timestamp": ts, f"{member}-1": True, f"{member}-2": False},
+                [(f"{member}-1", 1.0), (f"{member}-2", 0.0)])
+    if encoding == "hex_to_float":
+        return {"timestamp": ts, "data": "00fa"}, [(cid, 250 * param["scaling_factor"])]
+    if encoding == "raw_string":
+        return {"timestamp": ts, "data": "b'\"Hello World\"'"}, [(cid, '"Hello World"')]
+    raise AssertionError(f"unknown encoding {encoding}")
+
+
+def test_every_component_kind_is_decoded_and_stored(
+        local_stack: LocalStack, publisher: Publisher) -> None:
+    device = new_device(local_stack, "F2-403")
+    params = parameters(local_stack, device)
+    kinds = {p["component_type"] for p in params}
+    assert {"strike", "door-sensors", "reader", "exit-buttons", "siren", "motion-sensor",
+            "sensor"} <= kinds, kinds
+    expected: dict[tuple[str, str], tuple[Any, Any]] = {}
+    for i, param in enumerate(params):
+        topic = (f"cmnd/{device}/{param['connector_mode']}/{param['connector']}/"
+                 f"{component_name(param)}")
+        payload, produced = payload_for(param, i)
+        publisher.publish(topic, payload)
+        for cid, value in produced:
+            expected[(topic, cid)] = (value, param["units"])
+    stored = wait_for(lambda: (r := rows(local_stack, device)) and len(r) >= len(expected) and r)
+    assert stored, "no rows stored within the deadline"
+    got = {(r["topic"], r["component_id"]): r for r in stored}
+    assert set(got) == set(expected)
+    for key, (value, unit) in expected.items():
+        row = got[key]
+        assert row["unit"] == unit, key
+        if isinstance(value, str):
+            assert row["value_text"] == value and row["value"] is None, key
+        else:
+            assert row["value"] == pytest.approx(value), key
+    first = stored[0]
+    assert first["time"].tzinfo is not None
+
+
+def test_republishing_the_same_messages_adds_no_row(
+        local_stack: LocalStack, publisher: Publisher) -> None:
+    device = new_device(local_stack, "F2-212")
+    params = [p for p in parameters(local_stack, device) if p["encoding_type"] == "boolean"][:2]
+    assert params
+    messages = []
+    for i in range(20):
+        param = params[i % len(params)]
+        topic = (f"cmnd/{device}/{param['connector_mode']}/{param['connector']}/"
+                 f"{component_name(param)}")
+        messages.append((topic, {"timestamp": stamp(i), "status": i % 2 == 0}))
+    for topic, payload in messages:
+        publisher.publish(topic, payload)
+    assert len(wait_for(lambda: len(rows(local_stack, device)) >= 20 and rows(local_stack, device))) == 20
+    for topic, payload in messages:
+        publisher.publish(topic, payload)
+    # The redelivered copies travel the whole path; wait until the sink has seen them.
+    marker_topic, _ = messages[0]
+    publisher.publish(marker_topic, {"timestamp": stamp(10_000), "status": True})
+    assert wait_for(lambda: len(rows(local_stack, device)) == 21, timeout=60)
+    time.sleep(2)
+    assert len(rows(local_stack, device)) == 21
+
+
+def dead_letters(stack: LocalStack, since: float) -> list[dict[str, Any]]:
+    consumer = KafkaConsumer(
+        "iot_dead_letter", bootstrap_servers=f"127.0.0.1:{stack.ports.kafka}",
+        auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=3000,
+        group_id=None)
+    found = [json.loads(m.value) for m in consumer if m.timestamp / 1000 >= since - 5]
+    consumer.close()
+    return found
+
+
+def test_bad_inputs_are_dead_lettered_with_stage_and_reason_and_valid_ones_still_stored(
+        local_stack: LocalStack, publisher: Publisher) -> None:
+    started = time.time()
+    device = new_device(local_stack, "F2-403")
+    params = parameters(local_stack, device)
+    by_type = {p["component_type"]: p for p in params}
+
+    def topic_of(ctype: str, name: str | None = None) -> str:
+        p = by_type[ctype]
+        return f"cmnd/{device}/{p['connector_mode']}/{p['connector']}/{name or component_name(p)}"
+
+    unknown_device = "f2-0000000dead0"
+    bad = {
+        "unknown_device": (f"cmnd/{unknown_device}/access-control-mode/J1/strike-1",
+                           {"timestamp": stamp(), "status": True}),
+        "unknown_component": (topic_of("strike", "strike-9"), {"timestamp": stamp(), "status": True}),
+        "bad_json": (topic_of("strike"), "{not json"),
+        "bad_hex": (topic_of("sensor"), {"timestamp": stamp(), "data": "zz-not-hex"}),
+        "missing_timestamp": (topic_of("siren"), {"status": True}),
+        "bad_topic": (f"cmnd/{device}/nonsense-mode/J9/strike-1", {"timestamp": stamp(), "status": True}),
+    }
+    for topic, payload in bad.values():
+        publisher.publish(topic, payload)
+    good_topic = topic_of("strike")
+    publisher.publish(good_topic, {"timestamp": stamp(5), "status": False})
+    assert wait_for(lambda: rows(local_stack, device)), "the valid message after the bad ones was not stored"
+
+    def letters_for_this_test() -> list[dict[str, Any]]:
+        found = []
+        for letter in dead_letters(local_stack, started):
+            text = json.dumps(letter)
+            if device in text or unknown_device in text:
+                found.append(letter)
+        return found
+
+    letters = wait_for(lambda: (ls := letters_for_this_test()) and len(ls) >= len(bad) and ls, timeout=60)
+    assert letters and len(letters) >= len(bad), letters
+    for letter in letters:
+        assert letter["stage"] and letter["reason"] and letter["error"], letter
+    reasons = " ".join(f"{x['stage']}:{x['reason']}:{x['error']}" for x in letters)
+    for expected in ("unknown_device", "unknown_component", "bridge"):
+        assert expected in reasons, reasons
+    assert len(rows(local_stack, device)) == 1
+
+
+def test_a_single_record_as_openfaas_connector_sends_it_works_like_a_batch(
+        local_stack: LocalStack) -> None:
+    device = new_device(local_stack, "F2-212")
+    param = next(p for p in parameters(local_stack, device) if p["encoding_type"] == "boolean")
+    topic = f"cmnd/{device}/{param['connector_mode']}/{param['connector']}/{component_name(param)}"
+    raw = {"topic": topic, "payload": json.dumps({"timestamp": stamp(), "status": True}),
+           "received_at": datetime.now(UTC).isoformat(), "qos": 1}
+    resp = requests.post(
+        f"http://127.0.0.1:{local_stack.ports.gateway}/function/decode", data=json.dumps(raw),
+        headers={"Content-Type": "application/json", "X-Topic": "raw_iot_data",
+                 "X-Kafka-Partition": "0", "X-Kafka-Offset": "0", "X-Kafka-Key": device},
+        timeout=30)
+    assert resp.status_code == 200, resp.text
+    assert wait_for(lambda: rows(local_stack, device)), "single record not stored"
+
+
+def test_killing_the_bridge_and_a_function_mid_stream_loses_nothing_and_doubles_nothing(
+        local_stack: LocalStack, publisher: Publisher) -> None:
+    device = new_device(local_stack, "F2-212")
+    param = next(p for p in parameters(local_stack, device) if p["encoding_type"] == "boolean")
+    topic = f"cmnd/{device}/{param['connector_mode']}/{param['connector']}/{component_name(param)}"
+    total = 600
+    for i in range(total):
+        publisher.client.publish(topic, json.dumps({"timestamp": stamp(i), "status": i % 2 == 0}),
+                                 qos=1)
+        if i == 150:
+            bridge_pid = int(local_stack.pid_path("bridge").read_text())
+            os.kill(bridge_pid, signal.SIGKILL)
+        if i == 300:
+            gateway_logs = local_stack.state_dir / "gateway" / "logs"
+            assert any(gateway_logs.glob("sink-*.log"))
+            _kill_one_replica(local_stack, "sink")
+    local_stack.up()  # restarts the bridge; the gateway's supervisor restarted the sink replica
+    stored = wait_for(lambda: len(rows(local_stack, device)) >= total and rows(local_stack, device),
+                      timeout=120)
+    assert stored and len(stored) == total, len(rows(local_stack, device))
+    time.sleep(3)
+    assert len(rows(local_stack, device)) == total
+
+
+def _kill_one_replica(stack: LocalStack, function: str) -> None:
+    needle = str(stack.state_dir / "gateway" / "secrets" / function).encode()
+    for proc in os.listdir("/proc"):
+        if not proc.isdigit():
+            continue
+        try:
+            with open(f"/proc/{proc}/environ", "rb") as handle:
+                environ = handle.read()
+        except OSError:
+            continue
+        if needle in environ and b"F2_UPSTREAM_PORT" in environ:
+            os.kill(int(proc), signal.SIGKILL)
+            return
+    raise AssertionError(f"no replica of {function} found")
