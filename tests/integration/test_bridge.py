@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -283,3 +284,32 @@ def test_bridge__sigterm_flushes_acks_and_disconnects_so_nothing_is_redelivered(
     counts = seqs(records)
     assert set(counts) == set(range(200))
     assert max(counts.values()) == 1, f"duplicates after a clean stop: {counts.most_common(3)}"
+
+
+def test_bridge__burst_stays_within_the_in_flight_bound_and_loses_nothing(
+    bridge_run: BridgeRun, publisher: Publisher, kafka: KafkaServer
+) -> None:
+    bridge_run.env["BRIDGE_MAX_IN_FLIGHT"] = "20"
+    bridge_run.start()
+    topic = f"cmnd/{bridge_run.device}/sensor-mode/J1/motion-sensor-1"
+    burst = 3000
+    peak = 0.0
+    sampling = True
+
+    def sample() -> None:
+        nonlocal peak
+        while sampling:
+            peak = max(peak, bridge_run.metric("f2_bridge_messages_in_flight"))
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    started = time.monotonic()
+    publisher.publish(topic, [payload(i) for i in range(burst)])
+    records = read_topic(kafka, bridge_run.raw_topic, lambda rs: len(seqs(rs)) >= burst, 120)
+    elapsed = time.monotonic() - started
+    sampling = False
+    sampler.join()
+    assert set(seqs(records)) == set(range(burst))
+    assert 0 < peak <= 20, f"in-flight peaked at {peak}"
+    print(f"bridge burst: {burst} messages in {elapsed:.1f}s, in-flight peak {peak:.0f}")
