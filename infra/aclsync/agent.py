@@ -9,10 +9,13 @@ anchor never comes from the bucket) and the ACL parsed; only then are they writt
 validation, rename) and the broker reloaded. The agent also warns when the installed CRL nears
 its nextUpdate, since an expired CRL locks every device out.
 
-Environment (``AclSyncConfig``): ACLSYNC_S3_BUCKET (required), ACLSYNC_S3_PREFIX
-(f2pipe/registry), ACLSYNC_OUTPUT_DIR (certs), ACLSYNC_CA_CERT (<output>/ca.crt),
-ACLSYNC_PID_FILE (broker pid file), ACLSYNC_INTERVAL_SECONDS (10), S3_ENDPOINT_URL, S3_REGION,
-and boto3's usual credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...).
+Environment (``AclSyncConfig``; either name works): ACLSYNC_S3_BUCKET | REGISTRY_S3_BUCKET
+(required), ACLSYNC_S3_PREFIX | REGISTRY_S3_PREFIX (f2pipe/registry), ACLSYNC_OUTPUT_DIR |
+ACLSYNC_TARGET_DIR (certs), ACLSYNC_CA_CERT (<output>/ca.crt), ACLSYNC_PID_FILE (broker pid
+file to SIGHUP; unset where a wrapper watches the files), ACLSYNC_INTERVAL_SECONDS |
+ACLSYNC_POLL_SECONDS (10), ACLSYNC_HTTP_PORT (optional /healthz), S3_ENDPOINT_URL, S3_REGION.
+S3 credentials: secrets ``s3-access-key-id``/``s3-secret-access-key`` (F2_SECRETS_DIR or
+/var/openfaas/secrets), else boto3's default chain (AWS_ACCESS_KEY_ID, ...).
 """
 
 from __future__ import annotations
@@ -25,15 +28,18 @@ import logging
 import os
 import signal
 import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from f2lib.errors import CertificateError, RegistryError
+from f2lib.errors import CertificateError, ConfigError, RegistryError
 from f2lib.pki import load_certificate, load_crl
 from f2lib.publishers import MANIFEST, FilesystemPublisher, PidFileReloader, S3Publisher
 from f2lib.registry import ACL_FILE, CA_FILE, CRL_FILE, REGISTRY_FILE, RegistryBundle
+from f2lib.secrets import SecretStore
 
 logger = logging.getLogger(__name__)
 
@@ -42,16 +48,26 @@ CRL_WARNING = dt.timedelta(days=7)
 
 
 class AclSyncConfig(BaseSettings):
-    """The agent's environment (prefix ``ACLSYNC_``; S3 endpoint shared with the function)."""
+    """The agent's environment; each setting also answers to the name the deploy files use."""
 
-    model_config = SettingsConfigDict(env_prefix="ACLSYNC_", extra="ignore")
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
-    s3_bucket: str
-    s3_prefix: str = "f2pipe/registry"
-    output_dir: Path = Path("certs")
-    ca_cert: Path | None = None
-    pid_file: Path | None = None
-    interval_seconds: float = 10.0
+    s3_bucket: str = Field(validation_alias=AliasChoices("ACLSYNC_S3_BUCKET", "REGISTRY_S3_BUCKET"))
+    s3_prefix: str = Field(
+        "f2pipe/registry", validation_alias=AliasChoices("ACLSYNC_S3_PREFIX", "REGISTRY_S3_PREFIX")
+    )
+    output_dir: Path = Field(
+        Path("certs"), validation_alias=AliasChoices("ACLSYNC_OUTPUT_DIR", "ACLSYNC_TARGET_DIR")
+    )
+    ca_cert: Path | None = Field(None, validation_alias="ACLSYNC_CA_CERT")
+    pid_file: Path | None = Field(None, validation_alias="ACLSYNC_PID_FILE")
+    interval_seconds: float = Field(
+        10.0, validation_alias=AliasChoices("ACLSYNC_INTERVAL_SECONDS", "ACLSYNC_POLL_SECONDS")
+    )
+    http_port: int | None = Field(None, validation_alias="ACLSYNC_HTTP_PORT")
+    http_host: str = Field("0.0.0.0", validation_alias="ACLSYNC_HTTP_HOST")
+    s3_endpoint_url: str | None = Field(None, validation_alias="S3_ENDPOINT_URL")
+    s3_region: str = Field("us-east-1", validation_alias="S3_REGION")
 
 
 def utcnow() -> dt.datetime:
@@ -71,6 +87,8 @@ class AclSyncAgent:
         self.target = target
         self.ca_certificate_pem = ca_certificate_pem
         self.applied_version: int | None = None
+        self.last_error: str | None = None
+        self.crl_ok = False
 
     def _fetch(self, name: str, manifest: dict[str, Any]) -> bytes:
         data = self.source.read(name)
@@ -105,6 +123,7 @@ class AclSyncAgent:
         return True
 
     def check_crl_freshness(self, now: dt.datetime) -> None:
+        self.crl_ok = False
         installed = self.target.read(CRL_FILE)
         if installed is None:
             logger.error("no CRL installed in %s", self.target.directory)
@@ -114,19 +133,33 @@ class AclSyncAgent:
         except CertificateError:
             logger.error("installed CRL cannot be parsed")
             return
+        self.crl_ok = next_update is not None and next_update > now
         if next_update is None or next_update - now < CRL_WARNING:
             logger.error(
                 "installed CRL expires %s: re-sign it (POST /function/provision/crl)", next_update
             )
 
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Healthy when the last poll worked and the installed CRL is current."""
+        ok = self.last_error is None and self.crl_ok
+        return ok, {"ok": ok, "version": self.applied_version, "error": self.last_error,
+                    "crl_current": self.crl_ok}
 
-def build_agent(config: AclSyncConfig) -> AclSyncAgent:
+
+def build_agent(config: AclSyncConfig, secrets: SecretStore | None = None) -> AclSyncAgent:
     import boto3
 
+    secrets = secrets or SecretStore()
+    credentials: dict[str, str] = {}
+    try:
+        credentials = {
+            "aws_access_key_id": secrets.get("s3-access-key-id").get_secret_value(),
+            "aws_secret_access_key": secrets.get("s3-secret-access-key").get_secret_value(),
+        }
+    except ConfigError:
+        logger.info("no s3-access-key-id/s3-secret-access-key secrets: boto3 default chain")
     client = boto3.client(
-        "s3",
-        endpoint_url=os.environ.get("S3_ENDPOINT_URL") or None,
-        region_name=os.environ.get("S3_REGION", "us-east-1"),
+        "s3", endpoint_url=config.s3_endpoint_url, region_name=config.s3_region, **credentials
     )
     ca_path = config.ca_cert or config.output_dir / CA_FILE
     ca_pem = ca_path.read_bytes()
@@ -142,14 +175,41 @@ def run(agent: AclSyncAgent, interval: float, stop: threading.Event, *, once: bo
         try:
             agent.poll()
             failures = 0
+            agent.last_error = None
         except (RegistryError, CertificateError) as exc:
             failures += 1
+            agent.last_error = str(exc)
             logger.warning("registry not installed (attempt %d): %s", failures, exc)
         agent.check_crl_freshness(utcnow())
         if once:
             return 0 if failures == 0 else 1
         stop.wait(interval)
     return 0
+
+
+def serve_health(agent: AclSyncAgent, host: str, port: int) -> ThreadingHTTPServer:
+    """``GET /healthz``: 200 when the last poll worked and the CRL is current, else 503."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.split("?")[0] != "/healthz":
+                self.send_error(404)
+                return
+            ok, body = agent.health()
+            data = json.dumps(body).encode()
+            self.send_response(200 if ok else 503)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            logger.debug("health: " + format, *args)
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="aclsync-health", daemon=True).start()
+    logger.info("aclsync health on %s:%d/healthz", host, port)
+    return server
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     config = AclSyncConfig()  # s3_bucket comes from the environment
     agent = build_agent(config)
     stop = threading.Event()
+    if config.http_port is not None:
+        serve_health(agent, config.http_host, config.http_port)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     logger.info(

@@ -15,6 +15,7 @@ from typing import Any
 
 import boto3
 import pytest
+import requests
 
 from f2lib.pki import CertificateAuthority, crl_pem, generate_csr, generate_key, private_key_pem
 from f2lib.publishers import MANIFEST
@@ -39,6 +40,7 @@ pytestmark = pytest.mark.integration
 
 BUCKET = "f2pipe-registry"
 PREFIX = "site-a/registry"
+AGENT_HTTP_PORT = free_port()
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret"}
 
 
@@ -94,11 +96,17 @@ def edge_broker(runtime_root: Path, edge_dir: Path) -> Iterator[MosquittoServer]
 @pytest.fixture(scope="module")
 def aclsync(runtime_root: Path, s3: S3Server, edge_dir: Path,
             edge_broker: MosquittoServer) -> Iterator[ManagedProcess]:
+    secrets_dir = runtime_root / "aclsync-secrets"
+    secrets_dir.mkdir(mode=0o700)
+    (secrets_dir / "s3-access-key-id").write_text(S3_KEYS["AWS_ACCESS_KEY_ID"])
+    (secrets_dir / "s3-secret-access-key").write_text(S3_KEYS["AWS_SECRET_ACCESS_KEY"])
+    # The names the faasd compose file and the Helm chart use (the ACLSYNC_* ones work too).
     env = {
-        "PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1", **S3_KEYS,
-        "S3_ENDPOINT_URL": s3.url, "ACLSYNC_S3_BUCKET": BUCKET, "ACLSYNC_S3_PREFIX": PREFIX,
-        "ACLSYNC_OUTPUT_DIR": str(edge_dir), "ACLSYNC_PID_FILE": str(edge_broker.pid_path),
-        "ACLSYNC_INTERVAL_SECONDS": "0.3",
+        "PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1", "F2_SECRETS_DIR": str(secrets_dir),
+        "S3_ENDPOINT_URL": s3.url, "REGISTRY_S3_BUCKET": BUCKET, "REGISTRY_S3_PREFIX": PREFIX,
+        "ACLSYNC_TARGET_DIR": str(edge_dir), "ACLSYNC_PID_FILE": str(edge_broker.pid_path),
+        "ACLSYNC_POLL_SECONDS": "0.3", "ACLSYNC_HTTP_PORT": str(AGENT_HTTP_PORT),
+        "ACLSYNC_HTTP_HOST": "127.0.0.1",
     }
     process = ManagedProcess("aclsync", [sys.executable, "-m", "infra.aclsync"],
                              runtime_root / "aclsync.log", env=env, cwd=ROOT).start()
@@ -172,6 +180,8 @@ def test_s3_path__device_provisioned_through_s3_connects_and_is_locked_out_after
     assert wait_for(lambda: not mqtt_connect(edge_broker.host, edge_broker.tls_port or 0,
                                              ca_cert=edge_dir / "ca.crt", device=device).accepted)
     assert edge_broker.pid == pid
+    health = requests.get(f"http://127.0.0.1:{AGENT_HTTP_PORT}/healthz", timeout=5)
+    assert health.status_code == 200 and health.json()["crl_current"] is True
 
 
 def publish_raw(s3: S3Server, files: dict[str, bytes], *, version: int) -> None:
@@ -207,3 +217,5 @@ def test_aclsync__refuses_a_tampered_publication_and_keeps_the_installed_files(
     publish_raw(s3, files, version=secrets.randbelow(10**12) + 1)
     assert wait_for(lambda: b"registry not installed" in aclsync.log_path.read_bytes()[log_size:])
     assert {n: (edge_dir / n).read_bytes() for n in before} == before
+    health = requests.get(f"http://127.0.0.1:{AGENT_HTTP_PORT}/healthz", timeout=5)
+    assert health.status_code == 503 and health.json()["error"]
