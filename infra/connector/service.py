@@ -66,6 +66,7 @@ class Connector:
 
     def reconcile(self, targets: list[FunctionTarget]) -> None:
         wanted = {target.name: target for target in targets}
+        retired: list[FunctionConsumer] = []
         with self._lock:
             for name in list(self._consumers):
                 current = self._consumers[name]
@@ -73,8 +74,11 @@ class Connector:
                 if target is None or target.topics != current.topics or not current.alive():
                     why = "gone" if target is None else "changed or stopped"
                     logger.info("stopping consumer of %s (%s)", name, why)
-                    current.stop()
-                    del self._consumers[name]
+                    current.request_stop()
+                    retired.append(self._consumers.pop(name))
+        for consumer in retired:
+            consumer.stop()  # its batches finish and commit before a successor joins the group
+        with self._lock:
             for name, target in wanted.items():
                 if name in self._consumers:
                     self._consumers[name].update(target)
