@@ -35,6 +35,17 @@ class TlsFiles:
     crl: Path
     acl: Path
 
+    @classmethod
+    def from_dir(cls, directory: Path) -> TlsFiles:
+        """The layout ``python -m certs init`` writes (and the provision function updates)."""
+        return cls(
+            ca_cert=directory / "ca.crt",
+            server_cert=directory / "server.crt",
+            server_key=directory / "server.key",
+            crl=directory / "crl.pem",
+            acl=directory / "devices.acl",
+        )
+
 
 @dataclass(frozen=True)
 class InternalUser:
