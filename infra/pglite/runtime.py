@@ -14,7 +14,8 @@ from pathlib import Path
 
 import psycopg2
 
-from infra.runtime.process import ManagedProcess
+from infra.runtime.ports import free_port
+from infra.runtime.process import ManagedProcess, ProcessError
 
 logger = logging.getLogger(__name__)
 
@@ -54,18 +55,28 @@ class PgliteServer:
         )
         return f"{dsn} options='{options}'" if options else dsn
 
-    def start(self, timeout: float = 90.0) -> PgliteServer:
+    def start(self, timeout: float = 90.0, attempts: int = 3) -> PgliteServer:
+        """Start and wait until it answers; on a port taken meanwhile, retry on a fresh one."""
         ensure_installed()
         node = shutil.which("node")
         if node is None:
             raise FileNotFoundError("node not found; run `make setup`")
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        argv = [node, str(PGLITE_DIR / "server.mjs"), "--port", str(self.port)]
-        if self.data_dir is not None:
-            argv += ["--data-dir", str(self.data_dir)]
-        self.process = ManagedProcess("pglite", argv, self.log_path, cwd=PGLITE_DIR).start()
-        self.process.wait_ready(self.ready, timeout=timeout, interval=0.5)
-        return self
+        for attempt in range(1, attempts + 1):
+            argv = [node, str(PGLITE_DIR / "server.mjs"), "--port", str(self.port)]
+            if self.data_dir is not None:
+                argv += ["--data-dir", str(self.data_dir)]
+            self.process = ManagedProcess("pglite", argv, self.log_path, cwd=PGLITE_DIR).start()
+            try:
+                self.process.wait_ready(self.ready, timeout=timeout, interval=0.5)
+                return self
+            except ProcessError as exc:
+                self.process.stop(timeout=5)
+                if "EADDRINUSE" not in str(exc) or attempt == attempts:
+                    raise
+                logger.warning("pglite port %d was taken meanwhile; retrying", self.port)
+                self.port = free_port()
+        raise AssertionError("unreachable")
 
     def ready(self) -> bool:
         try:
