@@ -18,7 +18,7 @@ import selectors
 import ssl
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,8 @@ KEEPALIVE_SECONDS = 30
 MISC_INTERVAL = 1.0
 MAX_SELECT_WAIT = 0.25
 CLOSE_WAIT = 2.0
+BATCH_WINDOW = 0.002  # publish what is due within 2 ms in one pass
+MAX_PENDING_READS = 64
 RECONNECT_MIN, RECONNECT_MAX = 1.0, 30.0
 
 
@@ -219,19 +221,25 @@ class Shard(threading.Thread):
         self._registered: dict[int, tuple[Any, int, int]] = {}
 
     # --- socket bookkeeping ------------------------------------------------------------------
-    def _sync_selector(self) -> None:
-        """Follow each client's socket (it changes on reconnect) and its wish to write."""
-        sockets = [link.client.socket() for link in self.links]
-        for index, (sock, fd, _) in list(self._registered.items()):
-            if sockets[index] is not sock:  # closed or replaced: drop the old fd first
+    def _sync_selector(self, indices: Iterable[int]) -> None:
+        """Follow the clients' sockets (they change on reconnect) and their wish to write.
+
+        Only ``indices`` are looked at: the links touched since the last call (a full sweep
+        runs once a second), so an iteration costs what happened in it, not the shard's size.
+        """
+        touched = sorted(set(indices))
+        sockets = {index: self.links[index].client.socket() for index in touched}
+        for index in touched:  # drop closed or replaced sockets before registering new ones
+            current = self._registered.get(index)
+            if current is not None and sockets[index] is not current[0]:
                 del self._registered[index]
-                self._selector.unregister(fd)
-        for index, sock in enumerate(sockets):
+                self._selector.unregister(current[1])
+        for index in touched:
+            sock = sockets[index]
             if sock is None:
                 continue
-            link = self.links[index]
             events = selectors.EVENT_READ | (
-                selectors.EVENT_WRITE if link.client.want_write() else 0)
+                selectors.EVENT_WRITE if self.links[index].client.want_write() else 0)
             current = self._registered.get(index)
             if current is None:
                 fd = sock.fileno()
@@ -253,10 +261,12 @@ class Shard(threading.Thread):
             self._selector.close()
 
     def _run(self) -> None:
+        everyone = range(len(self.links))
         schedule: list[tuple[float, int]] = []
         started = False
         closing_since: float | None = None
         last_misc = self.clock()
+        dirty: set[int] = set(everyone)
         while True:
             now = self.clock()
             if self.finish.is_set() and closing_since is None:
@@ -264,6 +274,7 @@ class Shard(threading.Thread):
                 for link in self.links:
                     link.closing = True
                     link.disconnect()
+                dirty.update(everyone)
             if closing_since is not None and (
                     now - closing_since > CLOSE_WAIT
                     or all(link.client.socket() is None or not link.client.want_write()
@@ -276,32 +287,38 @@ class Shard(threading.Thread):
                     phase = link.stream.rng.random() * link.interval
                     heapq.heappush(schedule, (now + phase, index))
             publishing = started and not self.stop_publishing.is_set() and closing_since is None
-            while publishing and schedule and schedule[0][0] <= now:
+            # publish everything due now or within the batching window
+            while publishing and schedule and schedule[0][0] <= now + BATCH_WINDOW:
                 due, index = heapq.heappop(schedule)
                 link = self.links[index]
                 if link.done or link.refused:
                     continue
                 link.publish()
+                dirty.add(index)
                 jitter = link.stream.rng.uniform(0.8, 1.2)
                 heapq.heappush(schedule, (max(due + link.interval * jitter, now), index))
-            self._sync_selector()
+            self._sync_selector(dirty)
+            dirty.clear()
             wait = MAX_SELECT_WAIT if closing_since is None else 0.05
             if publishing and schedule:
                 wait = min(wait, max(schedule[0][0] - now, 0.0))
-            if any(self._ssl_pending(link) for link in self.links):
-                wait = 0.0
             for key, mask in self._selector.select(wait):
-                link = self.links[key.data]
+                index = key.data
+                link = self.links[index]
+                dirty.add(index)
                 if mask & selectors.EVENT_READ:
                     self._check(link, link.client.loop_read())
+                    # TLS may hold decrypted records select() cannot see: drain them now
+                    for _ in range(MAX_PENDING_READS):
+                        if not self._ssl_pending(link):
+                            break
+                        self._check(link, link.client.loop_read())
                 if mask & selectors.EVENT_WRITE and link.client.socket() is not None:
                     self._check(link, link.client.loop_write())
-            for link in self.links:
-                if self._ssl_pending(link):
-                    self._check(link, link.client.loop_read())
             now = self.clock()
             if now - last_misc >= MISC_INTERVAL:
                 last_misc = now
+                dirty.update(everyone)
                 for link in self.links:
                     if link.client.socket() is not None:
                         link.client.loop_misc()
