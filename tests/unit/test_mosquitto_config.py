@@ -23,17 +23,28 @@ from infra.mosquitto.config import (
 
 def config(tmp: Path, **kw: object) -> BrokerConfig:
     tls = TlsFiles(tmp / "ca.crt", tmp / "s.crt", tmp / "s.key", tmp / "crl.pem", tmp / "d.acl")
-    return BrokerConfig(host="127.0.0.1", port=1883, password_file=tmp / "passwd",
-                        internal_acl=tmp / "internal.acl", persistence_dir=tmp / "data",
-                        tls=tls, **kw)  # type: ignore[arg-type]
+    return BrokerConfig(
+        host="127.0.0.1",
+        port=1883,
+        password_file=tmp / "passwd",
+        internal_acl=tmp / "internal.acl",
+        persistence_dir=tmp / "data",
+        tls=tls,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def test_render_config__tls_listener_has_every_required_setting(tmp_path: Path) -> None:
     text = render_config(config(tmp_path, tls_port=8883))
     tls_part = text.split("listener 8883 127.0.0.1", 1)[1]
-    for line in ("require_certificate true", "use_identity_as_username true",
-                 f"crlfile {tmp_path / 'crl.pem'}", "tls_version tlsv1.2",
-                 "allow_anonymous false", f"acl_file {tmp_path / 'd.acl'}"):
+    for line in (
+        "require_certificate true",
+        "use_identity_as_username true",
+        f"crlfile {tmp_path / 'crl.pem'}",
+        "tls_version tlsv1.2",
+        "allow_anonymous false",
+        f"acl_file {tmp_path / 'd.acl'}",
+    ):
         assert line in tls_part
     assert text.startswith("# f2pipe") and "per_listener_settings true" in text
     assert "persistence true" in text
@@ -46,8 +57,14 @@ def test_render_config__websockets_only_beside_the_plain_listener(tmp_path: Path
 
 
 def test_render_config__refuses_tls_port_without_files(tmp_path: Path) -> None:
-    cfg = BrokerConfig(host="127.0.0.1", port=1883, password_file=tmp_path / "p",
-                       internal_acl=tmp_path / "a", persistence_dir=tmp_path, tls_port=8883)
+    cfg = BrokerConfig(
+        host="127.0.0.1",
+        port=1883,
+        password_file=tmp_path / "p",
+        internal_acl=tmp_path / "a",
+        persistence_dir=tmp_path,
+        tls_port=8883,
+    )
     with pytest.raises(ValueError):
         render_config(cfg)
 
@@ -56,8 +73,9 @@ def test_hash_password__is_pbkdf2_sha512_like_mosquitto_passwd() -> None:
     encoded = hash_password("secret", salt=b"0123456789ab")
     _, kind, rounds, salt, digest = encoded.split("$")
     assert (kind, rounds, base64.b64decode(salt)) == ("7", "101", b"0123456789ab")
-    assert base64.b64decode(digest) == hashlib.pbkdf2_hmac("sha512", b"secret",
-                                                           b"0123456789ab", 101)
+    assert base64.b64decode(digest) == hashlib.pbkdf2_hmac(
+        "sha512", b"secret", b"0123456789ab", 101
+    )
     assert verify_password("secret", encoded) and not verify_password("Secret", encoded)
 
 
