@@ -32,7 +32,9 @@ def partition_counts(admin: Any, names: Sequence[str]) -> dict[str, int]:
     present = [name for name in names if name in existing]
     if not present:
         return {}
-    return {str(t["topic"]): len(t["partitions"]) for t in admin.describe_topics(present)}
+    described = admin.describe_topics(present)
+    # kafka-python names the field "name" (newer metadata versions) or "topic" (older)
+    return {str(t.get("name") or t.get("topic")): len(t["partitions"]) for t in described}
 
 
 def ensure_topics(

@@ -1,10 +1,13 @@
 {{- /*
-templates/keda/: KEDA ScaledObjects (kafka trigger) for the function Deployments in
-.Values.openfaas.functionNamespace, rendered only when .Values.keda.enabled is true (the
-alternative to the autoscaler; autoscaler.yaml refuses both at once). They read the lag target
-and replica bounds from .Values.functions (kept equal to stack.yml by
-tests/integration/test_deploy_manifests.py) and the bootstrap address from
-"f2pipe.kafkaBootstrap"; consumer groups are the connector's "f2-connector-<function>".
-Files here are written by the autoscaling work (infra/autoscaler); wrap each in
-{{- if .Values.keda.enabled }} ... {{- end }}.
+templates/keda/: the place for KEDA ScaledObjects (kafka trigger) on the function Deployments
+in .Values.openfaas.functionNamespace, the alternative to the autoscaler selected by
+.Values.keda.enabled (autoscaler.yaml refuses both at once).
+
+The objects are generated from stack.yml, the one source of the lag target and replica bounds,
+by `python -m infra.autoscaler.keda --bootstrap <Kafka as the KEDA operator reaches it>` into
+infra/k8s/keda/ (kubectl apply -k infra/k8s/keda). With this chart the bootstrap is
+kafka.<functionNamespace>.svc.cluster.local:9092 (the alias functions-namespace.yaml makes) or
+<release>-kafka-kafka-bootstrap.<namespace>.svc.cluster.local:9092. To ship them with the
+chart, copy them here wrapped in {{- if .Values.keda.enabled }} ... {{- end }}.
+.Values.functions mirrors the same labels (a test keeps it equal to stack.yml).
 */ -}}
