@@ -145,13 +145,6 @@ def run(args: argparse.Namespace, console: Console) -> int:
     fleet = Fleet(config)
     if args.dry_run:
         return _dry_run(fleet, args.messages or 3)
-    missing = [name for name, value in (("GATEWAY_URL / --gateway", config.gateway_url),
-                                        ("PROVISION_TOKEN / --token", config.provision_token))
-               if value is None]
-    if missing:
-        console.print(f"[yellow]no {' and no '.join(missing)}: devices without stored "
-                      "certificates cannot be provisioned (run `make up`, then "
-                      "eval \"$(make -s env)\")[/]")
     console.print(f"provisioning {len(fleet.identities)} devices "
                   f"({', '.join(f'{m}x{n}' for m, n in config.mix.items())}), seed {config.seed}")
     credentials = fleet.provision_all(force=args.reprovision)
@@ -176,6 +169,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         with LiveProgress(console) as progress:
             report = fleet.run(duration=args.duration, messages=args.messages, stop=stop,
                                on_tick=progress)
+    console.print()
     console.print(render_summary(report))
     if args.report is not None:
         report.write(args.report)

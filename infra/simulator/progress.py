@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import deque
 
+from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
@@ -31,17 +32,18 @@ class RateMeter:
 
 
 def render_snapshot(snap: FleetSnapshot, sent_rate: float, ack_rate: float) -> RenderableType:
-    table = Table(title=f"F2 fleet simulator: {snap.phase}", title_justify="left",
-                  show_header=True, header_style="bold")
-    acked_label = "acknowledged" if snap.qos else "written (QoS 0)"
-    for name in ("elapsed", "devices", "connected", "sent", acked_label, "in flight",
-                 "refused", "sent/s", "acked/s"):
-        table.add_column(name, justify="right")
+    """One compact row (fits 80 columns) under a header."""
+    table = Table(box=box.SIMPLE_HEAD, title=f"F2 fleet simulator: {snap.phase}",
+                  title_justify="left", header_style="bold", pad_edge=False)
+    acked_label = "acked" if snap.qos else "written"
+    for name in ("time", "connected", "sent", acked_label, "in flight", "refused", "sent/s",
+                 f"{acked_label}/s"):
+        table.add_column(name, justify="right", no_wrap=True)
     acked = snap.acked if snap.qos else snap.written
     table.add_row(
-        f"{snap.elapsed:6.1f}s", str(snap.devices), str(snap.connected), str(snap.sent),
-        str(acked), str(snap.outstanding), str(snap.rejected + snap.dropped),
-        f"{sent_rate:7.1f}", f"{ack_rate:7.1f}",
+        f"{snap.elapsed:.0f}s", f"{snap.connected}/{snap.devices}", str(snap.sent), str(acked),
+        str(snap.outstanding), str(snap.rejected + snap.dropped), f"{sent_rate:.1f}",
+        f"{ack_rate:.1f}",
     )
     return table
 
