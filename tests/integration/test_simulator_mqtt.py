@@ -195,3 +195,55 @@ def test_a_certificate_from_another_ca_is_refused_by_the_broker(
         fleet.run(messages=1)
     assert identity.device_id in str(refused.value)
     assert time.monotonic() - started < 4.0, "a refusal should not wait for the timeout"
+
+
+def test_publishes_refused_by_the_acl_count_as_rejected_not_acknowledged(
+    tmp_path: Path, provision_fn: FunctionEndpoint, secure_mosquitto: MosquittoServer,
+    certs_dir: Path, registry_db: str,
+) -> None:
+    config = _config(tmp_path, provision_fn, secure_mosquitto, certs_dir, registry_db,
+                     mix={"F2-301": 1}, seed=SEED + 1, rate=20.0, drain_timeout=3.0)
+    fleet = Fleet(config)
+    fleet.provision_all()
+    device_id = fleet.identities[0].device_id
+    stop = threading.Event()
+    reports: list[FleetReport] = []
+    runner = threading.Thread(target=lambda: reports.append(fleet.run(stop=stop)))
+    runner.start()
+    try:
+        time.sleep(2.0)
+        # Revocation removes the device's ACL lines and reloads the broker: the connected
+        # device's next publishes are answered "Not authorized".
+        assert provision_fn.delete(device_id).status_code == 200
+        time.sleep(2.0)
+    finally:
+        stop.set()
+        runner.join(30)
+    (report,) = reports
+    device = report.devices[0]
+    assert device.acked > 0
+    assert device.rejected > 0, report.to_dict()["devices"]
+    assert not report.complete
+    assert device.acked == len(report.acknowledged)
+    assert "Not authorized" in (device.last_error or "")
+
+
+def test_qos0_counts_written_messages_and_lists_no_acknowledgements(
+    tmp_path: Path, provision_fn: FunctionEndpoint, secure_mosquitto: MosquittoServer,
+    certs_dir: Path, registry_db: str, listener: InternalListener,
+) -> None:
+    config = _config(tmp_path, provision_fn, secure_mosquitto, certs_dir, registry_db,
+                     mix={"F2-213": 1, "F2-403": 1}, qos=0)
+    fleet = Fleet(config)
+    fleet.provision_all()
+    report = fleet.run(messages=10)
+    totals = report.to_dict()["totals"]
+    assert totals["sent"] == totals["written"] == 20
+    assert totals["acked"] == 0 and report.acknowledged == []
+    assert report.complete
+    ours = {i.device_id for i in fleet.identities}
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and sum(
+            t.split("/")[1] in ours for t, _ in listener.received) < 20:
+        time.sleep(0.1)
+    assert sum(t.split("/")[1] in ours for t, _ in listener.received) == 20  # loopback: no loss
