@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg2
+from psycopg2 import sql
 
 from f2lib.errors import SimulatorError
 
@@ -22,13 +23,11 @@ logger = logging.getLogger(__name__)
 
 MODELS = ("F2-212", "F2-213", "F2-214", "F2-215", "F2-301", "F2-401", "F2-403")
 
-DEVICE_COMPONENTS_QUERY = """
-SELECT device_id, connector_mode, connector, component_type, component_id,
-       encoding_type, units, scaling_factor, value_signed, value_width_bits, data_point_id
-FROM device_parameters
-WHERE device_id = ANY(%s)
-ORDER BY device_id, connector, component_type, component_id
-"""
+# The contract's columns of device_parameters; the others are optional (defaults below).
+REQUIRED_COLUMNS = ("device_id", "connector_mode", "connector", "component_type", "component_id",
+                    "encoding_type", "units", "scaling_factor")
+OPTIONAL_COLUMNS = {"value_signed": "false", "value_width_bits": "NULL::int",
+                    "data_point_id": "NULL::int"}
 MEMBERS_QUERY = """
 SELECT data_point_id, member
 FROM pin
@@ -182,7 +181,7 @@ def load_device_components(
     try:
         conn.set_session(readonly=True, autocommit=True)
         with conn.cursor() as cur:
-            cur.execute(DEVICE_COMPONENTS_QUERY, (wanted,))
+            cur.execute(_components_query(cur), (wanted,))
             rows: Sequence[tuple[Any, ...]] = cur.fetchall()
             members = _members(cur, [r[10] for r in rows if r[5] == "boolean_map"])
     except psycopg2.Error as exc:
@@ -208,6 +207,22 @@ def load_device_components(
     logger.info("read components of %d of %d devices from device_parameters",
                 len(by_device), len(wanted))
     return {d: tuple(c) for d, c in by_device.items()}
+
+
+def _components_query(cur: Any) -> sql.Composed:
+    """SELECT of the contract's columns, and of the optional ones the view has."""
+    cur.execute("SELECT * FROM device_parameters WHERE false")
+    present = {column.name for column in cur.description}
+    missing = [c for c in REQUIRED_COLUMNS if c not in present]
+    if missing:
+        raise SimulatorError(f"device_parameters has no column {', '.join(missing)}")
+    columns = [sql.Identifier(c) for c in REQUIRED_COLUMNS]
+    for name, default in OPTIONAL_COLUMNS.items():
+        columns.append(sql.Identifier(name) if name in present else sql.SQL(default))
+    return sql.SQL(
+        "SELECT {} FROM device_parameters WHERE device_id = ANY(%s) "
+        "ORDER BY device_id, connector, component_type, component_id"
+    ).format(sql.SQL(", ").join(columns))
 
 
 def _members(cur: Any, point_ids: list[Any]) -> dict[Any, list[str]]:
