@@ -22,6 +22,9 @@ from pathlib import Path
 import psycopg2
 import requests
 
+from certs.cli import init as certs_init
+from certs.cli import sync as certs_sync
+from infra.mosquitto.config import TlsFiles
 from infra.runtime.buildctx import build_all
 from infra.runtime.kafka import KafkaServer
 from infra.runtime.mosquitto import MosquittoServer
@@ -37,7 +40,6 @@ DEVICES_DB = "VT_DeviceManagement"
 TIMESERIES_DB = "timeseries"
 TOPICS = ("raw_iot_data", "decoded_iot_data", "iot_dead_letter")
 PARTITIONS = 6
-BRIDGE_USER = "f2-bridge"
 MONITOR_USER = "f2-monitor"
 # Stop order: consumers of a service before the service.
 PARTS = ("connector", "bridge", "gateway", "mosquitto", "kafka", "postgres")
@@ -88,11 +90,14 @@ class LocalStack:
     root: Path = ROOT
     ports: StackPorts = field(default_factory=StackPorts)
     build_dir: Path = ROOT / "build"
+    certs_dir: Path = ROOT / "certs"
 
     @classmethod
     def load(cls, state_dir: Path | None = None) -> LocalStack:
         state = (state_dir or Path(os.environ.get("F2_STATE_DIR", ROOT / ".state"))).resolve()
         stack = cls(state_dir=state)
+        if os.environ.get("F2_CERTS_DIR"):
+            stack.certs_dir = Path(os.environ["F2_CERTS_DIR"]).resolve()
         ports_file = state / "ports.json"
         if ports_file.exists():
             stack.ports = StackPorts(**json.loads(ports_file.read_text()))
@@ -148,19 +153,31 @@ class LocalStack:
     def mosquitto(self) -> MosquittoServer:
         server = MosquittoServer(
             self.state_dir / "mosquitto", self.ports.mqtt, pid_path=self.pid_path("mosquitto"),
+            tls_port=self.ports.mqtt_tls, ws_port=self.ports.mqtt_ws,
+            tls=TlsFiles.from_dir(self.certs_dir),
             username=MONITOR_USER, password=self.secret("mqtt-monitor-password"))
-        server.add_user(BRIDGE_USER, self.secret("mqtt-bridge-password"))
+        server.add_user(self.secret("mqtt-bridge-username"), self.secret("mqtt-bridge-password"))
         return server
 
     def dsn(self, dbname: str) -> str:
         return self.postgres().dsn(dbname)
 
     def credentials(self) -> None:
-        """Generate the service credentials once (0600 files in the secrets folder)."""
-        self._ensure_secret("basic-auth-user", lambda: "admin")
-        self._ensure_secret("basic-auth-password", lambda: secrets.token_urlsafe(24))
-        self._ensure_secret("provision-token", lambda: secrets.token_urlsafe(32))
-        self._ensure_secret("mqtt-bridge-password", lambda: secrets.token_urlsafe(24))
+        """The CA, broker certificate and service credentials (``python -m certs init``), copied
+        into the stack's secrets folder under the names the functions and services read."""
+        certs_init(self.certs_dir, ["127.0.0.1", "localhost"])
+        issued = self.certs_dir / "secrets"
+        for source, name in (("ca-key", "ca-key"), ("ca-crt", "ca-crt"),
+                             ("provision-token", "provision-token"),
+                             ("basic-auth-user", "basic-auth-user"),
+                             ("basic-auth-password", "basic-auth-password"),
+                             ("mqtt-username", "mqtt-bridge-username"),
+                             ("mqtt-password", "mqtt-bridge-password")):
+            value = (issued / source).read_text().strip()
+            if not (self.secrets_dir / name).exists() or self.secret(name) != value:
+                self.secrets_dir.mkdir(parents=True, exist_ok=True)
+                self.secrets_dir.chmod(0o700)
+                self._write_secret(name, value)
         self._ensure_secret("mqtt-monitor-password", lambda: secrets.token_urlsafe(24))
 
     def function_env(self) -> dict[str, dict[str, str]]:
@@ -171,7 +188,7 @@ class LocalStack:
                 "LOG_LEVEL": os.environ.get("F2_FUNCTION_LOG_LEVEL", "INFO"),
             },
             "provision": {"REGISTRY_PUBLISHER": "filesystem",
-                          "MOSQUITTO_DIR": str(self.state_dir / "mosquitto"),
+                          "REGISTRY_DIR": str(self.certs_dir),
                           "MOSQUITTO_PID_FILE": str(self.pid_path("mosquitto"))},
         }
 
@@ -191,7 +208,7 @@ class LocalStack:
             "KAFKA_BOOTSTRAP": f"127.0.0.1:{self.ports.kafka}",
             "DEVICES_DSN": self.dsn(DEVICES_DB),
             "TIMESERIES_DSN": self.dsn(TIMESERIES_DB),
-            "CA_CERT": str(self.root / "certs" / "ca.crt"),
+            "CA_CERT": str(self.certs_dir / "ca.crt"),
             "PROVISION_TOKEN": self.secret("provision-token"),
             "F2_STATE_DIR": str(self.state_dir),
         }
@@ -218,6 +235,8 @@ class LocalStack:
         self._write_secret("devices-dsn", self.dsn(DEVICES_DB))
         self._write_secret("timeseries-dsn", self.dsn(TIMESERIES_DB))
         self._apply_schema()
+        # The ACL and CRL follow the registry (a registry kept from an earlier run included).
+        certs_sync(self.certs_dir, self.dsn(DEVICES_DB), None)
 
         if not self._running("kafka"):
             print(f"starting kafka on 127.0.0.1:{self.ports.kafka}", flush=True)
@@ -272,7 +291,8 @@ class LocalStack:
     def _bridge_env(self) -> dict[str, str]:
         return dict(
             os.environ, PYTHONPATH=_pythonpath(),
-            MQTT_HOST="127.0.0.1", MQTT_PORT=str(self.ports.mqtt), MQTT_USERNAME=BRIDGE_USER,
+            MQTT_HOST="127.0.0.1", MQTT_PORT=str(self.ports.mqtt),
+            MQTT_USERNAME=self.secret("mqtt-bridge-username"),
             F2_SECRETS_DIR=str(self.secrets_dir),
             KAFKA_BOOTSTRAP=f"127.0.0.1:{self.ports.kafka}",
             BRIDGE_HTTP_PORT=str(self.ports.bridge_http), BRIDGE_HTTP_HOST="127.0.0.1",
@@ -352,9 +372,13 @@ class LocalStack:
         return f"{self.ports.kafka} topics {', '.join(TOPICS)}"
 
     def _check_mosquitto(self) -> str:
-        if not self._running("mosquitto") or not port_open(self.ports.mqtt):
+        if not self._running("mosquitto"):
             raise RuntimeError("not running")
-        return f"internal {self.ports.mqtt}"
+        closed = [p for p in (self.ports.mqtt, self.ports.mqtt_tls) if not port_open(p)]
+        if closed:
+            raise RuntimeError(f"ports not answering: {closed}")
+        return (f"internal {self.ports.mqtt}, mTLS {self.ports.mqtt_tls}, "
+                f"websockets {self.ports.mqtt_ws}")
 
     def _check_gateway(self) -> str:
         base = f"http://127.0.0.1:{self.ports.gateway}"

@@ -43,7 +43,7 @@ def _processes_under(path: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def cli_env(runtime_root: Path) -> Iterator[dict[str, str]]:
     state = runtime_root / "stack-cli"
-    env = dict(os.environ, F2_STATE_DIR=str(state))
+    env = dict(os.environ, F2_STATE_DIR=str(state), F2_CERTS_DIR=str(state / "certs"))
     for name in vars(StackPorts()):
         env[f"F2_PORT_{name.upper()}"] = str(free_port())
     yield env
