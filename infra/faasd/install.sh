@@ -98,13 +98,19 @@ chmod 0700 "$F2_DIR"/secrets/*
 install_file 0644 root "$HERE/mosquitto/mosquitto.conf" "$F2_DIR/mosquitto/config/mosquitto.conf"
 install_file 0644 root "$HERE/mosquitto/internal.acl" "$F2_DIR/mosquitto/config/internal.acl"
 install_file 0755 root "$HERE/mosquitto/run-broker.sh" "$F2_DIR/mosquitto/bin/run-broker.sh"
+ca_changed=0  # a rotated CA (docs/deploy.md): the seeded CRL must be the new CA's
+if [ -f "$F2_DIR/mosquitto/certs/ca.crt" ] && ! cmp -s "$CERTS/ca.crt" "$F2_DIR/mosquitto/certs/ca.crt"; then
+  ca_changed=1
+  log "the CA changed: the broker gets the new CA's CRL until the registry is republished"
+fi
 install_file 0644 root "$CERTS/ca.crt" "$F2_DIR/mosquitto/certs/ca.crt"
 install_file 0644 root "$CERTS/server.crt" "$F2_DIR/mosquitto/certs/server.crt"
 install_file 0600 "$UID_MOSQUITTO" "$CERTS/server.key" "$F2_DIR/mosquitto/certs/server.key"
 # first ACL and CRL so the broker starts before any device exists; the agent replaces them
 for name in devices.acl crl.pem; do
-  [ -s "$F2_DIR/mosquitto/registry/$name" ] || \
+  if [ ! -s "$F2_DIR/mosquitto/registry/$name" ] || { [ "$ca_changed" = 1 ] && [ "$name" = crl.pem ]; }; then
     install_file 0644 "$UID_MOSQUITTO" "$CERTS/$name" "$F2_DIR/mosquitto/registry/$name"
+  fi
 done
 # the bridge's password, hashed as mosquitto_passwd does ($7$, PBKDF2-SHA512)
 "$PYTHON" -m infra.docker.mosquitto_passwd --out "$F2_DIR/mosquitto/auth/passwd" \
