@@ -1,11 +1,11 @@
-"""The simulator against the whole local stack in a temporary state folder: a few devices of
-every model (fixed seed) provision through the gateway, publish over mTLS, and every message
-the simulator reports as acknowledged is in ``iot_measurements`` exactly once."""
+"""The simulator against the whole local stack (the ``local_stack`` session fixture: a private
+folder, free ports): a few devices of every model (fixed seed) provision through the gateway,
+publish over mTLS, and every message the simulator reports as acknowledged is in
+``iot_measurements`` exactly once, with as many rows as it has measurements."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg2
@@ -13,7 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from infra.runtime.ports import port_open
-from infra.runtime.stack import LocalStack, StackPorts
+from infra.runtime.stack import LocalStack
 from infra.simulator import Fleet, FleetConfig, FleetReport, parse_mix
 from infra.simulator.catalogue import MODELS
 
@@ -23,17 +23,6 @@ SEED = 5
 PER_MODEL = 2
 MESSAGES = 16  # every component of the largest template (F2-214) once, more for the others
 PIPELINE_TIMEOUT = 180.0
-
-
-@pytest.fixture(scope="module")
-def stack(runtime_root: Path) -> Iterator[LocalStack]:
-    """``make up`` on free ports in a folder of its own; ``make down`` at the end."""
-    stack = LocalStack(state_dir=runtime_root / "simulator-stack", ports=StackPorts.free())
-    try:
-        stack.up()
-        yield stack
-    finally:
-        stack.down()
 
 
 def _config(stack: LocalStack, cert_dir: Path) -> FleetConfig:
@@ -84,8 +73,9 @@ def _rows_of(dsn: str, device_ids: list[str]) -> int:
 
 
 def test_every_acknowledged_message_is_stored_exactly_once(
-    stack: LocalStack, tmp_path: Path
+    local_stack: LocalStack, tmp_path: Path
 ) -> None:
+    stack = local_stack
     fleet = Fleet(_config(stack, tmp_path / "devices"))
     fleet.provision_all()
 
