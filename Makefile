@@ -23,9 +23,9 @@ setup: ## Install everything needed (Debian packages, venv, Kafka jars, npm, Go 
 $(PY):
 	@bash scripts/setup.sh
 
-run: setup ## Run the pipeline locally end to end (starts the stack; simulator once available)
-	@$(RT) up
-	@$(RT) status
+RUN_ARGS ?=
+run: setup ## Run the pipeline end to end: stack + simulated fleet + live view (RUN_ARGS="--duration 0")
+	@$(PY) -m infra.runtime.demo $(RUN_ARGS)
 
 up: setup ## Start the local stack (Mosquitto, Kafka, PostgreSQL, gateway + functions, bridge, connector)
 	@$(RT) up

@@ -14,6 +14,11 @@ status=0
 build() {  # name module ref
   local name="$1" module="$2" ref="$3" stamp="$TOOLS/bin/.$1.ref"
   if [ -x "$TOOLS/bin/$name" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$ref" ]; then return 0; fi
+  local refused="$TOOLS/bin/.$name.unavailable"
+  if [ -f "$refused" ] && [ "$(head -n1 "$refused")" = "$ref" ] && [ -z "${F2_RETRY_GO_TOOLS:-}" ]; then
+    echo "[go-tools] $name: not available here ($(tail -n1 "$refused")); F2_RETRY_GO_TOOLS=1 retries"
+    status=1; return 1
+  fi
   if ! command -v go >/dev/null; then echo "[go-tools] go not found: cannot build $name"; return 1; fi
   local gobin; gobin="$(mktemp -d)"
   if out="$(GOBIN="$gobin" GOFLAGS=-mod=mod go install "$module@$ref" 2>&1)"; then
@@ -23,7 +28,7 @@ build() {  # name module ref
   else
     echo "[go-tools] cannot build $name from $module@$ref:"
     echo "$out" | tail -n 3 | sed 's/^/[go-tools]   /'
-    echo "unavailable: $(echo "$out" | tail -n1)" > "$TOOLS/bin/.$name.unavailable"
+    printf '%s\n%s\n' "$ref" "$(echo "$out" | grep -m1 -oE '[0-9]{3} [A-Za-z]+' || echo failed)" > "$refused"
     status=1
   fi
   rm -rf "$gobin"

@@ -248,7 +248,6 @@ class LocalStack:
             self.mosquitto().start()
 
         if not self._running("gateway"):
-            print(f"starting gateway on 127.0.0.1:{self.ports.gateway}", flush=True)
             self._start_gateway()
 
         if not self._running("bridge") and _module_exists("bridge.__main__"):
@@ -311,7 +310,8 @@ class LocalStack:
 
     def _spawn(self, part: str, argv: list[str], env: dict[str, str], *, ready_url: str,
                timeout: float = 60.0) -> None:
-        print(f"starting {part}", flush=True)
+        port = ready_url.split(":")[2].split("/")[0]
+        print(f"starting {part} on 127.0.0.1:{port}", flush=True)
         proc = ManagedProcess(part, argv, self.log_path(part), env=env, cwd=self.root,
                               pid_path=self.pid_path(part)).start()
         proc.wait_ready(lambda: requests.get(ready_url, timeout=2).status_code == 200,

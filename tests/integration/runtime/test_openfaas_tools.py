@@ -30,7 +30,7 @@ def _tool(name: str) -> Path:
     path = TOOLS / name
     if not path.exists():
         why = (TOOLS / f".{name}.unavailable")
-        reason = why.read_text().strip() if why.exists() else "not built"
+        reason = why.read_text().strip().splitlines()[-1] if why.exists() else "not built"
         pytest.skip(f"{name} not installed ({reason}); see scripts/install-go-tools.sh")
     return path
 
