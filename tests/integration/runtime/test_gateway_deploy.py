@@ -252,6 +252,27 @@ def test_delete_removes_the_function_and_its_processes(gateway: Gateway) -> None
     assert gateway.invoke("echo").status_code == 200
 
 
+def test_deploy_functions_module_deploys_and_removes_like_faas_cli(gateway: Gateway) -> None:
+    """`make deploy-local`'s fallback where faas-cli cannot be built."""
+    gateway.write_handler("greeter", "v3")
+    gateway.rebuild("greeter")
+    env = {**os.environ, "GATEWAY_USERNAME": AUTH[0], "GATEWAY_PASSWORD": AUTH[1],
+           "PYTHONPATH": f"{REPO}:{REPO / 'functions'}"}
+    command = [sys.executable, "-m", "infra.docker.deploy_functions", "-f",
+               str(gateway.project / "stack.yml"), "--gateway", gateway.url, "--filter", "greeter"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    body = gateway.invoke("greeter").json()
+    assert body["version"] == "v3" and body["greeting"] == "hello"
+    removed = subprocess.run([*command, "--remove"], env=env, capture_output=True, text=True,
+                             check=False)
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert gateway.invoke("greeter").status_code == 404
+    wrong = subprocess.run(command, env={**env, "GATEWAY_PASSWORD": "nope"},
+                           capture_output=True, text=True, check=False)
+    assert wrong.returncode == 1 and "HTTP 401" in wrong.stdout
+
+
 # --- the real CLI ------------------------------------------------------------------------------
 
 def faas_cli() -> Path:
