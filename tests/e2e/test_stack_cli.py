@@ -43,7 +43,8 @@ def _processes_under(path: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def cli_env(runtime_root: Path) -> Iterator[dict[str, str]]:
     state = runtime_root / "stack-cli"
-    env = dict(os.environ, F2_STATE_DIR=str(state), F2_CERTS_DIR=str(state / "certs"))
+    env = dict(os.environ, F2_STATE_DIR=str(state), F2_CERTS_DIR=str(state / "certs"),
+               F2_BUILD_DIR=str(state / "build"))
     for name in vars(StackPorts()):
         env[f"F2_PORT_{name.upper()}"] = str(free_port())
     yield env
