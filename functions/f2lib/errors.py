@@ -113,3 +113,7 @@ class DeliveryAbandoned(F2PipeError):
 
 class SimulatorError(F2PipeError):
     """The device simulator cannot load its fleet, provision, connect or publish."""
+
+
+class BenchError(F2PipeError):
+    """A benchmark phase could not run or did not complete (stack, workload or measurement)."""
