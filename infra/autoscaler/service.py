@@ -255,4 +255,9 @@ class Autoscaler:
                 if t.last is not None
             }
         healthy = age is not None and age <= max(3 * self._interval, 30.0)
-        return healthy, {"last_cycle_age_s": age, "functions": functions}
+        return healthy, {
+            "last_cycle_age_s": age,
+            "interval_s": self._interval,
+            "cooldown_s": self._policy.cooldown_s,
+            "functions": functions,
+        }
