@@ -1,0 +1,1 @@
+"""Monitoring of the local stack: Prometheus config and runtime, scrape targets, Grafana files."""
