@@ -89,7 +89,7 @@ class QuietProgress:
             f"[{snap.phase}] {snap.elapsed:.0f}s devices={snap.devices} "
             f"connected={snap.connected} sent={snap.sent} acked={acked} "
             f"in_flight={snap.outstanding} refused={snap.rejected + snap.dropped}",
-            highlight=False)
+            highlight=False, markup=False)
 
 
 def render_summary(report: FleetReport) -> RenderableType:
