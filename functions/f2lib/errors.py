@@ -117,3 +117,7 @@ class SimulatorError(F2PipeError):
 
 class BenchError(F2PipeError):
     """A benchmark phase could not run or did not complete (stack, workload or measurement)."""
+
+
+class MonitoringError(F2PipeError):
+    """A monitoring endpoint (autoscaler health, Prometheus targets) is down or reports a fault."""
