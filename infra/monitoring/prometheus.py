@@ -20,6 +20,7 @@ from typing import Any
 
 import requests
 
+from f2lib.errors import MonitoringError
 from infra.runtime.ports import port_open
 from infra.runtime.process import ManagedProcess, ProcessError
 
@@ -170,6 +171,21 @@ def active_targets(url: str) -> list[dict[str, Any]]:
             }
         )
     return found
+
+
+def summarize_targets(url: str) -> str:
+    """``7/7 targets up`` or MonitoringError naming the targets that are down."""
+    try:
+        rows = active_targets(url)
+    except (requests.RequestException, KeyError, ValueError) as exc:
+        raise MonitoringError(f"no answer from {url}: {type(exc).__name__}") from exc
+    down = [f"{r['job']} {r['instance']}" for r in rows if r["health"] != "up"]
+    if not rows:
+        raise MonitoringError("no targets yet")
+    if down:
+        raise MonitoringError(f"{len(down)}/{len(rows)} targets down: {', '.join(down)}")
+    replicas = sum(1 for r in rows if r["job"] == "functions")
+    return f"{url}: {len(rows)}/{len(rows)} targets up ({replicas} function replicas)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,7 +18,12 @@ from f2lib.metrics import FunctionMetrics
 from f2lib.ops_http import OpsServer
 from infra.autoscaler.metrics import AutoscalerMetrics
 from infra.connector.metrics import ConnectorMetrics
-from infra.monitoring.prometheus import PROMETHEUS_BIN, PrometheusServer, ScrapePorts
+from infra.monitoring.prometheus import (
+    PROMETHEUS_BIN,
+    PrometheusServer,
+    ScrapePorts,
+    summarize_targets,
+)
 from infra.monitoring.targets import ReplicaTarget, write_targets
 from infra.runtime.gateway import Metrics as GatewayMetrics
 from infra.runtime.ports import free_port
@@ -124,6 +129,7 @@ def test_every_target_is_up(prometheus: PrometheusServer) -> None:
         "functions",
     }
     assert all(r["health"] == "up" for r in rows), rows
+    assert summarize_targets(prometheus.url).endswith("7/7 targets up (2 function replicas)")
 
 
 def test_function_replicas_are_scraped_separately_and_summed(prometheus: PrometheusServer) -> None:

@@ -7,8 +7,10 @@ from collections.abc import Mapping, Sequence
 import pytest
 from prometheus_client import generate_latest
 
-from f2lib.errors import GatewayError, StreamError
+from f2lib.errors import GatewayError, MonitoringError, StreamError
+from f2lib.ops_http import OpsServer
 from infra.autoscaler.gateway import FunctionStatus, statuses_from_listing
+from infra.autoscaler.health import summarize
 from infra.autoscaler.lag import GroupLag, PartitionLag
 from infra.autoscaler.metrics import AutoscalerMetrics
 from infra.autoscaler.policy import Direction, PolicyConfig
@@ -209,3 +211,20 @@ def test_listing__null_labels_and_annotations_are_empty() -> None:
 def test_listing__not_an_array_is_a_gateway_error() -> None:
     with pytest.raises(GatewayError):
         statuses_from_listing({"name": "fn"})
+
+
+def test_health_summary_line_from_the_ops_endpoint() -> None:
+    gateway, lag, clock = FakeGateway([decode()]), FakeLag(), Clock()
+    lag.lag["f2-connector-decode"] = 350
+    scaler, metrics = make(gateway, lag, clock)
+    server = OpsServer("127.0.0.1", 0, metrics.registry, scaler.health).start()
+    try:
+        url = f"http://127.0.0.1:{server.port}"
+        with pytest.raises(MonitoringError, match="unhealthy"):
+            summarize(url)
+        scaler.cycle()
+        assert summarize(url) == "decode 1->4 (1..5, lag 350, target 100/replica)"
+    finally:
+        server.stop()
+    with pytest.raises(MonitoringError, match="no answer"):
+        summarize(url)
