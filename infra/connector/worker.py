@@ -35,6 +35,12 @@ ConsumerFactory = Callable[[str, str], Any]
 BUSY_POLL_MS = 10
 IDLE_POLL_MS = 100
 STALL_LIMIT_S = 300.0
+# Every poll drains what the fetcher holds. kafka-python 3.0.12 parks the partly returned
+# records of a partition paused between polls and restores them only when its in-line slot is
+# None, which it never is again: the partition would stop for good after resume(). Flow control
+# is pause/resume; memory is bounded by the fetch sizes below.
+DRAIN_ALL_RECORDS = 1_000_000
+FETCH_MAX_BYTES = 16 * 1024 * 1024
 
 
 def kafka_consumer_factory(config: ConnectorConfig) -> ConsumerFactory:
@@ -47,7 +53,9 @@ def kafka_consumer_factory(config: ConnectorConfig) -> ConsumerFactory:
             client_id=client_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_poll_records=config.batch_max_records,
+            max_poll_records=DRAIN_ALL_RECORDS,
+            max_partition_fetch_bytes=max(1024 * 1024, config.batch_max_bytes),
+            fetch_max_bytes=max(FETCH_MAX_BYTES, config.batch_max_bytes),
             max_poll_interval_ms=max(300_000, int((config.invoke_timeout_s * 2 + 60) * 1000)),
         )
 

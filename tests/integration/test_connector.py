@@ -393,3 +393,24 @@ def test_connector_process__exports_lag_and_health_and_stops_on_sigterm(
         assert process.popen.wait(timeout=60) == 0
     finally:
         process.stop(timeout=10)
+
+
+def test_connector__a_backlog_beyond_the_buffer_bound_pauses_resumes_and_drains_completely(
+    scenario: Scenario, gateway: StandInGateway, run_connector: Callable[..., Connector]
+) -> None:
+    gateway.functions = scenario.listing(replicas=3)
+    backlog = 4000
+    for partition in range(3):
+        scenario.produce(values(backlog), partition=partition, key=f"f2-00000000001{partition}")
+    started = time.monotonic()
+    run_connector(CONNECTOR_BATCH_MAX_RECORDS=50)
+
+    wait_for(lambda: scenario.committed() == {0: backlog, 1: backlog, 2: backlog}, timeout=120)
+    elapsed = time.monotonic() - started
+    by_partition: dict[int, list[int]] = {0: [], 1: [], 2: []}
+    for item in gateway.delivered():
+        by_partition[item["partition"]].append(item["offset"])
+    for offsets in by_partition.values():
+        assert offsets == sorted(offsets) and set(offsets) == set(range(backlog))
+    assert max(len(call.items) for call in gateway.calls) <= 50
+    print(f"connector drained {3 * backlog} records in {elapsed:.1f}s")
