@@ -96,7 +96,6 @@ class DeviceLink:
     last_error: str | None = None
     pending: dict[int, Message] = field(default_factory=dict)
     client: Any = None
-    sock: Any = None
     retry_at: float = 0.0
     retry_delay: float = RECONNECT_MIN
     closing: bool = False
