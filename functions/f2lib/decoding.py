@@ -11,6 +11,7 @@ import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
@@ -143,13 +144,24 @@ def decode_values(
         return [(name, _boolean(state, name), None) for name, state in members.items()]
     if encoding == "hex_to_float":
         number = hex_to_number(_field(payload, "data"), point.value_width_bits, point.value_signed)
-        return [(component_id, number * point.scaling_factor, None)]
+        return [(component_id, scale(number, point.scaling_factor), None)]
     if encoding == "raw_string":
         data = _field(payload, "data")
         if not isinstance(data, str):
             raise DecodingError(f"reader data must be a string, got {type(data).__name__}")
         return [(component_id, None, reader_text(data))]
     raise DecodingError(f"unknown encoding_type {encoding!r} in the device parameters")
+
+
+def scale(number: int, factor: float) -> float:
+    """``number`` x ``factor`` without binary noise: 10194 x 0.1 is 1019.4, not 1019.4000000000001.
+
+    An integer times a factor with d decimal places has at most d decimal places exactly, so
+    rounding to d places only removes the float error of the multiplication.
+    """
+    exponent = Decimal(repr(factor)).as_tuple().exponent
+    places = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+    return round(number * factor, places) if places <= 15 else number * factor
 
 
 def hex_to_number(data: Any, width_bits: int | None, signed: bool) -> int:

@@ -15,6 +15,7 @@ from f2lib.decoding import (
     hex_to_number,
     parse_bytes_literal,
     reader_text,
+    scale,
 )
 from f2lib.errors import DecodingError
 from f2lib.params import DataPointParams, DeviceParameters
@@ -421,3 +422,15 @@ def test_devices_of__collects_device_ids_from_topics_and_skips_junk() -> None:
         ConnectorRecord(value={"topic": "not/an/f2/topic"}),
     ]
     assert devices_of(records) == {DEVICE, "f2-0a1b2c3d4e5f"}
+
+
+@pytest.mark.parametrize(
+    ("number", "factor", "expected"),
+    [(10194, 0.1, 1019.4), (2793, 0.01, 27.93), (-200, 0.1, -20.0), (7, 1.0, 7.0),
+     (123456789, 0.001, 123456.789), (3, 2.5, 7.5)],
+)
+def test_scale__removes_binary_noise_of_the_multiplication(
+    number: int, factor: float, expected: float
+) -> None:
+    assert scale(number, factor) == expected
+    assert repr(scale(number, factor)) == repr(expected)
