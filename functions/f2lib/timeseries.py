@@ -1,8 +1,11 @@
 """TimescaleSink: writes a batch of measurements to ``iot_measurements`` in one transaction.
 
-Default write mode ``copy``: COPY the batch into a temporary staging table, then one
-``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` on the natural key, then commit -- COPY's speed
-with deduplication (COPY itself cannot skip conflicts). Mode ``insert`` sends one multi-row
+Default write mode ``copy``: COPY the batch straight into the table under a savepoint, then
+commit. COPY cannot skip conflicts, so when the batch holds a row already stored (a redelivered
+batch) the COPY fails with a unique violation; the transaction rolls back to the savepoint and
+COPYs the batch into a temporary staging table instead, then runs one
+``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` on the natural key -- COPY's speed for new rows,
+deduplication for redeliveries. Mode ``insert`` sends one multi-row
 ``INSERT ... ON CONFLICT DO NOTHING`` instead, for servers where COPY FROM STDIN is not
 available (PGlite over pglite-socket). The connection is kept across batches and replaced
 after a connection failure; a batch is retried once on a fresh connection, which is safe
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import psycopg2
+from psycopg2 import errors as pg_errors
 from psycopg2 import sql
 from psycopg2.extras import execute_values
 
@@ -98,6 +102,9 @@ class TimescaleSink:
         self._copy = sql.SQL("COPY {staging} ({columns}) FROM STDIN").format(
             staging=staging, columns=columns
         )
+        self._copy_direct = sql.SQL("COPY {target} ({columns}) FROM STDIN").format(
+            target=target, columns=columns
+        )
         self._insert_from_staging = sql.SQL(
             "INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging} {conflict}"
         ).format(target=target, columns=columns, staging=staging, conflict=conflict)
@@ -128,17 +135,31 @@ class TimescaleSink:
         conn = self._connection()
         with conn.cursor() as cur:
             if self.write_mode == "copy":
-                if not self._staging_ready:
-                    cur.execute(self._create_staging)
-                    self._staging_ready = True
-                cur.copy_expert(self._copy.as_string(conn), copy_payload(measurements))
-                cur.execute(self._insert_from_staging)
+                inserted = self._copy_batch(conn, cur, measurements)
             else:
                 rows = [tuple(getattr(m, c) for c in MEASUREMENT_COLUMNS) for m in measurements]
                 execute_values(cur, self._insert_values.as_string(conn), rows, page_size=len(rows))
-            inserted = int(cur.rowcount)
+                inserted = int(cur.rowcount)
         conn.commit()
         return inserted
+
+    def _copy_batch(self, conn: Any, cur: Any, measurements: Sequence[Measurement]) -> int:
+        payload = copy_payload(measurements)
+        cur.execute("SAVEPOINT f2_sink_copy")
+        try:
+            cur.copy_expert(self._copy_direct.as_string(conn), payload)
+        except pg_errors.UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT f2_sink_copy")
+        else:
+            return int(cur.rowcount)
+        # A row of the batch is stored already: deduplicate through the staging table.
+        if not self._staging_ready:
+            cur.execute(self._create_staging)
+            self._staging_ready = True
+        payload.seek(0)
+        cur.copy_expert(self._copy.as_string(conn), payload)
+        cur.execute(self._insert_from_staging)
+        return int(cur.rowcount)
 
     def _connection(self) -> Any:
         if self._conn is None or self._conn.closed:
