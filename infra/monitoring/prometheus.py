@@ -174,18 +174,20 @@ def active_targets(url: str) -> list[dict[str, Any]]:
 
 
 def summarize_targets(url: str) -> str:
-    """``7/7 targets up`` or MonitoringError naming the targets that are down."""
+    """``7/7 targets up``, or MonitoringError naming the targets that are down."""
     try:
         rows = active_targets(url)
     except (requests.RequestException, KeyError, ValueError) as exc:
         raise MonitoringError(f"no answer from {url}: {type(exc).__name__}") from exc
-    down = [f"{r['job']} {r['instance']}" for r in rows if r["health"] != "up"]
+    down = [f"{r['job']} {r['instance']}" for r in rows if r["health"] == "down"]
     if not rows:
         raise MonitoringError("no targets yet")
     if down:
         raise MonitoringError(f"{len(down)}/{len(rows)} targets down: {', '.join(down)}")
+    up = sum(1 for r in rows if r["health"] == "up")
     replicas = sum(1 for r in rows if r["job"] == "functions")
-    return f"{url}: {len(rows)}/{len(rows)} targets up ({replicas} function replicas)"
+    pending = f", {len(rows) - up} not scraped yet" if up < len(rows) else ""
+    return f"{url}: {up}/{len(rows)} targets up ({replicas} function replicas{pending})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -347,7 +347,8 @@ def test_burst_scales_up_to_three_or_more_then_back_to_minimum_after_cooldown(
     s = scenario
     health = requests.get(f"{s.autoscaler_url}/healthz", timeout=5)
     assert health.status_code == 200, health.text
-    minimum = health.json()["functions"].get(s.function, {}).get("min", 1)
+    watched = health.json()["functions"].get(s.function, {})
+    minimum, lag_target = watched.get("min", 1), watched.get("lag_target", LAG_TARGET)
     cooldown = float(health.json().get("cooldown_s", COOLDOWN_S))
     producer = KafkaProducer(bootstrap_servers=s.bootstrap, linger_ms=20)
     with Timeline(s) as timeline:
@@ -365,7 +366,7 @@ def test_burst_scales_up_to_three_or_more_then_back_to_minimum_after_cooldown(
         )
         drained_at = timeline.wait_for(
             "lag drained",
-            lambda ps: any(p.t > peak_at and p.lag is not None and p.lag < LAG_TARGET for p in ps),
+            lambda ps: any(p.t > peak_at and p.lag is not None and p.lag < lag_target for p in ps),
             timeout=300,
         )
         back_at = timeline.wait_for(
