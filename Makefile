@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help setup up down status health logs env build test test-unit check lint fmt \
         typecheck certs clean run db-params db-timescale kafka-topics kafka-groups kafka-raw \
-        kafka-decoded kafka-dlq mqtt-monitor helm deploy-local
+        kafka-decoded kafka-dlq mqtt-monitor helm deploy-local keda prometheus-targets autoscale-demo
 
 help: ## List every target with one line each
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -27,7 +27,7 @@ RUN_ARGS ?=
 run: setup ## Run the pipeline end to end: stack + simulated fleet + live view (RUN_ARGS="--duration 0")
 	@$(PY) -m infra.runtime.demo $(RUN_ARGS)
 
-up: setup ## Start the local stack (Mosquitto, Kafka, PostgreSQL, gateway + functions, bridge, connector)
+up: setup ## Start the local stack (Mosquitto, Kafka, PostgreSQL, gateway + functions, bridge, connector, autoscaler, Prometheus)
 	@$(RT) up
 
 down: ## Stop the local stack; leaves no process behind
@@ -112,6 +112,15 @@ deploy-local: $(PY) ## Redeploy changed functions on the running local stack (sh
 	else \
 	  $(RT) build && $(PY) -m infra.docker.deploy_functions -f stack.yml --gateway "$$GATEWAY_URL"; \
 	fi
+
+keda: $(PY) ## Regenerate infra/k8s/keda (KEDA ScaledObjects) from stack.yml's scale labels
+	@$(PY) -m infra.autoscaler.keda
+
+prometheus-targets: ## Show the local Prometheus's scrape targets and their health
+	@$(ENVSH) $(PY) -m infra.monitoring.prometheus targets --url "$$PROMETHEUS_URL"
+
+autoscale-demo: $(PY) ## Burst into a running stack (started with DECODE_TEST_DELAY_MS=10 make up) and watch decode scale
+	@F2_AUTOSCALER_STACK=1 $(VENV)/bin/pytest -s tests/integration/test_autoscaler_scaling.py
 
 clean: down ## Stop the stack and delete its state, build folders and caches
 	@rm -rf $(F2_STATE_DIR) build .pytest_cache .mypy_cache .ruff_cache

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from typing import Any
 
 import psycopg2
@@ -28,6 +29,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from f2lib.decoding import decode_batch, devices_of
 from f2lib.errors import BatchError, ConfigError, StoreError, StreamError
 from f2lib.kafka import make_producer, send_all
+from f2lib.metrics import function_metrics
 from f2lib.params import DeviceParameterStore
 from f2lib.records import (
     DEAD_LETTER_TOPIC,
@@ -53,6 +55,7 @@ class DecodeConfig(BaseSettings):
     params_negative_ttl_seconds: float = 5.0
     db_connect_timeout_seconds: int = 5
     kafka_send_timeout_seconds: float = 30.0
+    decode_test_delay_ms: float = 0.0  # tests only: sleep per record to build lag
     kafka_bootstrap_timeout_seconds: float = 10.0
     devices_dsn: SecretStr
 
@@ -95,6 +98,8 @@ class DecodeFunction:
 
     def process(self, records: list[ConnectorRecord]) -> dict[str, int]:
         """Decode the records and produce the results; returns once Kafka acknowledged them."""
+        if self.config.decode_test_delay_ms > 0:
+            time.sleep(len(records) * self.config.decode_test_delay_ms / 1000.0)
         params = self.store.get(devices_of(records))
         result = decode_batch(records, params)
         items: list[tuple[str, str | None, bytes]] = [
@@ -105,6 +110,11 @@ class DecodeFunction:
             for d in result.dead_letters
         ]
         send_all(self.producer, items, timeout=self.config.kafka_send_timeout_seconds)
+        metrics = function_metrics()
+        metrics.received(len(records))
+        metrics.emitted("measurement", len(result.measurements))
+        metrics.emitted("dead_letter", len(result.dead_letters))
+        metrics.decode_failed(d.reason for d in result.dead_letters)
         return {
             "records": len(records),
             "measurements": len(result.measurements),

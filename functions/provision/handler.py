@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from f2lib.errors import ConfigError, F2PipeError, ProvisioningError, RegistryError, StoreError
+from f2lib.metrics import function_metrics
 from f2lib.pki import CertificateAuthority
 from f2lib.publishers import FilesystemPublisher, PidFileReloader, S3Publisher
 from f2lib.registry import DeviceRegistry, RegistryPublisher, RegistrySync
@@ -133,6 +134,7 @@ def handle(event: Any, context: Any) -> dict[str, Any]:
         response = provisioner().dispatch(request)
     except ProvisioningError as exc:
         logger.info("refused %s %s: %s", request.method, request.path, exc.code)
+        function_metrics().refused(exc.code)
         return _error(exc.status, exc.code, str(exc))
     except ConfigError as exc:
         logger.error("provision is misconfigured: %s", exc)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from f2lib.errors import CertificateError, ProvisioningError
+from f2lib.metrics import function_metrics
 from f2lib.pki import CertificateAuthority
 from f2lib.registry import (
     DeviceRegistry,
@@ -188,6 +189,7 @@ class Provisioner:
                 issued = self.ca.issue_client_certificate(device_id, days=days)
         except CertificateError as exc:
             raise _refuse(400, "invalid_csr", str(exc)) from exc
+        rotated = self.registry.get(device_id) is not None
         self.registry.register(
             mac=fields["mac"],
             model=fields["model"],
@@ -212,6 +214,7 @@ class Provisioner:
             "provisioned %s model=%s serial=%s key_source=%s",
             device_id, fields["model"], issued.serial, "device" if key_pem is None else "function",
         )
+        function_metrics().certificate("rotated" if rotated else "issued")
         return Response(201, body)
 
     def revoke(self, device_id: str) -> Response:
@@ -220,6 +223,7 @@ class Provisioner:
             raise _refuse(404, "unknown_device", f"device {device_id} is not registered")
         self.sync.sync()
         logger.info("revoked %s serial=%s", device_id, record.cert_serial)
+        function_metrics().certificate("revoked")
         return Response(200, {"device_id": device_id, "status": "revoked",
                               "serial": record.cert_serial})
 

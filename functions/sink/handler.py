@@ -28,6 +28,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from f2lib.errors import BatchError, ConfigError, StoreError, StreamError
 from f2lib.kafka import make_producer, send_all
+from f2lib.metrics import function_metrics
 from f2lib.models import Measurement, validation_summary
 from f2lib.records import (
     DEAD_LETTER_TOPIC,
@@ -152,6 +153,12 @@ class SinkFunction:
         if dead:
             items = [(self.config.dead_letter_topic, d.key, dump_json(d.to_value())) for d in dead]
             send_all(self.producer, items, timeout=self.config.kafka_send_timeout_seconds)
+        metrics = function_metrics()
+        metrics.received(len(records))
+        metrics.rows_written(result.inserted, result.duplicates)
+        metrics.emitted("stored", result.inserted + result.duplicates)
+        metrics.emitted("dead_letter", len(dead))
+        metrics.observe_end_to_end(m.time for m in valid)
         return {
             "records": len(records),
             "inserted": result.inserted,

@@ -39,6 +39,7 @@ from prometheus_client import (
 )
 from waitress import serve
 
+from infra.monitoring.targets import ReplicaTarget, write_targets
 from infra.runtime.ports import free_port, port_open
 from infra.runtime.process import ManagedProcess, ProcessError
 from infra.runtime.stackfile import FunctionSpec, StackFile
@@ -66,6 +67,7 @@ class GatewayConfig:
     env_overrides: dict[str, dict[str, str]]
     watchdog_bin: Path | None = None
     watchdog_function: str | None = None
+    targets_file: Path | None = None  # Prometheus file-SD list of replicas (/_/metrics)
     python: str = sys.executable
 
 
@@ -257,6 +259,7 @@ class Gateway:
         self.pools: dict[str, FunctionPool] = {}
         self._lock = threading.RLock()
         self._stopping = threading.Event()
+        self._published: list[ReplicaTarget] | None = None
         self.specs = dict(specs)
         self.app = self._build_app()
 
@@ -268,14 +271,28 @@ class Gateway:
         threading.Thread(target=self._supervise, name="supervisor", daemon=True).start()
 
     def _supervise(self) -> None:
+        self.publish_targets()
         while not self._stopping.wait(2.0):
             for pool in list(self.pools.values()):
                 pool.supervise()
+            self.publish_targets()
+
+    def publish_targets(self) -> None:
+        """Write the ready replicas to the file-SD list when they changed."""
+        if self.config.targets_file is None:
+            return
+        targets = [ReplicaTarget(name, r.index, r.port)
+                   for name, pool in sorted(self.pools.items())
+                   for r in list(pool.replicas) if r.ready]
+        if targets != self._published:
+            write_targets(self.config.targets_file, targets)
+            self._published = targets
 
     def stop(self) -> None:
         self._stopping.set()
         for pool in list(self.pools.values()):
             pool.stop()
+        self.publish_targets()
 
     def _authorized(self) -> bool:
         header = request.headers.get("Authorization", "")
@@ -472,6 +489,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--threads", type=int, default=32)
     parser.add_argument("--watchdog-bin", type=Path, default=None)
+    parser.add_argument("--targets-file", type=Path, default=None,
+                        help="write the replicas as a Prometheus file-SD list here")
     parser.add_argument("--watchdog-function", default=None,
                         help="serve this function's first replica through of-watchdog")
     args = parser.parse_args(argv)
@@ -488,6 +507,7 @@ def main(argv: list[str] | None = None) -> None:
         env_overrides=overrides,
         watchdog_bin=args.watchdog_bin,
         watchdog_function=args.watchdog_function,
+        targets_file=args.targets_file,
     )
     gateway = Gateway(config, stack.functions)
 

@@ -7,11 +7,11 @@ Services run detached, so they outlive ``make up``; ``make down`` stops them by 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import sys
 import time
@@ -24,6 +24,14 @@ import requests
 
 from certs.cli import init as certs_init
 from certs.cli import sync as certs_sync
+from f2lib.errors import MonitoringError
+from infra.autoscaler.health import summarize as autoscaler_summary
+from infra.monitoring.prometheus import (
+    PROMETHEUS_BIN,
+    PrometheusServer,
+    ScrapePorts,
+    summarize_targets,
+)
 from infra.mosquitto.config import TlsFiles
 from infra.runtime.buildctx import build_all
 from infra.runtime.kafka import KafkaServer
@@ -42,7 +50,8 @@ TOPICS = ("raw_iot_data", "decoded_iot_data", "iot_dead_letter")
 PARTITIONS = 6
 MONITOR_USER = "f2-monitor"
 # Stop order: consumers of a service before the service.
-PARTS = ("connector", "bridge", "gateway", "mosquitto", "kafka", "postgres")
+PARTS = ("prometheus", "autoscaler", "connector", "bridge", "gateway", "mosquitto", "kafka",
+         "postgres")
 
 
 @dataclass
@@ -58,6 +67,8 @@ class StackPorts:
     gateway: int = 8080
     bridge_http: int = 9102
     connector_http: int = 9103
+    autoscaler_http: int = 9104
+    prometheus: int = 9090
 
     @classmethod
     def choose(cls) -> StackPorts:
@@ -122,6 +133,7 @@ class LocalStack:
             "postgres": self.state_dir / "postgres" / "postgres.log",
             "kafka": self.state_dir / "kafka" / "kafka.log",
             "mosquitto": self.state_dir / "mosquitto" / "mosquitto.log",
+            "prometheus": self.state_dir / "prometheus" / "prometheus.log",
         }.get(part, self.logs_dir / f"{part}.log")
 
     def secret(self, name: str) -> str:
@@ -192,6 +204,8 @@ class LocalStack:
             "provision": {"REGISTRY_PUBLISHER": "filesystem",
                           "REGISTRY_DIR": str(self.certs_dir),
                           "MOSQUITTO_PID_FILE": str(self.pid_path("mosquitto"))},
+            # Test-only slowdown of decode (tests/integration/test_autoscaler_scaling.py).
+            "decode": {k: v for k in ("DECODE_TEST_DELAY_MS",) if (v := os.environ.get(k))},
         }
 
     def env(self) -> dict[str, str]:
@@ -213,6 +227,8 @@ class LocalStack:
             "CA_CERT": str(self.certs_dir / "ca.crt"),
             "PROVISION_TOKEN": self.secret("provision-token"),
             "F2_STATE_DIR": str(self.state_dir),
+            "AUTOSCALER_URL": f"http://127.0.0.1:{self.ports.autoscaler_http}",
+            "PROMETHEUS_URL": f"http://127.0.0.1:{self.ports.prometheus}",
         }
         return values
 
@@ -252,19 +268,37 @@ class LocalStack:
         if not self._running("gateway"):
             self._start_gateway()
 
-        if not self._running("bridge") and _module_exists("bridge.__main__"):
+        if not self._running("bridge"):
             self._spawn("bridge", [sys.executable, "-m", "bridge"], self._bridge_env(),
                         ready_url=f"http://127.0.0.1:{self.ports.bridge_http}/healthz")
-        if not self._running("connector") and _module_exists("infra.connector.__main__"):
+        if not self._running("connector"):
             self._spawn("connector", [sys.executable, "-m", "infra.connector"],
                         self._connector_env(),
                         ready_url=f"http://127.0.0.1:{self.ports.connector_http}/healthz")
+        if not self._running("autoscaler"):
+            self._spawn("autoscaler", [sys.executable, "-m", "infra.autoscaler"],
+                        self._autoscaler_env(),
+                        ready_url=f"http://127.0.0.1:{self.ports.autoscaler_http}/healthz")
+        if not self._running("prometheus") and shutil.which(PROMETHEUS_BIN):
+            print(f"starting prometheus on 127.0.0.1:{self.ports.prometheus}", flush=True)
+            self.prometheus().start(pid_path=self.pid_path("prometheus"))
+            self._wait_for_targets()
         print(f"stack up in {time.monotonic() - started:.1f}s (state: {self.state_dir})")
 
+    def _wait_for_targets(self, timeout: float = 45.0) -> None:
+        """Wait until Prometheus has discovered its targets and scraped each once."""
+        url = f"http://127.0.0.1:{self.ports.prometheus}"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if "not scraped yet" not in summarize_targets(url):
+                    return
+            except MonitoringError:
+                pass
+            time.sleep(1.0)
+        logger.warning("Prometheus has not scraped every target after %.0fs", timeout)
+
     def _apply_schema(self) -> None:
-        if not _module_exists("f2lib.schema"):
-            logger.warning("f2lib.schema not available; schema not applied")
-            return
         env = dict(os.environ, PYTHONPATH=_pythonpath())
         result = __import__("subprocess").run(
             [sys.executable, "-m", "f2lib.schema", "--devices-dsn", self.dsn(DEVICES_DB),
@@ -285,7 +319,8 @@ class LocalStack:
                 "--stack", str(self.root / "stack.yml"), "--build-dir", str(self.build_dir),
                 "--state-dir", str(self.state_dir / "gateway"),
                 "--secrets-dir", str(self.secrets_dir), "--env-file", str(env_file),
-                "--port", str(self.ports.gateway)]
+                "--port", str(self.ports.gateway),
+                "--targets-file", str(self.function_targets_file)]
         self._spawn("gateway", argv, dict(os.environ, PYTHONPATH=_pythonpath()),
                     ready_url=f"http://127.0.0.1:{self.ports.gateway}/healthz", timeout=120)
 
@@ -309,6 +344,27 @@ class LocalStack:
             KAFKA_BOOTSTRAP=f"127.0.0.1:{self.ports.kafka}",
             CONNECTOR_HTTP_PORT=str(self.ports.connector_http), CONNECTOR_HTTP_HOST="127.0.0.1",
         )
+
+    def _autoscaler_env(self) -> dict[str, str]:
+        return dict(
+            os.environ, PYTHONPATH=_pythonpath(),
+            GATEWAY_URL=f"http://127.0.0.1:{self.ports.gateway}",
+            GATEWAY_USERNAME=self.secret("basic-auth-user"),
+            F2_SECRETS_DIR=str(self.secrets_dir),
+            KAFKA_BOOTSTRAP=f"127.0.0.1:{self.ports.kafka}",
+            AUTOSCALER_HTTP_PORT=str(self.ports.autoscaler_http), AUTOSCALER_HTTP_HOST="127.0.0.1",
+        )
+
+    @property
+    def function_targets_file(self) -> Path:
+        return self.state_dir / "prometheus" / "function-targets.json"
+
+    def prometheus(self) -> PrometheusServer:
+        return PrometheusServer(self.state_dir / "prometheus", ScrapePorts(
+            prometheus=self.ports.prometheus, gateway=self.ports.gateway,
+            bridge=self.ports.bridge_http, connector=self.ports.connector_http,
+            autoscaler=self.ports.autoscaler_http,
+            function_targets_file=self.function_targets_file))
 
     def _spawn(self, part: str, argv: list[str], env: dict[str, str], *, ready_url: str,
                timeout: float = 60.0) -> None:
@@ -343,6 +399,10 @@ class LocalStack:
             ("gateway", self._check_gateway),
             ("bridge", lambda: self._check_http("bridge", self.ports.bridge_http)),
             ("connector", lambda: self._check_http("connector", self.ports.connector_http)),
+            ("autoscaler",
+             lambda: autoscaler_summary(f"http://127.0.0.1:{self.ports.autoscaler_http}")),
+            ("prometheus",
+             lambda: summarize_targets(f"http://127.0.0.1:{self.ports.prometheus}")),
         ]
         report = []
         for part, check in checks:
@@ -400,13 +460,6 @@ class LocalStack:
             raise RuntimeError("not running")
         requests.get(f"http://127.0.0.1:{port}/healthz", timeout=3).raise_for_status()
         return f"healthz ok on {port}"
-
-
-def _module_exists(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
 
 
 def _pythonpath() -> str:

@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,11 @@ if SHARED.is_dir():
     sys.path.insert(0, str(SHARED))
 
 from function import handler  # noqa: E402  (needs the shared path above)
+
+try:  # f2lib comes with every function through stack.yml `configuration.copy`
+    from f2lib.metrics import METRICS_PATH, function_metrics
+except ImportError:  # a function built without f2lib serves no metrics
+    METRICS_PATH, function_metrics = "/_/metrics", None
 
 logger = logging.getLogger("f2pipe.template")
 app = Flask(__name__)
@@ -72,20 +78,34 @@ def ready() -> Response:
     return Response("OK", status=200)
 
 
+@app.route(METRICS_PATH, methods=["GET"])
+def metrics() -> Response:
+    """This replica's Prometheus series (each replica is scraped on its own)."""
+    if function_metrics is None:
+        return Response("metrics not available\n", status=404)
+    body, content_type = function_metrics().render()
+    return Response(body, status=200, headers={"Content-Type": content_type})
+
+
 @app.route("/", defaults={"path": ""}, methods=["GET", "PUT", "POST", "PATCH", "DELETE"])
 @app.route("/<path:path>", methods=["GET", "PUT", "POST", "PATCH", "DELETE"])
 def call_handler(path: str) -> Response:
+    started = time.monotonic()
     try:
         result = handler.handle(Event(), Context())
     except Exception:
         # The handler's own errors are its business; never leak their text to the caller.
         logger.exception("handler raised on %s %s", request.method, request.path)
-        return Response(
+        response = Response(
             json.dumps({"error": "internal error in function handler"}),
             status=500,
             headers={"Content-Type": "application/json"},
         )
-    return format_response(result)
+    else:
+        response = format_response(result)
+    if function_metrics is not None:
+        function_metrics().observe_invocation(response.status_code, time.monotonic() - started)
+    return response
 
 
 def main() -> None:
