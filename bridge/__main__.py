@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import threading
 from collections.abc import Mapping
@@ -12,51 +11,39 @@ from typing import Any
 from bridge.config import BridgeConfig
 from bridge.metrics import BridgeMetrics
 from bridge.service import MqttKafkaBridge, make_mqtt_client
-from f2lib.errors import ConfigError, StreamError
+from f2lib.errors import StreamError
 from f2lib.kafka import make_producer
 from f2lib.ops_http import OpsServer
-from f2lib.secrets import SecretStore
+from f2lib.service import connect_with_retry, start_service
 
 logger = logging.getLogger("bridge")
 
 
 def connect_producer(config: BridgeConfig, stop: threading.Event) -> Any:
     """A producer once Kafka answers (retried with backoff), or None when stopped first."""
-    delay = 1.0
-    while not stop.is_set():
-        try:
-            producer = make_producer(
-                config.kafka_bootstrap,
-                linger_ms=config.kafka_linger_ms,
-                retries=2**31 - 1,
-                delivery_timeout_ms=config.kafka_delivery_timeout_ms,
-                client_id=config.client_id,
-            )
-            producer.partitions_for(config.raw_topic)
-            return producer
-        except Exception as exc:  # any failure to reach Kafka is retried
-            logger.warning(
-                "kafka %s not ready: %s; retry in %.0fs", config.kafka_bootstrap, exc, delay
-            )
-            stop.wait(delay)
-            delay = min(delay * 2, config.retry_max_s)
-    return None
+
+    def connect() -> Any:
+        producer = make_producer(
+            config.kafka_bootstrap,
+            linger_ms=config.kafka_linger_ms,
+            retries=2**31 - 1,
+            delivery_timeout_ms=config.kafka_delivery_timeout_ms,
+            client_id=config.client_id,
+        )
+        producer.partitions_for(config.raw_topic)
+        return producer
+
+    return connect_with_retry(
+        connect, stop, what=f"kafka {config.kafka_bootstrap}", max_delay_s=config.retry_max_s
+    )
 
 
 def main() -> int:
     config = BridgeConfig()
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(threadName)s %(message)s",
-    )
-    try:
-        password = config.password(SecretStore())
-    except ConfigError as exc:
-        logger.error("%s", exc)
+    started = start_service(config)
+    if started is None:
         return 2
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    password, stop = started
 
     metrics = BridgeMetrics()
     running: list[MqttKafkaBridge] = []

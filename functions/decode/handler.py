@@ -16,9 +16,7 @@ secret ``devices-dsn`` (a libpq DSN) from /var/openfaas/secrets or $F2_SECRETS_D
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 import time
 from typing import Any
 
@@ -26,8 +24,9 @@ import psycopg2
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from f2lib.batchfn import Lazy, handle_batch
 from f2lib.decoding import decode_batch, devices_of
-from f2lib.errors import BatchError, ConfigError, StoreError, StreamError
+from f2lib.errors import ConfigError
 from f2lib.kafka import make_producer, send_all
 from f2lib.metrics import function_metrics
 from f2lib.params import DeviceParameterStore
@@ -36,7 +35,6 @@ from f2lib.records import (
     DECODED_TOPIC,
     ConnectorRecord,
     dump_json,
-    parse_invocation,
 )
 from f2lib.secrets import SecretStore
 
@@ -122,44 +120,14 @@ class DecodeFunction:
         }
 
 
-_function: DecodeFunction | None = None
-_function_lock = threading.Lock()
+_function: Lazy[DecodeFunction] = Lazy(lambda: DecodeFunction.from_config(DecodeConfig.load()))
 
 
 def get_function() -> DecodeFunction:
     """The process's DecodeFunction, built on first use (not at import)."""
-    global _function
-    if _function is None:
-        with _function_lock:
-            if _function is None:
-                _function = DecodeFunction.from_config(DecodeConfig.load())
-    return _function
-
-
-def _response(status: int, body: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "statusCode": status,
-        "body": json.dumps(body),
-        "headers": {"Content-Type": "application/json"},
-    }
+    return _function.get()
 
 
 def handle(event: Any, context: Any) -> dict[str, Any]:
     """The python3-http entry point."""
-    if getattr(event, "method", "POST") != "POST":
-        return _response(405, {"error": "POST a batch or a record"})
-    try:
-        records = parse_invocation(event.body, event.headers)
-    except BatchError as exc:
-        logger.warning("refused a malformed batch: %s", exc)
-        return _response(400, {"error": str(exc)})
-    try:
-        counts = get_function().process(records)
-    except ConfigError as exc:
-        logger.error("decode is misconfigured: %s", exc)
-        return _response(500, {"error": "function misconfigured"})
-    except (StoreError, StreamError) as exc:
-        logger.warning("decode batch of %d records not done, retry: %s", len(records), exc)
-        return _response(503, {"error": str(exc)})
-    logger.info("decoded batch %s", counts)
-    return _response(200, counts)
+    return handle_batch(event, get_function, "decode")

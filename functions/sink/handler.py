@@ -26,7 +26,8 @@ import psycopg2
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from f2lib.errors import BatchError, ConfigError, StoreError, StreamError
+from f2lib.batchfn import Lazy, handle_batch
+from f2lib.errors import ConfigError
 from f2lib.kafka import make_producer, send_all
 from f2lib.metrics import function_metrics
 from f2lib.models import Measurement, validation_summary
@@ -35,7 +36,6 @@ from f2lib.records import (
     ConnectorRecord,
     DeadLetter,
     dump_json,
-    parse_invocation,
 )
 from f2lib.secrets import SecretStore
 from f2lib.timeseries import TimescaleSink
@@ -167,44 +167,14 @@ class SinkFunction:
         }
 
 
-_function: SinkFunction | None = None
-_function_lock = threading.Lock()
+_function: Lazy[SinkFunction] = Lazy(lambda: SinkFunction.from_config(SinkConfig.load()))
 
 
 def get_function() -> SinkFunction:
     """The process's SinkFunction, built on first use (not at import)."""
-    global _function
-    if _function is None:
-        with _function_lock:
-            if _function is None:
-                _function = SinkFunction.from_config(SinkConfig.load())
-    return _function
-
-
-def _response(status: int, body: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "statusCode": status,
-        "body": json.dumps(body),
-        "headers": {"Content-Type": "application/json"},
-    }
+    return _function.get()
 
 
 def handle(event: Any, context: Any) -> dict[str, Any]:
     """The python3-http entry point."""
-    if getattr(event, "method", "POST") != "POST":
-        return _response(405, {"error": "POST a batch or a record"})
-    try:
-        records = parse_invocation(event.body, event.headers)
-    except BatchError as exc:
-        logger.warning("refused a malformed batch: %s", exc)
-        return _response(400, {"error": str(exc)})
-    try:
-        counts = get_function().process(records)
-    except ConfigError as exc:
-        logger.error("sink is misconfigured: %s", exc)
-        return _response(500, {"error": "function misconfigured"})
-    except (StoreError, StreamError) as exc:
-        logger.warning("sink batch of %d records not stored, retry: %s", len(records), exc)
-        return _response(503, {"error": str(exc)})
-    logger.info("stored batch %s", counts)
-    return _response(200, counts)
+    return handle_batch(event, get_function, "sink")

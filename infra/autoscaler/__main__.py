@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import threading
 
-from f2lib.errors import ConfigError
 from f2lib.ops_http import OpsServer
-from f2lib.secrets import SecretStore
+from f2lib.service import start_service
 from infra.autoscaler.config import AutoscalerConfig
 from infra.autoscaler.gateway import GatewayClient
 from infra.autoscaler.lag import KafkaLagReader, kafka_admin_factory
@@ -21,18 +18,10 @@ logger = logging.getLogger("infra.autoscaler")
 
 def main() -> int:
     config = AutoscalerConfig()
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    try:
-        password = config.password(SecretStore())
-    except ConfigError as exc:
-        logger.error("%s", exc)
+    started = start_service(config)
+    if started is None:
         return 2
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    password, stop = started
 
     metrics = AutoscalerMetrics()
     gateway = GatewayClient(config.gateway_url, config.gateway_username, password)

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import threading
 
-from f2lib.errors import ConfigError, StreamError
 from f2lib.kafka import make_producer
 from f2lib.ops_http import OpsServer
-from f2lib.secrets import SecretStore
+from f2lib.service import connect_with_retry, start_service
 from infra.connector.config import ConnectorConfig
 from infra.connector.delivery import KafkaDeadLetters
 from infra.connector.gateway import GatewayClient
@@ -23,30 +20,17 @@ logger = logging.getLogger("infra.connector")
 
 def main() -> int:
     config = ConnectorConfig()
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(threadName)s %(message)s",
-    )
-    try:
-        password = config.password(SecretStore())
-    except ConfigError as exc:
-        logger.error("%s", exc)
+    started = start_service(config)
+    if started is None:
         return 2
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    password, stop = started
 
     metrics = ConnectorMetrics()
-    producer = None
-    delay = 1.0
-    while producer is None:
-        try:
-            producer = make_producer(config.kafka_bootstrap, client_id="f2-connector")
-        except StreamError as exc:
-            logger.warning("%s; retry in %.0fs", exc, delay)
-            if stop.wait(delay):
-                return 0
-            delay = min(delay * 2, config.retry_max_s)
+    producer = connect_with_retry(
+        lambda: make_producer(config.kafka_bootstrap, client_id="f2-connector"), stop,
+        what=f"kafka {config.kafka_bootstrap}", max_delay_s=config.retry_max_s)
+    if producer is None:
+        return 0
 
     gateway = GatewayClient(
         config.gateway_url,

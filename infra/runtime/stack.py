@@ -273,11 +273,11 @@ class LocalStack:
                         ready_url=f"http://127.0.0.1:{self.ports.bridge_http}/healthz")
         if not self._running("connector"):
             self._spawn("connector", [sys.executable, "-m", "infra.connector"],
-                        self._connector_env(),
+                        self._gateway_client_env("CONNECTOR", self.ports.connector_http),
                         ready_url=f"http://127.0.0.1:{self.ports.connector_http}/healthz")
         if not self._running("autoscaler"):
             self._spawn("autoscaler", [sys.executable, "-m", "infra.autoscaler"],
-                        self._autoscaler_env(),
+                        self._gateway_client_env("AUTOSCALER", self.ports.autoscaler_http),
                         ready_url=f"http://127.0.0.1:{self.ports.autoscaler_http}/healthz")
         if not self._running("prometheus") and shutil.which(PROMETHEUS_BIN):
             print(f"starting prometheus on 127.0.0.1:{self.ports.prometheus}", flush=True)
@@ -324,36 +324,25 @@ class LocalStack:
         self._spawn("gateway", argv, dict(os.environ, PYTHONPATH=_pythonpath()),
                     ready_url=f"http://127.0.0.1:{self.ports.gateway}/healthz", timeout=120)
 
+    def _service_env(self, prefix: str, http_port: int, **extra: str) -> dict[str, str]:
+        """Environment of a long-running service: Kafka, secrets, its ops port on loopback."""
+        return dict(
+            os.environ, PYTHONPATH=_pythonpath(), F2_SECRETS_DIR=str(self.secrets_dir),
+            KAFKA_BOOTSTRAP=f"127.0.0.1:{self.ports.kafka}",
+            **{f"{prefix}_HTTP_PORT": str(http_port), f"{prefix}_HTTP_HOST": "127.0.0.1"},
+            **extra,
+        )
+
     def _bridge_env(self) -> dict[str, str]:
-        return dict(
-            os.environ, PYTHONPATH=_pythonpath(),
+        return self._service_env(
+            "BRIDGE", self.ports.bridge_http, BRIDGE_CLIENT_ID="f2-bridge-local-0",
             MQTT_HOST="127.0.0.1", MQTT_PORT=str(self.ports.mqtt),
-            MQTT_USERNAME=self.secret("mqtt-bridge-username"),
-            F2_SECRETS_DIR=str(self.secrets_dir),
-            KAFKA_BOOTSTRAP=f"127.0.0.1:{self.ports.kafka}",
-            BRIDGE_HTTP_PORT=str(self.ports.bridge_http), BRIDGE_HTTP_HOST="127.0.0.1",
-            BRIDGE_CLIENT_ID="f2-bridge-local-0",
-        )
+            MQTT_USERNAME=self.secret("mqtt-bridge-username"))
 
-    def _connector_env(self) -> dict[str, str]:
-        return dict(
-            os.environ, PYTHONPATH=_pythonpath(),
-            GATEWAY_URL=f"http://127.0.0.1:{self.ports.gateway}",
-            GATEWAY_USERNAME=self.secret("basic-auth-user"),
-            F2_SECRETS_DIR=str(self.secrets_dir),
-            KAFKA_BOOTSTRAP=f"127.0.0.1:{self.ports.kafka}",
-            CONNECTOR_HTTP_PORT=str(self.ports.connector_http), CONNECTOR_HTTP_HOST="127.0.0.1",
-        )
-
-    def _autoscaler_env(self) -> dict[str, str]:
-        return dict(
-            os.environ, PYTHONPATH=_pythonpath(),
-            GATEWAY_URL=f"http://127.0.0.1:{self.ports.gateway}",
-            GATEWAY_USERNAME=self.secret("basic-auth-user"),
-            F2_SECRETS_DIR=str(self.secrets_dir),
-            KAFKA_BOOTSTRAP=f"127.0.0.1:{self.ports.kafka}",
-            AUTOSCALER_HTTP_PORT=str(self.ports.autoscaler_http), AUTOSCALER_HTTP_HOST="127.0.0.1",
-        )
+    def _gateway_client_env(self, prefix: str, http_port: int) -> dict[str, str]:
+        return self._service_env(
+            prefix, http_port, GATEWAY_URL=f"http://127.0.0.1:{self.ports.gateway}",
+            GATEWAY_USERNAME=self.secret("basic-auth-user"))
 
     @property
     def function_targets_file(self) -> Path:

@@ -136,9 +136,10 @@ def decode_env(
 def handler(decode_env: Path) -> Iterator[ModuleType]:
     module = load_handler("decode")
     yield module
-    if module._function is not None:
-        module._function.producer.close(timeout=5)
-        module._function.store.close()
+    built = module._function.value
+    if built is not None:
+        built.producer.close(timeout=5)
+        built.store.close()
 
 
 def test_a_batch_of_every_component_kind_is_decoded_and_acknowledged(
@@ -239,7 +240,7 @@ def test_a_malformed_batch_is_400_with_a_json_error(handler: ModuleType, body: b
     assert response["statusCode"] == 400
     assert response["headers"]["Content-Type"] == "application/json"
     assert json.loads(response["body"])["error"]
-    assert handler._function is None  # refused before any connection was made
+    assert handler._function.value is None  # refused before any connection was made
 
 
 def test_only_post_is_accepted(handler: ModuleType) -> None:
@@ -248,9 +249,9 @@ def test_only_post_is_accepted(handler: ModuleType) -> None:
 
 def test_config_is_built_once_per_process(handler: ModuleType) -> None:
     handler.handle(Event(batch_body([EVERY_KIND[0]])), None)
-    first = handler._function
+    first = handler._function.value
     handler.handle(Event(batch_body([EVERY_KIND[0]])), None)
-    assert first is not None and handler._function is first
+    assert first is not None and handler._function.value is first
 
 
 def test_unreachable_kafka_is_503_and_recovers_on_a_later_call(
@@ -259,7 +260,7 @@ def test_unreachable_kafka_is_503_and_recovers_on_a_later_call(
     monkeypatch.setenv("KAFKA_BOOTSTRAP", "127.0.0.1:1")
     response = handler.handle(Event(batch_body(EVERY_KIND)), None)
     assert response["statusCode"] == 503
-    assert handler._function is None
+    assert handler._function.value is None
     monkeypatch.setenv("KAFKA_BOOTSTRAP", kafka.bootstrap)
     assert handler.handle(Event(batch_body(EVERY_KIND)), None)["statusCode"] == 200
 

@@ -123,10 +123,11 @@ def sink_env(
 def handler(sink_env: Path) -> Iterator[ModuleType]:
     module = load_handler("sink")
     yield module
-    if module._function is not None:
-        module._function.sink.close()
-        if module._function._producer is not None:
-            module._function._producer.close(timeout=5)
+    built = module._function.value
+    if built is not None:
+        built.sink.close()
+        if built._producer is not None:
+            built._producer.close(timeout=5)
 
 
 def test_a_batch_is_stored_and_the_same_batch_again_adds_no_row(
