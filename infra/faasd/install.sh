@@ -24,6 +24,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 HERE="$ROOT/infra/faasd"
+CHART_FILES="$ROOT/infra/k8s/f2pipe/files"
 FAASD_DIR="${FAASD_DIR:-/var/lib/faasd}"
 F2_DIR="$FAASD_DIR/f2pipe"
 COMPOSE="$FAASD_DIR/docker-compose.yaml"
@@ -95,9 +96,10 @@ done
 chmod 0755 "$F2_DIR"
 chmod 0700 "$F2_DIR"/secrets/*
 
-install_file 0644 root "$HERE/mosquitto/mosquitto.conf" "$F2_DIR/mosquitto/config/mosquitto.conf"
-install_file 0644 root "$HERE/mosquitto/internal.acl" "$F2_DIR/mosquitto/config/internal.acl"
-install_file 0755 root "$HERE/mosquitto/run-broker.sh" "$F2_DIR/mosquitto/bin/run-broker.sh"
+install_file 0644 root "$CHART_FILES/mosquitto.conf" "$F2_DIR/mosquitto/config/mosquitto.conf"
+install_file 0644 root "$CHART_FILES/internal.acl" "$F2_DIR/mosquitto/config/internal.acl"
+# One copy of each script serves both deployments: the Helm chart's files/.
+install_file 0755 root "$CHART_FILES/run-broker.sh" "$F2_DIR/mosquitto/bin/run-broker.sh"
 ca_changed=0  # a rotated CA (docs/deploy.md): the seeded CRL must be the new CA's
 if [ -f "$F2_DIR/mosquitto/certs/ca.crt" ] && ! cmp -s "$CERTS/ca.crt" "$F2_DIR/mosquitto/certs/ca.crt"; then
   ca_changed=1
@@ -118,7 +120,7 @@ done
 chown -R "$UID_MOSQUITTO:$UID_MOSQUITTO" "$F2_DIR/mosquitto"
 chmod 0640 "$F2_DIR/mosquitto/auth/passwd"
 
-install_file 0755 root "$HERE/timescaledb/010-f2pipe-databases.sh" \
+install_file 0755 root "$CHART_FILES/010-f2pipe-databases.sh" \
   "$F2_DIR/timescaledb/initdb/010-f2pipe-databases.sh"
 install_file 0600 "$UID_POSTGRES" "$GEN/postgres-password" "$F2_DIR/secrets/timescaledb/postgres-password"
 install_file 0600 "$UID_POSTGRES" "$GEN/f2pipe-db-password" "$F2_DIR/secrets/timescaledb/f2pipe-db-password"

@@ -363,11 +363,13 @@ def test_external_s3_store_replaces_minio(helm: Path, certs: Path) -> None:
     assert env["S3_ENDPOINT_URL"] == "https://s3.eu-west-1.amazonaws.com"
 
 
-def test_mosquitto_files_are_the_same_for_faasd_and_the_chart() -> None:
-    for name in ("mosquitto.conf", "internal.acl", "run-broker.sh"):
-        assert (CHART / "files" / name).read_bytes() == (FAASD / "mosquitto" / name).read_bytes()
-    assert ((CHART / "files" / "010-f2pipe-databases.sh").read_bytes()
-            == (FAASD / "timescaledb" / "010-f2pipe-databases.sh").read_bytes())
+def test_faasd_installs_the_charts_broker_and_database_files() -> None:
+    """One copy of each file serves both deployments (the chart's files/)."""
+    install = (FAASD / "install.sh").read_text()
+    for name in ("mosquitto.conf", "internal.acl", "run-broker.sh", "010-f2pipe-databases.sh"):
+        assert (CHART / "files" / name).is_file(), name
+        assert f'"$CHART_FILES/{name}"' in install, name
+    assert not list(FAASD.rglob("*.sh")) or all(p.name == "install.sh" for p in FAASD.rglob("*.sh"))
 
 
 # --- faasd -------------------------------------------------------------------------------------
@@ -451,8 +453,8 @@ def test_faasd_compose_merge_refuses_a_file_it_cannot_append_to(tmp_path: Path) 
 
 
 def test_shell_scripts_pass_bash_syntax_and_shellcheck() -> None:
-    scripts = [FAASD / "install.sh", FAASD / "mosquitto" / "run-broker.sh",
-               FAASD / "timescaledb" / "010-f2pipe-databases.sh", REPO / "scripts" / "install-helm.sh"]
+    scripts = [FAASD / "install.sh", CHART / "files" / "run-broker.sh",
+               CHART / "files" / "010-f2pipe-databases.sh", REPO / "scripts" / "install-helm.sh"]
     for script in scripts:
         shell = "bash" if script.name.endswith(("install.sh", "install-helm.sh")) else "sh"
         result = subprocess.run([shell, "-n", str(script)], capture_output=True, text=True,
@@ -618,7 +620,7 @@ def test_database_init_script_creates_role_and_databases_idempotently(
     env = {**os.environ, "PGHOST": "127.0.0.1", "PGPORT": str(own_postgres.port),
            "PGPASSWORD": own_postgres.password, "F2PIPE_DB_PASSWORD_FILE": str(password_file),
            "POSTGRES_USER": "postgres"}
-    script = FAASD / "timescaledb" / "010-f2pipe-databases.sh"
+    script = CHART / "files" / "010-f2pipe-databases.sh"
     for _ in range(2):
         result = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True,
                                 check=False)
@@ -653,12 +655,12 @@ class Broker:
         for sub in ("config", "certs", "registry", "auth", "data", "bin"):
             (root / sub).mkdir(parents=True, exist_ok=True)
             (root / sub).chmod(0o755)
-        conf = (FAASD / "mosquitto" / "mosquitto.conf").read_text()
+        conf = (CHART / "files" / "mosquitto.conf").read_text()
         conf = conf.replace("/mosquitto/", f"{root}/")
         conf = conf.replace("listener 1883", f"listener {self.port} 127.0.0.1")
         conf = conf.replace("listener 8883", f"listener {self.tls_port} 127.0.0.1")
         self.write("config/mosquitto.conf", conf)
-        self.write("config/internal.acl", (FAASD / "mosquitto" / "internal.acl").read_text())
+        self.write("config/internal.acl", (CHART / "files" / "internal.acl").read_text())
         server = ca.issue_server_certificate(["127.0.0.1", "localhost"])
         assert server.private_key is not None
         self.write("certs/ca.crt", ca.certificate_pem.decode())
@@ -692,7 +694,7 @@ class Broker:
                "MOSQUITTO_BIN": shutil.which("mosquitto") or "/usr/sbin/mosquitto"}
         self.log = (self.root / "broker.log").open("wb")
         self.process = subprocess.Popen(
-            ["sh", str(FAASD / "mosquitto" / "run-broker.sh")], env=env, stdout=self.log,
+            ["sh", str(CHART / "files" / "run-broker.sh")], env=env, stdout=self.log,
             stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 20
         while not (port_open(self.port) and port_open(self.tls_port)):
