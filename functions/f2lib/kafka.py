@@ -8,6 +8,7 @@ from typing import Any
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
+from kafka.partitioner import DefaultPartitioner
 
 from f2lib.errors import StreamError
 
@@ -24,9 +25,44 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 }
 
 
+class KeyCachingPartitioner(DefaultPartitioner):  # type: ignore[misc]
+    """kafka-python's default partitioner (murmur2 of the key, as the Java client assigns it),
+    remembering each key's partition: the pipeline's keys are device ids, few and repeated,
+    and the pure-Python murmur2 was a tenth of a producer's send cost."""
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self._max_keys = max_keys
+        self._partitions: dict[tuple[str, bytes, int], int] = {}
+
+    def partition(
+        self,
+        topic: str,
+        key: Any,
+        serialized_key: bytes | None,
+        value: Any,
+        serialized_value: bytes | None,
+        cluster: Any,
+    ) -> int:
+        known = cluster.partitions_for_topic(topic) if serialized_key is not None else None
+        if not known or serialized_key is None:
+            return int(
+                super().partition(topic, key, serialized_key, value, serialized_value, cluster)
+            )
+        cache_key = (topic, serialized_key, len(known))
+        found = self._partitions.get(cache_key)
+        if found is None:
+            if len(self._partitions) >= self._max_keys:
+                self._partitions.clear()
+            found = int(
+                super().partition(topic, key, serialized_key, value, serialized_value, cluster)
+            )
+            self._partitions[cache_key] = found
+        return found
+
+
 def make_producer(bootstrap: str, **overrides: Any) -> KafkaProducer:
     """A producer with the project's durability defaults (acks=all, idempotent, retries)."""
-    settings = {**PRODUCER_DEFAULTS, **overrides}
+    settings = {**PRODUCER_DEFAULTS, "partitioner": KeyCachingPartitioner(), **overrides}
     try:
         return KafkaProducer(bootstrap_servers=bootstrap.split(","), **settings)
     except KafkaError as exc:

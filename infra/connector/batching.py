@@ -56,7 +56,31 @@ def encode_record(record: KafkaRecord) -> Element:
             key = record.key.decode("utf-8")
         except UnicodeDecodeError:
             key, key_is_b64 = base64.b64encode(record.key).decode("ascii"), True
-    value: Any = None
+    if record.value is not None:
+        # Fast path: UTF-8 JSON (what the pipeline writes) is embedded as it came, once parsed
+        # to check it; the element is the same JSON the ConnectorRecord model would write.
+        try:
+            value = _JSON.decode(record.value.decode("utf-8"))
+        except ValueError:
+            pass
+        else:
+            body = b'{"topic":%b,"partition":%d,"offset":%d,"key":%b,"value":%b}' % (
+                json.dumps(record.topic).encode(),
+                record.partition,
+                record.offset,
+                json.dumps(key).encode(),
+                record.value,
+            )
+            return Element(
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                key=key,
+                key_is_b64=key_is_b64,
+                value=value,
+                body=body,
+            )
+    value = None
     if record.value is not None:
         try:
             value = json.loads(record.value, parse_constant=_reject_constant)
@@ -78,6 +102,9 @@ def encode_record(record: KafkaRecord) -> Element:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+_JSON = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,9 @@ class ConnectorConfig(BaseSettings):
     retry_initial_s: float = Field(0.5, alias="CONNECTOR_RETRY_INITIAL_SECONDS", gt=0)
     retry_max_s: float = Field(30.0, alias="CONNECTOR_RETRY_MAX_SECONDS", gt=0)
     refresh_s: float = Field(15.0, alias="CONNECTOR_REFRESH_SECONDS", gt=0)
-    concurrency_per_replica: int = Field(1, alias="CONNECTOR_CONCURRENCY_PER_REPLICA", ge=1)
+    # Batches in flight per function replica: the template serves 4 requests at once, and a
+    # replica's Kafka flush or database commit then overlaps the next batch's work.
+    concurrency_per_replica: int = Field(4, alias="CONNECTOR_CONCURRENCY_PER_REPLICA", ge=1)
     max_concurrency: int = Field(16, alias="CONNECTOR_MAX_CONCURRENCY", ge=1)
     revoke_timeout_s: float = Field(30.0, alias="CONNECTOR_REVOKE_TIMEOUT_SECONDS", ge=0)
     lag_interval_s: float = Field(5.0, alias="CONNECTOR_LAG_INTERVAL_SECONDS", gt=0)

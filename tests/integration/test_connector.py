@@ -334,7 +334,7 @@ def test_connector__feeds_more_partitions_at_once_when_the_function_has_more_rep
     gateway.gate.clear()
     for partition in range(3):
         scenario.produce(values(5), partition=partition, key=f"f2-00000000000{partition}")
-    run_connector()
+    run_connector(CONNECTOR_CONCURRENCY_PER_REPLICA=1)
     wait_for(lambda: gateway.active == 1)
     time.sleep(1.5)
     assert gateway.max_active == 1
@@ -414,3 +414,51 @@ def test_connector__a_backlog_beyond_the_buffer_bound_pauses_resumes_and_drains_
         assert offsets == sorted(offsets) and set(offsets) == set(range(backlog))
     assert max(len(call.items) for call in gateway.calls) <= 50
     print(f"connector drained {3 * backlog} records in {elapsed:.1f}s")
+
+
+def test_connector__a_burst_with_pauses_while_the_replicas_change_is_delivered_completely(
+    scenario: Scenario, gateway: StandInGateway, run_connector: Callable[..., Connector]
+) -> None:
+    # Regression: under a burst, partitions paused (buffer above 2 x batch) and resumed while
+    # the concurrency changed stopped being fetched for good (kafka-python kept their records).
+    batch, per_partition = 20, 1500
+
+    def slow(items: list[dict[str, Any]]) -> tuple[int, str]:
+        time.sleep(0.01 * len(items))
+        return 200, "ok"
+
+    gateway.functions = scenario.listing(replicas=1)
+    gateway.answer = slow
+    run_connector(CONNECTOR_BATCH_MAX_RECORDS=batch, CONNECTOR_CONCURRENCY_PER_REPLICA=1,
+                  CONNECTOR_MAX_CONCURRENCY=5, CONNECTOR_LINGER_MS=5)  # fmt: skip
+
+    def burst() -> None:
+        producer = make_producer(scenario.kafka.bootstrap)
+        try:
+            for start in range(0, per_partition, 50):
+                for partition in range(3):
+                    for value in values(50, start):
+                        producer.send(scenario.topic, key=f"f2-00000000002{partition}".encode(),
+                                      value=json.dumps(value).encode(), partition=partition)
+                producer.flush(timeout=30)
+                time.sleep(0.05)
+        finally:
+            producer.close(timeout=5)
+
+    producer = threading.Thread(target=burst, daemon=True)
+    producer.start()
+    for replicas in (3, 5, 2, 5, 1, 4, 2, 5):
+        time.sleep(1.0)
+        gateway.functions = scenario.listing(replicas=replicas)
+    producer.join(timeout=120)
+    gateway.functions = scenario.listing(replicas=5)
+
+    done = {0: per_partition, 1: per_partition, 2: per_partition}
+    wait_for(lambda: scenario.committed() == done, timeout=90,
+             message=f"stalled; committed {scenario.committed()}")  # fmt: skip
+    by_partition: dict[int, list[int]] = {0: [], 1: [], 2: []}
+    for item in gateway.delivered():
+        by_partition[item["partition"]].append(item["offset"])
+    for offsets in by_partition.values():
+        assert offsets == sorted(offsets), "a partition's records were delivered out of order"
+        assert set(offsets) == set(range(per_partition))

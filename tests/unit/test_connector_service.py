@@ -61,7 +61,7 @@ def test_refresh__starts_resizes_restarts_and_stops_consumers_as_the_listing_cha
     gateway = ListingGateway()
     metrics = ConnectorMetrics()
     connector = Connector(
-        ConnectorConfig(CONNECTOR_REVOKE_TIMEOUT_SECONDS=1),
+        ConnectorConfig(CONNECTOR_REVOKE_TIMEOUT_SECONDS=1, CONNECTOR_CONCURRENCY_PER_REPLICA=1),
         gateway,  # type: ignore[arg-type]
         None,  # type: ignore[arg-type]
         factory,

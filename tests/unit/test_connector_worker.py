@@ -151,6 +151,7 @@ def make(
         **{
             "batch_max_records": 10,
             "linger_ms": 5,
+            "concurrency_per_replica": 1,
             "lag_interval_s": 0.05,
             "revoke_timeout_s": 5,
             **settings,
