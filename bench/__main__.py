@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import requests
 
 from bench import baseline, pipeline, raw
-from bench.machine import CpuAccount, machine_facts, polluted, versions
+from bench.machine import CpuAccount, calibration_ms, machine_facts, polluted, versions
 from bench.publisher import PublisherPool
 from bench.report import compute_ratios, render_table, targets
 from bench.settings import Sizes, settings
@@ -174,6 +174,7 @@ class Run:
             started_at=datetime.now(UTC).isoformat(timespec="seconds"),
             machine=machine_facts(),
             sizes=asdict(sizes),
+            calibration_ms={"start": calibration_ms()},
         )
         started = time.monotonic()
         self.phase("stack up", self.stack.up)
@@ -266,6 +267,7 @@ class Run:
         finally:
             pipe.close()
             pool.close()
+        results["calibration_ms"]["end"] = calibration_ms()
         results["ratios"] = compute_ratios(results)
         results["targets"] = targets(results)
         results["duration_s"] = round(time.monotonic() - started, 1)
@@ -285,6 +287,8 @@ class Run:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    if not args.autoscale:
+        os.environ["AUTOSCALER_DRY_RUN"] = "true"  # fixed replicas: figures of one setting
     for key, value in _pairs(args.env, "=").items():
         os.environ[key] = value
     run = Run(args)

@@ -182,3 +182,16 @@ class CpuAccount:
 
 def polluted(phases: Iterable[dict[str, Any]]) -> bool:
     return any(p.get("foreign_cores", 0.0) > POLLUTED_FOREIGN_CORES for p in phases)
+
+
+def calibration_ms(rounds: int = 3) -> float:
+    """Milliseconds of a fixed pure-Python loop (best of ``rounds``): this machine's speed at
+    the moment, to compare runs made while others shared the cores."""
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.perf_counter()
+        total = 0
+        for i in range(2_000_000):
+            total += i * i % 7
+        best = min(best, (time.perf_counter() - started) * 1000)
+    return round(best, 1)

@@ -20,7 +20,7 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 PROC = Path("/proc")
-SINGLE_PARTS = ("bridge", "connector", "gateway", "kafka", "mosquitto")
+SINGLE_PARTS = ("bridge", "connector", "gateway", "kafka", "mosquitto", "autoscaler", "prometheus")
 
 
 def parent_pids() -> dict[int, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,5 +99,6 @@ def settings(stack: LocalStack, partitions: int) -> dict[str, Any]:
             "max_in_flight": bridge.max_in_flight,
         },
         "producer_defaults": dict(PRODUCER_DEFAULTS),
+        "autoscaler_dry_run": os.environ.get("AUTOSCALER_DRY_RUN", "false"),
         "functions": functions,
     }
