@@ -92,6 +92,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="leave a phase out",
     )
     parser.add_argument(
+        "--autoscale",
+        action="store_true",
+        help="let the autoscaler scale functions (default: it runs with AUTOSCALER_DRY_RUN=true)",
+    )
+    parser.add_argument(
         "--keep",
         action="store_true",
         help="leave the stack running and its folder in place (printed)",
