@@ -125,6 +125,7 @@ autoscale-demo: $(PY) ## Burst into a running stack (started with DECODE_TEST_DE
 clean: down ## Stop the stack and delete its state, build folders and caches
 	@rm -rf $(F2_STATE_DIR) build .pytest_cache .mypy_cache .ruff_cache
 
+.PHONY: bench
 BENCH_ARGS ?=
 bench: setup ## Run the benchmarks (not part of make test); writes bench-results/latest.json
 	@$(PY) -m bench $(BENCH_ARGS)
