@@ -35,11 +35,15 @@ ConsumerFactory = Callable[[str, str], Any]
 BUSY_POLL_MS = 10
 IDLE_POLL_MS = 100
 STALL_LIMIT_S = 300.0
-# Every poll drains what the fetcher holds. kafka-python 3.0.12 parks the partly returned
-# records of a partition paused between polls and restores them only when its in-line slot is
-# None, which it never is again: the partition would stop for good after resume(). Flow control
-# is pause/resume; memory is bounded by the fetch sizes below.
+# Flow control pauses a partition whose buffer is full, but never trusts kafka-python 3.0.12 to
+# hand back after resume() what it fetched for the partition meanwhile: it parks such records
+# (and restores parsed ones only when its in-line slot is None, which it never is again), and
+# under bursts with pause/resume a partition stopped being fetched for good. So resume() comes
+# with a seek() to the offset after the last record the connector holds, records below it are
+# dropped as repeats, and a partition that stays silent with lag left is sought again.
+# Every poll drains what the fetcher holds; memory is bounded by the fetch sizes below.
 DRAIN_ALL_RECORDS = 1_000_000
+REFETCH_AFTER_S = 10.0
 FETCH_MAX_BYTES = 16 * 1024 * 1024
 
 
@@ -81,6 +85,8 @@ class PartitionState:
     delivered_to: int | None = None
     committed: int | None = None
     paused: bool = False
+    next_offset: int | None = None  # after the last record buffered, in flight or delivered
+    heard_at: float = 0.0  # when records last came, or the partition was last sought
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,10 +242,14 @@ class FunctionConsumer:
     def _buffer(self, fetched: Mapping[TopicPartition, list[Any]]) -> None:
         for tp, records in fetched.items():
             state = self._states.get(tp)
-            if state is None:
+            if state is None or not records:
                 continue
+            state.heard_at = self._clock()
             for record in records:
+                if state.next_offset is not None and record.offset < state.next_offset:
+                    continue  # fetched again after a seek: the connector holds it already
                 state.buffer.add(encode_record(record))
+                state.next_offset = record.offset + 1
 
     def _dispatch(self) -> None:
         states = list(self._states.values())
@@ -309,6 +319,7 @@ class FunctionConsumer:
             # Consume the batch again: nothing after it may be committed before it.
             consumer.seek(done.tp, batch.first_offset)
             state.buffer.clear()
+            state.next_offset = batch.first_offset
 
     def _commit_delivered(
         self, consumer: Any, force: bool = False, only: set[TopicPartition] | None = None
@@ -343,8 +354,11 @@ class FunctionConsumer:
                 consumer.pause(tp)
                 state.paused = True
             elif state.paused and size < limits.max_records and held < limits.max_bytes:
+                if state.next_offset is not None:
+                    consumer.seek(tp, state.next_offset)  # refetch whatever the client parked
                 consumer.resume(tp)
                 state.paused = False
+                state.heard_at = self._clock()
 
     def _export_lag(self, consumer: Any) -> None:
         tps = list(self._states)
@@ -362,14 +376,35 @@ class FunctionConsumer:
                 self._metrics.lag.labels(
                     function=self.name, topic=tp.topic, partition=str(tp.partition)
                 ).set(lag)
+                self._refetch_if_silent(consumer, state, int(ends[tp]))
         except KafkaError as exc:
             logger.debug("%s: lag not measured: %s", self.name, exc)
+
+    def _refetch_if_silent(self, consumer: Any, state: PartitionState, end: int) -> None:
+        """Seek a partition that has records to fetch but got none for a while, idle and resumed."""
+        expected = state.next_offset if state.next_offset is not None else state.committed
+        if (
+            expected is None
+            or end <= expected
+            or state.paused
+            or state.in_flight is not None
+            or len(state.buffer)
+            or self._clock() - state.heard_at < REFETCH_AFTER_S
+        ):
+            return
+        silent = self._clock() - state.heard_at
+        logger.warning("%s: %s[%d] silent for %.0fs with %d to fetch; fetching from %d again",
+                       self.name, state.tp.topic, state.tp.partition, silent, end - expected,
+                       expected)  # fmt: skip
+        consumer.seek(state.tp, expected)
+        state.heard_at = self._clock()
 
     # -- rebalance (called by kafka-python inside poll, on the consumer thread) -----------------
 
     def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         for tp in assigned:
-            self._states.setdefault(tp, PartitionState(tp=tp, buffer=PartitionBuffer(self._limits)))
+            fresh = PartitionState(tp, PartitionBuffer(self._limits), heard_at=self._clock())
+            self._states.setdefault(tp, fresh)
         self._metrics.assigned.labels(function=self.name).set(len(self._states))
         self._next_lag = 0.0
         logger.info("%s: assigned %s", self.name, _describe(assigned))

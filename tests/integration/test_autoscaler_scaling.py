@@ -39,9 +39,10 @@ DELAY_MS = 20  # per record: one replica drains 50 records/s
 LAG_TARGET = 50
 BURST = 3000
 COOLDOWN_S = 20
-# Batches of 300 keep each partition's backlog (500) under the connector's pause threshold
-# (2 x batch): with smaller batches the connector stopped fetching after pause/resume (reported).
-CONNECTOR_BATCH = 300
+# Batches of 50 put each partition's backlog (500) far above the connector's pause threshold
+# (2 x batch), so the burst also drives pause/resume while the replicas change (the connector
+# once stopped fetching there; it now seeks a partition to its next offset on resume).
+CONNECTOR_BATCH = 50
 
 SLOW_HANDLER = """
 import json, os, time

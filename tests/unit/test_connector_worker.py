@@ -291,3 +291,71 @@ def test_lag__is_exported_per_partition_and_falls_to_zero_when_committed(running
     assert lag(1) == 0
     fn.gate.set()
     wait_for(lambda: lag(0) == 0)
+
+
+class ParkingConsumer(FakeConsumer):
+    """kafka-python 3.0.12 as reported: a partition paused while the client holds fetched
+    records for it gets nothing after resume() (its records stay parked), until it is sought."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parked: set[TopicPartition] = set()
+        self.seeks: list[tuple[TopicPartition, int]] = []
+
+    def pause(self, *tps: TopicPartition) -> None:
+        with self.lock:
+            self.parked.update(tp for tp in tps if len(self.log[tp]) > self.position[tp])
+        super().pause(*tps)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append((tp, offset))
+        self.parked.discard(tp)
+        super().seek(tp, offset)
+
+    def poll(
+        self, timeout_ms: int, max_records: int | None = None
+    ) -> dict[TopicPartition, list[Rec]]:
+        out = super().poll(timeout_ms, max_records)
+        for tp in self.parked & set(out):
+            self.position[tp] -= len(out.pop(tp))  # held back, not handed out
+        return out
+
+
+def make_parking(fn: GatedFunction, **settings: Any) -> tuple[FunctionConsumer, ParkingConsumer]:
+    consumer, _, _ = make(fn, **settings)
+    fake = ParkingConsumer()
+    consumer._factory = lambda group, client: fake
+    return consumer, fake
+
+
+def test_flow_control__a_paused_partition_is_refetched_from_its_next_offset_on_resume(
+    running: Any,
+) -> None:
+    fn = GatedFunction()
+    fn.gate.clear()
+    consumer, fake = make_parking(fn)
+    fake.append(0, 100)
+    running.append(consumer.start())
+    wait_for(lambda: TPS[0] in fake.paused and TPS[0] in fake.parked)
+    fn.gate.set()
+
+    wait_for(lambda: fake.committed_offsets.get(TPS[0]) == 100)
+    assert fn.delivered[0] == list(range(100)), "each record once, in order"
+    assert fake.seeks and all(tp == TPS[0] for tp, _ in fake.seeks)
+
+
+def test_flow_control__a_silent_partition_with_records_left_is_sought_again(
+    running: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("infra.connector.worker.REFETCH_AFTER_S", 0.3, raising=False)
+    fn = GatedFunction()
+    consumer, fake = make_parking(fn)
+    fake.append(1, 5)
+    running.append(consumer.start())
+    wait_for(lambda: fake.committed_offsets.get(TPS[1]) == 5)
+    fake.parked.add(TPS[1])  # the client stops handing out the partition, unpaused
+    fake.append(1, 5)
+
+    wait_for(lambda: fake.committed_offsets.get(TPS[1]) == 10)
+    assert fake.seeks == [(TPS[1], 5)]
+    assert fn.delivered[1] == list(range(10))
