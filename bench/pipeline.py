@@ -15,23 +15,28 @@ first fetch is not counted as the stage's work.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import math
 import os
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import psycopg2
 from kafka import KafkaConsumer, TopicPartition
 
-from bench.processes import CpuByGroup, MemorySampler, stack_groups
+from bench.processes import CpuByGroup, MemorySampler, MemorySeries, stack_groups
 from bench.publisher import PublisherPool, PublishPlan, PublishResult, combined
 from bench.stats import LatencySummary, MemoryLevel, memory_level, rate, summarize_latency
 from bench.workload import Fleet
 from f2lib.errors import BenchError
+from f2lib.models import parse_timestamp
 from infra.autoscaler.lag import KafkaLagReader, kafka_admin_factory
 from infra.runtime.stack import MONITOR_USER, TIMESERIES_DB, LocalStack
 
@@ -182,6 +187,41 @@ class Pipeline:
                 " GROUP BY device_id, topic, time"
             )
             return [float(row[0]) for row in cur.fetchall()]
+
+    def commits(self) -> list[tuple[str, float, float]]:
+        """(topic, publish time, last commit) of every stored message, epoch seconds."""
+        with self._db.cursor() as cur:
+            cur.execute(
+                "SELECT topic, extract(epoch FROM time), extract(epoch FROM max(ingested_at))"
+                " FROM iot_measurements GROUP BY device_id, topic, time"
+            )
+            return [(str(t), float(p), float(c)) for t, p, c in cur.fetchall()]
+
+    def end_offsets(self, topic: str) -> dict[TopicPartition, int]:
+        return {tp: int(o) for tp, o in self._offsets.end_offsets(self._partitions[topic]).items()}
+
+    def read_records(self, start: dict[TopicPartition, int]) -> list[Any]:
+        """The records from ``start`` to the current end of those partitions."""
+        ends = self._offsets.end_offsets(list(start))
+        reader = KafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+            client_id="f2-bench-reader",
+        )  # fmt: skip
+        records: list[Any] = []
+        try:
+            reader.assign(list(start))
+            for tp, offset in start.items():
+                reader.seek(tp, offset)
+            remaining = {tp for tp in start if ends[tp] > start[tp]}
+            deadline = time.monotonic() + 60
+            while remaining and time.monotonic() < deadline:
+                for tp, batch in reader.poll(timeout_ms=500, max_records=5000).items():
+                    records.extend(r for r in batch if r.offset < ends[tp])
+                    if batch and batch[-1].offset >= ends[tp] - 1:
+                        remaining.discard(tp)
+        finally:
+            reader.close()
+        return records
 
     def truncate(self) -> None:
         with self._db.cursor() as cur:
@@ -336,16 +376,26 @@ def sustained(pipe: Pipeline, count: int) -> SustainedFigures:
 
 @dataclass
 class LatencyFigures:
-    """Publish -> commit latency of every message published at ``rate_per_s``."""
+    """Publish -> commit latency of every message published at ``rate_per_s``, and where it went.
+
+    Per stage, per message: ``mqtt`` publish -> the bridge received it (``received_at`` of the
+    raw record); ``bridge`` -> its raw record was produced (the Kafka record's timestamp, set at
+    ``send``; the broker's acknowledgement follows within the bridge's linger); ``decode`` ->
+    its measurements were produced by decode (connector fetch and linger, gateway, decoding);
+    ``sink`` -> the sink's transaction started (``ingested_at``; connector, gateway, sink).
+    Kafka timestamps have millisecond resolution.
+    """
 
     rate_per_s: float
     seconds: float
     latency: LatencySummary
     achieved_per_s: float
+    stages: dict[str, LatencySummary]
 
 
 def latency(pipe: Pipeline, rate_per_s: float, seconds: float) -> LatencyFigures:
     pipe.truncate()
+    raw_from, decoded_from = pipe.end_offsets(RAW_TOPIC), pipe.end_offsets(DECODED_TOPIC)
     count = max(1, int(rate_per_s * seconds))
     published = pipe.publish([pipe.plan(count, rate_per_s, tag="latency")])
     done = pipe.wait_rows(published.rows, 300.0, published.first_publish)
@@ -356,21 +406,67 @@ def latency(pipe: Pipeline, rate_per_s: float, seconds: float) -> LatencyFigures
         seconds=seconds,
         latency=summarize_latency(pipe.latencies()),
         achieved_per_s=rate(published.sent, published.publish_seconds),
+        stages=stage_latencies(pipe, raw_from, decoded_from),
     )
+
+
+def _micros(value: Any) -> int:
+    """A timestamp (text in any of the pipeline's formats, or epoch seconds) in microseconds."""
+    if isinstance(value, int | float):
+        return round(value * 1_000_000)
+    return round(parse_timestamp(value).timestamp() * 1_000_000)
+
+
+def stage_latencies(
+    pipe: Pipeline,
+    raw_from: dict[TopicPartition, int],
+    decoded_from: dict[TopicPartition, int],
+) -> dict[str, LatencySummary]:
+    """Each stage's share of the latency, from the records the phase left in Kafka."""
+    raw: dict[tuple[str, int], tuple[float, float]] = {}
+    for record in pipe.read_records(raw_from):
+        value = json.loads(record.value)
+        payload = json.loads(value["payload"])
+        key = (value["topic"], _micros(payload["timestamp"]))
+        raw[key] = (_micros(value["received_at"]) / 1e6, record.timestamp / 1000)
+    decoded: dict[tuple[str, int], float] = {}
+    for record in pipe.read_records(decoded_from):
+        value = json.loads(record.value)
+        key = (value["topic"], _micros(value["time"]))
+        decoded[key] = max(decoded.get(key, 0.0), record.timestamp / 1000)
+    parts: dict[str, list[float]] = {"mqtt": [], "bridge": [], "decode": [], "sink": []}
+    for topic, published, committed in pipe.commits():
+        key = (topic, _micros(published))
+        if key not in raw or key not in decoded:
+            continue
+        received, produced = raw[key]
+        parts["mqtt"].append(received - published)
+        parts["bridge"].append(produced - received)
+        parts["decode"].append(decoded[key] - produced)
+        parts["sink"].append(committed - decoded[key])
+    return {name: summarize_latency(values) for name, values in parts.items() if values}
 
 
 @dataclass
 class BurstFigures:
-    """Memory of every process before, during and after a burst of ``factor`` x the steady rate."""
+    """Memory of every process before, during and after a burst of ``factor`` x the steady rate.
+
+    The burst sends (factor - 1) x steady x ``burst_seconds`` messages on top of the steady
+    traffic, at (factor - 1) x steady per second or as fast as one publisher gets them out on
+    this machine (``achieved_burst_per_s``, ``burst_sent_seconds``).
+    """
 
     steady_per_s: float
     burst_per_s: float
     burst_seconds: float
     achieved_burst_per_s: float
+    burst_sent_seconds: float
+    burst_messages: int
     drained_after_s: float | None
     rows_expected: int
     rows_stored: int
     memory: dict[str, dict[str, Any]]
+    series: dict[str, list[list[float]]]
 
 
 def burst(
@@ -380,67 +476,85 @@ def burst(
     before_s: float,
     burst_s: float,
     drained_below_s: float,
+    after_s: float = 10.0,
+    drain_limit_s: float = 240.0,
 ) -> BurstFigures:
-    """Steady traffic throughout; on top of it, for ``burst_s``, (factor - 1) x steady more.
+    """Steady traffic throughout; on top of it a burst; memory sampled four times a second.
 
-    Before = the steady seconds before the burst; during = from the burst until the pipeline has
-    caught up (rows committed in the last second are again less than ``drained_below_s`` old);
-    after = the steady seconds after that.
+    Before = the steady seconds before the burst; during = from the burst's first message until
+    the pipeline has caught up (the rows committed in the last second are again less than
+    ``drained_below_s`` old); after = the ``after_s`` steady seconds that follow.
     """
     pipe.truncate()
     steady_fleet, burst_fleet = pipe.fleet.split(2)
-    # Drain time at the steady rate: the backlog is about (factor - 2) x steady x burst_s when
-    # the pipeline's maximum is twice the steady rate; the after window follows it.
-    after_s = max(10.0, before_s)
-    drain_s = (factor - 1.0) * burst_s * 1.5
-    total_s = before_s + burst_s + drain_s + after_s
+    stop_file = Path(tempfile.mkdtemp(prefix="f2-bench-burst-")) / "stop"
     sampler = MemorySampler(pipe.stack.pid_path).start()
     start = time.time() + 2.0
     burst_start = start + before_s
+    longest = before_s + burst_s + drain_limit_s + after_s + 60.0
+    burst_count = int(steady_per_s * (factor - 1) * burst_s)
     plans = [
-        pipe.plan(int(steady_per_s * total_s), steady_per_s, steady_fleet, "steady", start),
-        pipe.plan(
-            int(steady_per_s * (factor - 1) * burst_s),
-            steady_per_s * (factor - 1),
-            burst_fleet,
-            "burst",
-            burst_start,
+        replace(
+            pipe.plan(int(steady_per_s * longest), steady_per_s, steady_fleet, "steady", start),
+            stop_file=str(stop_file),
         ),
+        pipe.plan(burst_count, steady_per_s * (factor - 1), burst_fleet, "burst", burst_start),
     ]
-    futures = [pipe.pool.submit(plan) for plan in plans]
-    drained_at: float | None = None
-    while not all(f.done() for f in futures):
-        now = time.time()
-        if drained_at is None and now > burst_start + burst_s:
+    steady, burst_future = (pipe.pool.submit(plan) for plan in plans)
+    try:
+        burst_result = burst_future.result()
+        drained_at: float | None = None
+        deadline = time.time() + drain_limit_s
+        while time.time() < deadline:
             recent = pipe.recent_latency()
             if recent is not None and recent < drained_below_s:
-                drained_at = now
-        time.sleep(0.5)
-    results = [f.result() for f in futures]
-    published = combined(results)
+                drained_at = time.time()
+                break
+            time.sleep(0.5)
+        after_start = (drained_at or time.time()) + 2.0
+        time.sleep(max(0.0, after_start + after_s - time.time()))
+    finally:
+        stop_file.touch()
+    published = combined([steady.result(), burst_result])
+    stop_file.unlink(missing_ok=True)
+    stop_file.parent.rmdir()
     done = pipe.wait_rows(published.rows, 300.0, published.first_publish)
     sampler.stop()
-    after_start = (drained_at or time.time()) + 2.0
+    end = time.time()
     memory: dict[str, dict[str, Any]] = {}
-    for name, series in sorted(sampler.series.items()):
-        level = memory_level(series.rss(), burst_start, burst_start + burst_s, after_start)
-        pss = memory_level(series.pss(), burst_start, burst_start + burst_s, after_start)
+    series: dict[str, list[list[float]]] = {}
+    for name, found in sorted(sampler.series.items()):
         memory[name] = {
-            "rss_kib": _level(level),
-            "pss_kib": _level(pss),
-            "peak_rss_kib": max((kib for _, kib in series.rss()), default=0.0),
-            "samples": len(series.samples),
-        }
+            kind: _level(memory_level(values, burst_start, burst_result.last_publish, after_start))
+            for kind, values in (("rss_kib", found.rss()), ("anon_kib", found.anon()),
+                                 ("pss_kib", found.pss()))
+        }  # fmt: skip
+        memory[name]["peak_rss_kib"] = max((kib for _, kib in found.rss()), default=0.0)
+        series[name] = _per_second(found, burst_start, end)
     return BurstFigures(
         steady_per_s=steady_per_s,
         burst_per_s=steady_per_s * factor,
         burst_seconds=burst_s,
-        achieved_burst_per_s=steady_per_s + rate(results[1].sent, results[1].publish_seconds),
-        drained_after_s=None if drained_at is None else drained_at - (burst_start + burst_s),
+        achieved_burst_per_s=steady_per_s + rate(burst_result.sent, burst_result.publish_seconds),
+        burst_sent_seconds=burst_result.publish_seconds,
+        burst_messages=burst_result.sent,
+        drained_after_s=None if drained_at is None else drained_at - burst_result.last_publish,
         rows_expected=published.rows,
         rows_stored=done.final_value,
         memory=memory,
+        series=series,
     )
+
+
+def _per_second(found: MemorySeries, origin: float, end: float) -> list[list[float]]:
+    """[seconds from the burst, RSS MiB, anonymous MiB] once a second (for plots and docs)."""
+    out: list[list[float]] = []
+    next_at = -math.inf
+    for at, rss, anon, _, _ in found.samples:
+        if at >= next_at and at <= end:
+            out.append([round(at - origin, 1), round(rss / 1024, 1), round(anon / 1024, 1)])
+            next_at = at + 1.0
+    return out
 
 
 def _level(level: MemoryLevel) -> dict[str, Any]:

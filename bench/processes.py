@@ -93,33 +93,43 @@ def stack_groups(pid_path: Callable[[str], Path]) -> dict[str, list[int]]:
     return groups
 
 
-def memory_kib(pid: int) -> tuple[int, int]:
-    """(RSS, PSS) of one process in KiB; (0, 0) when it is gone."""
-    rss = pss = 0
+def memory_kib(pid: int) -> tuple[int, int, int]:
+    """(RSS, anonymous RSS, PSS) of one process in KiB; zeros when it is gone.
+
+    Anonymous memory is the process's own heap, where an unbounded queue would show; RSS also
+    counts mapped files and shared memory (PostgreSQL's shared_buffers, touched page by page
+    as the table grows: a bounded cache).
+    """
+    rss = anon = pss = 0
     with contextlib.suppress(OSError, ValueError):
         for line in (PROC / str(pid) / "status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 rss = int(line.split()[1])
+            elif line.startswith("RssAnon:"):
+                anon = int(line.split()[1])
                 break
     with contextlib.suppress(OSError, ValueError):
         for line in (PROC / str(pid) / "smaps_rollup").read_text().splitlines():
             if line.startswith("Pss:"):
                 pss = int(line.split()[1])
                 break
-    return rss, pss
+    return rss, anon, pss
 
 
 @dataclass
 class MemorySeries:
-    """Samples of one group: (time.time(), RSS KiB, PSS KiB, process count)."""
+    """Samples of one group: (time.time(), RSS, anonymous RSS, PSS in KiB, processes)."""
 
-    samples: list[tuple[float, int, int, int]] = field(default_factory=list)
+    samples: list[tuple[float, int, int, int, int]] = field(default_factory=list)
 
     def rss(self) -> list[tuple[float, float]]:
-        return [(at, float(rss)) for at, rss, _, _ in self.samples]
+        return [(at, float(rss)) for at, rss, _, _, _ in self.samples]
+
+    def anon(self) -> list[tuple[float, float]]:
+        return [(at, float(anon)) for at, _, anon, _, _ in self.samples]
 
     def pss(self) -> list[tuple[float, float]]:
-        return [(at, float(pss)) for at, _, pss, _ in self.samples]
+        return [(at, float(pss)) for at, _, _, pss, _ in self.samples]
 
 
 class MemorySampler:
@@ -149,14 +159,13 @@ class MemorySampler:
                 groups = stack_groups(self._pid_path)
                 next_discovery = now + 1.0
             for name, pids in groups.items():
-                rss = pss = 0
-                alive = 0
+                rss = anon = pss = alive = 0
                 for pid in pids:
-                    one_rss, one_pss = memory_kib(pid)
-                    rss += one_rss
-                    pss += one_pss
+                    one_rss, one_anon, one_pss = memory_kib(pid)
+                    rss, anon, pss = rss + one_rss, anon + one_anon, pss + one_pss
                     alive += 1 if one_rss else 0
-                self.series.setdefault(name, MemorySeries()).samples.append((now, rss, pss, alive))
+                sample = (now, rss, anon, pss, alive)
+                self.series.setdefault(name, MemorySeries()).samples.append(sample)
             self._stop.wait(self._interval)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -42,6 +43,7 @@ class PublishPlan:
     max_inflight: int = 1000
     topic_prefix: str | None = None
     start_at: float | None = None  # wall time to begin (publishers started together)
+    stop_file: str | None = None  # stop early once this file exists (checked twice a second)
     ack_timeout_s: float = 180.0
 
 
@@ -104,7 +106,12 @@ def publish(plan: PublishPlan) -> PublishResult:
         stream = messages(plan.fleet, plan.seed, topic_prefix=plan.topic_prefix)
         interval = 1.0 / plan.rate if plan.rate else 0.0
         started = time.monotonic()
+        next_check = started + 0.5
         for index, message in enumerate(itertools.islice(stream, plan.count)):
+            if plan.stop_file is not None and time.monotonic() >= next_check:
+                next_check = time.monotonic() + 0.5
+                if os.path.exists(plan.stop_file):
+                    break
             if interval:
                 delay = started + index * interval - time.monotonic()
                 if delay > 0:

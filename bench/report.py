@@ -60,8 +60,8 @@ def compute_ratios(results: Mapping[str, Any]) -> dict[str, Any]:
 def targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     ratios = results["ratios"]
     growths = [
-        level["pss_kib" if name == "postgres" else "rss_kib"]["growth"]
-        for name, level in (results.get("burst") or {}).get("memory", {}).items()
+        level["anon_kib"]["growth"]
+        for level in (results.get("burst") or {}).get("memory", {}).values()
     ]
     known = [g for g in growths if g is not None]
     found = evaluate_targets(
@@ -172,21 +172,37 @@ def render_table(results: Mapping[str, Any]) -> str:
         ranked = sorted(cpu.items(), key=lambda item: -item[1])
         out.append("  " + ", ".join(f"{name} {ms:.3f}" for name, ms in ranked))
         out.append(f"  total {sum(cpu.values()):.3f} ms/message")
+    stages_latency = (latency or {}).get("stages") or {}
+    if stages_latency:
+        out.append("")
+        out.append("latency by stage, p50 / p99 (ms):")
+        out.append(
+            "  "
+            + ", ".join(
+                f"{name} {figures['p50'] * 1000:.0f} / {figures['p99'] * 1000:.0f}"
+                for name, figures in stages_latency.items()
+            )
+        )
     burst = results.get("burst")
     if burst:
         out.append("")
         out.append(
-            f"memory during a burst of {burst['burst_per_s']:.0f} msg/s for "
-            f"{burst['burst_seconds']:.0f}s (steady {burst['steady_per_s']:.0f} msg/s), MiB:"
+            f"memory during a burst of {burst['burst_messages']} messages at "
+            f"{burst['achieved_burst_per_s']:.0f} msg/s (asked {burst['burst_per_s']:.0f}, "
+            f"10 x the steady {burst['steady_per_s']:.0f} msg/s), MiB:"
         )
-        out.append(f"  {'process':<12} {'before':>8} {'peak':>8} {'after':>8} {'growth':>8}")
+        out.append(
+            f"  {'process':<12} {'RSS before':>10} {'peak':>7} {'after':>7}   "
+            f"{'heap before':>11} {'peak':>7} {'growth':>7}"
+        )
         for name, level in burst["memory"].items():
-            figure = level["pss_kib" if name == "postgres" else "rss_kib"]
-            growth = figure["growth"]
+            rss, anon = level["rss_kib"], level["anon_kib"]
+            growth = anon["growth"]
             out.append(
-                f"  {name:<12} {figure['before'] / 1024:>8.1f} {figure['peak'] / 1024:>8.1f} "
-                f"{figure['after'] / 1024:>8.1f} "
-                f"{'-' if growth is None else f'{growth * 100:+.0f}%':>8}"
+                f"  {name:<12} {rss['before'] / 1024:>10.1f} {rss['peak'] / 1024:>7.1f} "
+                f"{rss['after'] / 1024:>7.1f}   {anon['before'] / 1024:>11.1f} "
+                f"{anon['peak'] / 1024:>7.1f} "
+                f"{'-' if growth is None else f'{growth * 100:+.0f}%':>7}"
             )
     out.append("")
     out.append("targets (issue 6):")

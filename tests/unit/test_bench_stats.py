@@ -118,16 +118,25 @@ def results() -> dict[str, object]:
             "sink_msgs_per_s": 10000.0,
         },
         "sustained": {"msgs_per_s": 2000.0, "cpu_ms_per_message": {"bridge": 0.2}},
-        "latency": {"rate_per_s": 1000.0, "latency": {"p50": 0.2, "p95": 0.5, "p99": 0.9}},
+        "latency": {
+            "rate_per_s": 1000.0,
+            "latency": {"p50": 0.2, "p95": 0.5, "p99": 0.9},
+            "stages": {"mqtt": {"p50": 0.001, "p99": 0.004}, "sink": {"p50": 0.1, "p99": 0.4}},
+        },
         "burst": {
             "steady_per_s": 1000.0,
             "burst_per_s": 10000.0,
             "burst_seconds": 5.0,
+            "burst_messages": 45000,
+            "achieved_burst_per_s": 6000.0,
             "memory": {
-                "bridge": {"rss_kib": {"before": 1000, "peak": 1100, "after": 1000, "growth": 0.1}},
+                "bridge": {
+                    "rss_kib": {"before": 1000, "peak": 1100, "after": 1000, "growth": 0.1},
+                    "anon_kib": {"before": 500, "peak": 550, "after": 500, "growth": 0.1},
+                },
                 "postgres": {
                     "rss_kib": {"before": 1000, "peak": 2000, "after": 1000, "growth": 1.0},
-                    "pss_kib": {"before": 1000, "peak": 1150, "after": 1000, "growth": 0.15},
+                    "anon_kib": {"before": 1000, "peak": 1150, "after": 1000, "growth": 0.15},
                 },
             },
         },
@@ -147,7 +156,7 @@ def test_ratios__use_the_slowest_raw_stage_in_messages_and_rows_for_the_sink() -
     assert ratios["slowest_pipeline_stage"] == "bridge"
 
 
-def test_targets_of_a_run__judge_postgres_memory_by_pss_and_render_a_table() -> None:
+def test_targets_of_a_run__judge_memory_by_the_heap_and_render_a_table() -> None:
     data = results()
     data["ratios"] = compute_ratios(data)
     found = {t["name"]: t for t in targets(data)}
@@ -160,3 +169,4 @@ def test_targets_of_a_run__judge_postgres_memory_by_pss_and_render_a_table() -> 
     assert "END TO END sustained" in table
     assert "MISSED" in table
     assert "200 / 500 / 900 ms" in table
+    assert "sink 100 / 400" in table
