@@ -25,6 +25,10 @@ class ConnectorConfig(BaseSettings):
     batch_max_records: int = Field(500, alias="CONNECTOR_BATCH_MAX_RECORDS", ge=1)
     batch_max_bytes: int = Field(1_048_576, alias="CONNECTOR_BATCH_MAX_BYTES", ge=1)
     linger_ms: int = Field(50, alias="CONNECTOR_LINGER_MS", ge=0)
+    # The broker answers a fetch once this much is there or the wait is over: a few fetches
+    # of many records rather than one per record (the broker's CPU per message, bench/).
+    fetch_min_bytes: int = Field(65_536, alias="CONNECTOR_FETCH_MIN_BYTES", ge=1)
+    fetch_max_wait_ms: int = Field(25, alias="CONNECTOR_FETCH_MAX_WAIT_MS", ge=0)
     connect_timeout_s: float = Field(5.0, alias="CONNECTOR_CONNECT_TIMEOUT_SECONDS", gt=0)
     invoke_timeout_s: float = Field(65.0, alias="CONNECTOR_INVOKE_TIMEOUT_SECONDS", gt=0)
     retry_initial_s: float = Field(0.5, alias="CONNECTOR_RETRY_INITIAL_SECONDS", gt=0)
