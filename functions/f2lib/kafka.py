@@ -28,7 +28,7 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 class KeyCachingPartitioner(DefaultPartitioner):  # type: ignore[misc]
     """kafka-python's default partitioner (murmur2 of the key, as the Java client assigns it),
     remembering each key's partition: the pipeline's keys are device ids, few and repeated,
-    and the pure-Python murmur2 was a tenth of a producer's send cost."""
+    and the pure-Python murmur2 was about a fifth of decode's time in ``producer.send``."""
 
     def __init__(self, max_keys: int = 100_000) -> None:
         self._max_keys = max_keys
