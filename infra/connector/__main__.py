@@ -27,8 +27,11 @@ def main() -> int:
 
     metrics = ConnectorMetrics()
     producer = connect_with_retry(
-        lambda: make_producer(config.kafka_bootstrap, client_id="f2-connector"), stop,
-        what=f"kafka {config.kafka_bootstrap}", max_delay_s=config.retry_max_s)
+        lambda: make_producer(config.kafka_bootstrap, client_id="f2-connector"),
+        stop,
+        what=f"kafka {config.kafka_bootstrap}",
+        max_delay_s=config.retry_max_s,
+    )
     if producer is None:
         return 0
 
