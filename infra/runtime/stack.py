@@ -140,16 +140,14 @@ class LocalStack:
         return (self.secrets_dir / name).read_text().strip()
 
     def _ensure_secret(self, name: str, make: Callable[[], str]) -> str:
-        path = self.secrets_dir / name
-        if not path.exists():
-            self.secrets_dir.mkdir(parents=True, exist_ok=True)
-            self.secrets_dir.chmod(0o700)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(make() + "\n")
+        if not (self.secrets_dir / name).exists():
+            self._write_secret(name, make())
         return self.secret(name)
 
     def _write_secret(self, name: str, value: str) -> None:
+        """Write a secret file 0600 (created with that mode, never widened) in a 0700 folder."""
+        self.secrets_dir.mkdir(parents=True, exist_ok=True)
+        self.secrets_dir.chmod(0o700)
         path = self.secrets_dir / name
         path.unlink(missing_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -189,8 +187,6 @@ class LocalStack:
                              ("mqtt-password", "mqtt-bridge-password")):
             value = (issued / source).read_text().strip()
             if not (self.secrets_dir / name).exists() or self.secret(name) != value:
-                self.secrets_dir.mkdir(parents=True, exist_ok=True)
-                self.secrets_dir.chmod(0o700)
                 self._write_secret(name, value)
         self._ensure_secret("mqtt-monitor-password", lambda: secrets.token_urlsafe(24))
 
