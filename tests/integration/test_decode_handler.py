@@ -3,9 +3,7 @@ decoded records and dead letters out, acknowledged before 200; 400/405/500/503 f
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,34 +16,12 @@ from kafka import KafkaConsumer
 from f2lib.models import Measurement
 from f2lib.records import RawRecord
 from infra.runtime.kafka import KafkaServer
+from tests.integration.handler_support import Event, load_handler
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 DEVICE = "f2-e4fd45f654be"  # demo F2-403: every component kind
 TS = "2023-05-26 18:34:04.928538"
-
-
-class Event:
-    """What the template hands the handler."""
-
-    def __init__(self, body: bytes, headers: dict[str, str] | None = None, method: str = "POST"):
-        self.body = body
-        self.headers = headers or {}
-        self.method = method
-        self.query: dict[str, str] = {}
-        self.path = "/"
-
-
-def load_handler(function: str) -> ModuleType:
-    """A fresh import of functions/<function>/handler.py (its config singleton unset)."""
-    path = ROOT / "functions" / function / "handler.py"
-    spec = importlib.util.spec_from_file_location(f"{function}_handler_{uuid.uuid4().hex}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # as an import would: pydantic resolves annotations there
-    spec.loader.exec_module(module)
-    return module
 
 
 def consume(kafka: KafkaServer, topic: str, expected: int, timeout_ms: int = 15_000) -> list[Any]:

@@ -3,9 +3,7 @@ duplicate-free, invalid records dead-lettered (stage sink) while the rest are st
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -20,33 +18,11 @@ from kafka import KafkaConsumer
 
 from f2lib.models import Measurement
 from infra.runtime.kafka import KafkaServer
+from tests.integration.handler_support import Event, load_handler
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2023, 5, 26, 18, 34, 4, 928538, tzinfo=UTC)
-
-
-class Event:
-    """What the template hands the handler."""
-
-    def __init__(self, body: bytes, headers: dict[str, str] | None = None, method: str = "POST"):
-        self.body = body
-        self.headers = headers or {}
-        self.method = method
-        self.query: dict[str, str] = {}
-        self.path = "/"
-
-
-def load_handler(function: str) -> ModuleType:
-    """A fresh import of functions/<function>/handler.py (its config singleton unset)."""
-    path = ROOT / "functions" / function / "handler.py"
-    spec = importlib.util.spec_from_file_location(f"{function}_handler_{uuid.uuid4().hex}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def new_device() -> str:
