@@ -20,10 +20,10 @@ import paho.mqtt.client as mqtt
 import psycopg2
 import pytest
 import requests
-from kafka import KafkaConsumer
 from paho.mqtt.enums import CallbackAPIVersion
 
 from infra.runtime.stack import DEVICES_DB, MONITOR_USER, TIMESERIES_DB, LocalStack
+from tests.kafka_support import read_topic
 
 pytestmark = pytest.mark.e2e
 
@@ -186,13 +186,9 @@ def test_republishing_the_same_messages_adds_no_row(
 
 
 def dead_letters(stack: LocalStack, since: float) -> list[dict[str, Any]]:
-    consumer = KafkaConsumer(
-        "iot_dead_letter", bootstrap_servers=f"127.0.0.1:{stack.ports.kafka}",
-        auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=3000,
-        group_id=None)
-    found = [json.loads(m.value) for m in consumer if m.timestamp / 1000 >= since - 5]
-    consumer.close()
-    return found
+    """The dead letters written since ``since`` (whatever the topic holds after 3 s of reading)."""
+    records = read_topic(f"127.0.0.1:{stack.ports.kafka}", "iot_dead_letter", lambda rs: False, timeout=3)
+    return [json.loads(m.value) for m in records if m.timestamp / 1000 >= since - 5]
 
 
 def test_bad_inputs_are_dead_lettered_with_stage_and_reason_and_valid_ones_still_stored(

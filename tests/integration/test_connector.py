@@ -23,7 +23,6 @@ from typing import Any
 
 import pytest
 import requests
-from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 from pydantic import SecretStr
 
@@ -37,6 +36,7 @@ from infra.connector.worker import kafka_consumer_factory
 from infra.runtime.kafka import KafkaServer
 from infra.runtime.ports import free_port
 from infra.runtime.process import ManagedProcess, log_tail
+from tests.kafka_support import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -173,17 +173,7 @@ class Scenario:
         return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == self.topic}
 
     def read(self, topic: str, count: int, timeout: float = 30) -> list[Any]:
-        consumer = KafkaConsumer(topic, bootstrap_servers=self.kafka.bootstrap,
-                                 auto_offset_reset="earliest", group_id=None)  # fmt: skip
-        records: list[Any] = []
-        deadline = time.monotonic() + timeout
-        try:
-            while len(records) < count and time.monotonic() < deadline:
-                for batch in consumer.poll(timeout_ms=300).values():
-                    records.extend(batch)
-        finally:
-            consumer.close()
-        return records
+        return read_topic(self.kafka.bootstrap, topic, lambda rs: len(rs) >= count, timeout)
 
 
 @pytest.fixture

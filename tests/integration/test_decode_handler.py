@@ -11,12 +11,12 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer
 
 from f2lib.models import Measurement
 from f2lib.records import RawRecord
 from infra.runtime.kafka import KafkaServer
 from tests.integration.handler_support import Event, load_handler
+from tests.kafka_support import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -25,23 +25,9 @@ TS = "2023-05-26 18:34:04.928538"
 
 
 def consume(kafka: KafkaServer, topic: str, expected: int, timeout_ms: int = 15_000) -> list[Any]:
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=kafka.bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-        consumer_timeout_ms=timeout_ms,
-    )
-    records = []
-    try:
-        for message in consumer:
-            records.append(message)
-            if len(records) >= expected:
-                break
-    finally:
-        consumer.close()
-    return records
+    """The first ``expected`` records of ``topic`` (fewer if they do not come in time)."""
+    records = read_topic(kafka.bootstrap, topic, lambda rs: len(rs) >= expected, timeout_ms / 1000)
+    return records[:expected]
 
 
 def raw(component: str, payload: Any, mode: str, connector: str, device: str = DEVICE) -> dict:

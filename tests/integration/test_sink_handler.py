@@ -14,11 +14,11 @@ from typing import Any
 
 import psycopg2
 import pytest
-from kafka import KafkaConsumer
 
 from f2lib.models import Measurement
 from infra.runtime.kafka import KafkaServer
 from tests.integration.handler_support import Event, load_handler
+from tests.kafka_support import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -152,21 +152,8 @@ def test_invalid_records_are_dead_lettered_and_the_rest_stored(
     assert response["statusCode"] == 200
     assert body_of(response) == {"records": 8, "inserted": 3, "duplicates": 0, "dead_letters": 5}
     assert stored(timeseries_db, device) == 3
-    consumer = KafkaConsumer(
-        dead_topic,
-        bootstrap_servers=kafka.bootstrap,
-        auto_offset_reset="earliest",
-        group_id=None,
-        consumer_timeout_ms=15_000,
-    )
-    try:
-        letters = []
-        for message in consumer:
-            letters.append(json.loads(message.value))
-            if len(letters) == 5:
-                break
-    finally:
-        consumer.close()
+    records = read_topic(kafka.bootstrap, dead_topic, lambda rs: len(rs) >= 5, timeout=30)
+    letters = [json.loads(m.value) for m in records]
     assert [(x["stage"], x["reason"]) for x in letters] == [("sink", "invalid_measurement")] * 5
     assert [x["record"] for x in letters] == invalid
     assert [x["source"]["offset"] for x in letters] == [103, 104, 105, 106, 107]
