@@ -10,16 +10,18 @@ many partitions are fed at once follows the function's replica count.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
+from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
+from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.errors import KafkaError
 
 from f2lib.errors import DeliveryAbandoned
@@ -97,15 +99,38 @@ class Completion:
     error: BaseException | None
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+class _Rebalance(AsyncConsumerRebalanceListener):  # type: ignore[misc]
+    """kafka-python 3.0.12 runs rebalance listeners on its IO thread while the consumer thread
+    waits inside ``poll()`` (or ``close()``): a blocking consumer call there (``commit``) raises,
+    and a listener that blocks stops the heartbeats. So the listener is async: it waits for the
+    revoked partitions' batches by awaiting the client's own loop, and commits with
+    ``commit_async`` awaited, before the client goes on to rejoin the group."""
+
     def __init__(self, owner: FunctionConsumer) -> None:
         self._owner = owner
 
-    def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        self._owner.partitions_revoked(set(revoked))
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self._owner.partitions_revoked(set(revoked))
 
-    def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         self._owner.partitions_assigned(set(assigned))
+
+
+def loop_sleep(consumer: Any, seconds: float) -> Awaitable[Any]:
+    """An awaitable pause on the consumer's IO loop (heartbeats go on meanwhile).
+
+    kafka-python 3.0.12's loop offers ``sleep`` on its network selector (``_client._net``);
+    a consumer without one (a test double) gets a plain sleep.
+    """
+    net = getattr(getattr(consumer, "_client", None), "_net", None)
+    sleep = getattr(net, "sleep", None)
+    if callable(sleep):
+        return sleep(seconds)  # type: ignore[no-any-return]
+    return _thread_sleep(seconds)
+
+
+async def _thread_sleep(seconds: float) -> None:
+    time.sleep(seconds)
 
 
 class FunctionConsumer:
@@ -282,7 +307,7 @@ class FunctionConsumer:
         else:
             self._completions.put(Completion(tp, flight, report, None))
 
-    def _take_completions(self, consumer: Any, timeout: float) -> None:
+    def _take_completions(self, consumer: Any, timeout: float, commit: bool = True) -> None:
         block = timeout > 0
         while True:
             try:
@@ -290,9 +315,9 @@ class FunctionConsumer:
             except queue.Empty:
                 return
             block = False
-            self._complete(consumer, done)
+            self._complete(consumer, done, commit)
 
-    def _complete(self, consumer: Any, done: Completion) -> None:
+    def _complete(self, consumer: Any, done: Completion, commit: bool = True) -> None:
         self._in_flight -= 1
         self._metrics.in_flight.labels(function=self.name).set(self._in_flight)
         state = self._states.get(done.tp)
@@ -308,7 +333,8 @@ class FunctionConsumer:
             self._metrics.batch_duration.labels(function=self.name).observe(
                 self._clock() - done.flight.started
             )
-            self._commit_delivered(consumer, force=True)
+            if commit:
+                self._commit_delivered(consumer, force=True)
             return
         self._metrics.batches.labels(function=self.name, topic=topic, outcome="abandoned").inc()
         if not isinstance(done.error, DeliveryAbandoned):
@@ -321,29 +347,42 @@ class FunctionConsumer:
             state.buffer.clear()
             state.next_offset = batch.first_offset
 
-    def _commit_delivered(
-        self, consumer: Any, force: bool = False, only: set[TopicPartition] | None = None
-    ) -> None:
-        offsets = {
+    def _uncommitted(
+        self, only: set[TopicPartition] | None = None
+    ) -> dict[TopicPartition, OffsetAndMetadata]:
+        return {
             tp: OffsetAndMetadata(s.delivered_to, "", -1)
             for tp, s in self._states.items()
             if s.delivered_to is not None
             and s.delivered_to != s.committed
             and (only is None or tp in only)
         }
+
+    def _commit_delivered(
+        self, consumer: Any, force: bool = False, only: set[TopicPartition] | None = None
+    ) -> None:
+        offsets = self._uncommitted(only)
         if not offsets or (not force and self._clock() < self._next_commit_retry):
             return
         try:
             consumer.commit(offsets)
         except KafkaError as exc:
             self._next_commit_retry = self._clock() + 1.0
-            self._metrics.commits.labels(function=self.name, result="failed").inc()
-            logger.warning("%s: commit of %s failed (%s); retried", self.name,
-                           _describe(offsets), exc)  # fmt: skip
+            self._commit_failed(offsets, exc, "retried")
             return
+        self._committed(offsets)
+
+    def _committed(self, offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> None:
         self._metrics.commits.labels(function=self.name, result="ok").inc()
         for tp, meta in offsets.items():
             self._states[tp].committed = meta.offset
+
+    def _commit_failed(
+        self, offsets: Mapping[TopicPartition, OffsetAndMetadata], exc: Exception, then: str
+    ) -> None:
+        self._metrics.commits.labels(function=self.name, result="failed").inc()
+        logger.warning("%s: commit of %s failed (%s); %s", self.name, _describe(offsets), exc,
+                       then)  # fmt: skip
 
     def _flow_control(self, consumer: Any) -> None:
         limits = self._limits
@@ -399,7 +438,7 @@ class FunctionConsumer:
         consumer.seek(state.tp, expected)
         state.heard_at = self._clock()
 
-    # -- rebalance (called by kafka-python inside poll, on the consumer thread) -----------------
+    # -- rebalance (kafka-python's IO thread, while the consumer thread waits in poll/close) ------
 
     def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         for tp in assigned:
@@ -409,27 +448,59 @@ class FunctionConsumer:
         self._next_lag = 0.0
         logger.info("%s: assigned %s", self.name, _describe(assigned))
 
-    def partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+    async def partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Finish the revoked partitions' batches, commit them, then forget the partitions.
+
+        Nothing here may block the IO loop: the batches are awaited with ``loop_sleep`` and
+        the commit with ``commit_async``; a commit that fails leaves the batches to be
+        delivered again by the partitions' next owner (at least once; the sink drops repeats).
+        """
         logger.info("%s: revoking %s; finishing their batches", self.name, _describe(revoked))
-        self._finish(self._consumer, revoked)
+        consumer = self._consumer
+        deadline = self._clock() + self._config.revoke_timeout_s
+        cancelled = False
+        while True:
+            self._take_completions(consumer, timeout=0.0, commit=False)
+            if not self._in_flight_for(revoked):
+                break
+            if not cancelled and self._clock() >= deadline:
+                self._cancel(revoked)
+                cancelled = True
+            await loop_sleep(consumer, 0.05)
+        offsets = self._uncommitted(revoked)
+        if offsets:
+            try:
+                result = consumer.commit_async(offsets)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:  # a listener must not fail: the client would abort the join
+                self._commit_failed(offsets, exc, "the next owner delivers them again")
+            else:
+                self._committed(offsets)
         for tp in revoked:
             self._states.pop(tp, None)
             with contextlib.suppress(KeyError):
                 self._metrics.lag.remove(self.name, tp.topic, str(tp.partition))
         self._metrics.assigned.labels(function=self.name).set(len(self._states))
 
+    def _in_flight_for(self, tps: set[TopicPartition]) -> bool:
+        return any((s := self._states.get(tp)) is not None and s.in_flight for tp in tps)
+
+    def _cancel(self, tps: set[TopicPartition]) -> None:
+        logger.warning("%s: cancelling unfinished batches of %s", self.name, _describe(tps))
+        for tp in tps:
+            state = self._states.get(tp)
+            if state is not None and state.in_flight is not None:
+                state.in_flight.cancel.set()
+
     def _finish(self, consumer: Any, tps: set[TopicPartition]) -> None:
-        """Wait for the batches of ``tps`` (cancel them after the revoke timeout), then commit."""
+        """On the consumer thread at stop: wait for the batches of ``tps`` (cancel them after the
+        revoke timeout), then commit what was delivered."""
         deadline = self._clock() + self._config.revoke_timeout_s
         cancelled = False
-        while any((s := self._states.get(tp)) and s.in_flight for tp in tps):
+        while self._in_flight_for(tps):
             if not cancelled and self._clock() >= deadline:
-                logger.warning("%s: cancelling unfinished batches of %s", self.name,
-                               _describe(tps))  # fmt: skip
-                for tp in tps:
-                    state = self._states.get(tp)
-                    if state is not None and state.in_flight is not None:
-                        state.in_flight.cancel.set()
+                self._cancel(tps)
                 cancelled = True
             self._take_completions(consumer, timeout=0.1)
         self._commit_delivered(consumer, force=True, only=tps)

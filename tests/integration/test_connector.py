@@ -453,3 +453,57 @@ def test_connector__a_burst_with_pauses_while_the_replicas_change_is_delivered_c
     for offsets in by_partition.values():
         assert offsets == sorted(offsets), "a partition's records were delivered out of order"
         assert set(offsets) == set(range(per_partition))
+
+
+def test_connector__a_second_connector_joining_takes_partitions_after_the_first_committed(
+    scenario: Scenario,
+    gateway: StandInGateway,
+    run_connector: Callable[..., Connector],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # kafka-python 3.0.12 calls rebalance listeners on its IO thread, where a blocking consumer
+    # call (commit) raises. The first connector holds a batch per partition when the second
+    # joins: it must let them finish, commit them and hand the partitions over, so that the
+    # second connector starts after them and nothing is delivered twice or lost.
+    gateway.functions = scenario.listing(replicas=3)
+    gateway.gate.clear()
+    for partition in range(3):
+        scenario.produce(values(10), partition=partition, key=f"f2-00000000003{partition}")
+    caplog.set_level("WARNING", logger="kafka")
+    caplog.set_level("INFO", logger="infra.connector.worker")
+    first = run_connector(CONNECTOR_CONCURRENCY_PER_REPLICA=1)
+    wait_for(lambda: gateway.active == 3, message="the first connector never fed 3 partitions")
+
+    second = run_connector(CONNECTOR_CONCURRENCY_PER_REPLICA=1)
+
+    def revoking() -> bool:
+        return any("revoking t-in-" in r.getMessage() for r in caplog.records)
+
+    wait_for(revoking, timeout=60, message="the first connector never gave partitions up")
+    time.sleep(1.0)  # the revoke waits for the batches in flight
+    assert gateway.active == 3
+    gateway.gate.set()
+
+    def assigned(connector: Connector) -> float:
+        value = connector.metrics.registry.get_sample_value(
+            "f2_connector_assigned_partitions", {"function": scenario.function}
+        )
+        return value or 0.0
+
+    wait_for(lambda: assigned(first) > 0 and assigned(second) > 0, timeout=90,
+             message="the group never split the partitions between the two connectors")  # fmt: skip
+    assert assigned(first) + assigned(second) == 3
+    wait_for(lambda: scenario.committed() == {0: 10, 1: 10, 2: 10}, timeout=90,
+             message=f"not all committed: {scenario.committed()}")  # fmt: skip
+    for partition in range(3):
+        scenario.produce(values(5, 10), partition=partition, key=f"f2-00000000003{partition}")
+    wait_for(lambda: scenario.committed() == {0: 15, 1: 15, 2: 15}, timeout=90,
+             message=f"records after the rebalance not committed: {scenario.committed()}")  # fmt: skip
+
+    delivered = [(item["partition"], item["offset"]) for item in gateway.delivered()]
+    twice = sorted(p for p in set(delivered) if delivered.count(p) > 1)
+    assert not twice, f"delivered twice after the rebalance: {twice[:10]}"
+    assert set(delivered) == {(p, o) for p in range(3) for o in range(15)}
+    failed = [r.getMessage() for r in caplog.records if "failed on_partitions" in r.getMessage()
+              or "callback throws" in r.getMessage()]  # fmt: skip
+    assert not failed, failed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -10,6 +11,8 @@ from typing import Any, NamedTuple
 
 import pytest
 from kafka import TopicPartition
+from kafka.errors import KafkaError
+from kafka.future import Future
 
 from infra.connector.config import ConnectorConfig
 from infra.connector.delivery import Backoff, BatchDelivery
@@ -43,6 +46,8 @@ class FakeConsumer:
         self.revoke_requested = threading.Event()
         self.closed = False
         self.lock = threading.Lock()
+        self.io_thread: threading.Thread | None = None
+        self.rejoined_at: dict[TopicPartition, int] = {}
 
     def append(self, partition: int, count: int) -> None:
         tp = TPS[partition]
@@ -61,12 +66,13 @@ class FakeConsumer:
     ) -> dict[TopicPartition, list[Rec]]:
         if not self.assigned:
             self.assigned = True
-            self.listener.on_partitions_assigned(set(TPS))
+            self.on_io_thread("on_partitions_assigned", set(TPS))
         if self.revoke_requested.is_set():
             self.revoke_requested.clear()
-            self.listener.on_partitions_revoked(set(TPS))
+            self.on_io_thread("on_partitions_revoked", set(TPS))
             self.position = {tp: self.committed_offsets.get(tp, 0) for tp in TPS}
-            self.listener.on_partitions_assigned(set(TPS))
+            self.rejoined_at = dict(self.position)
+            self.on_io_thread("on_partitions_assigned", set(TPS))
         out = {}
         with self.lock:
             for tp in TPS:
@@ -80,10 +86,38 @@ class FakeConsumer:
             time.sleep(timeout_ms / 1000)
         return out
 
+    def on_io_thread(self, method: str, tps: set[TopicPartition]) -> None:
+        """As kafka-python 3.0.12 does: the listener runs on the client's IO thread (awaited
+        when async) while the caller of poll() waits for it."""
+        failures: list[BaseException] = []
+
+        def run() -> None:
+            self.io_thread = threading.current_thread()
+            try:
+                result = getattr(self.listener, method)(tps)
+                if asyncio.iscoroutine(result):
+                    asyncio.run(result)
+            except BaseException as exc:
+                failures.append(exc)
+
+        thread = threading.Thread(target=run, name="fake-kafka-io")
+        thread.start()
+        thread.join()
+        if failures:
+            raise KafkaError(f"User rebalance callback throws an error: {failures[0]!r}")
+
     def commit(self, offsets: Mapping[TopicPartition, Any]) -> None:
+        if threading.current_thread() is self.io_thread:
+            raise RuntimeError("Cannot block on net.run() from the IO thread itself.")
         plain = {tp: meta.offset for tp, meta in offsets.items()}
         self.commits.append(plain)
         self.committed_offsets.update(plain)
+
+    def commit_async(self, offsets: Mapping[TopicPartition, Any]) -> Future:
+        plain = {tp: meta.offset for tp, meta in offsets.items()}
+        self.commits.append(plain)
+        self.committed_offsets.update(plain)
+        return Future().success(None)
 
     def pause(self, *tps: TopicPartition) -> None:
         self.paused.update(tps)
@@ -260,6 +294,7 @@ def test_revoke__waits_for_the_batch_in_flight_and_commits_it(running: Any) -> N
     wait_for(lambda: fake.committed_offsets.get(TPS[2]) == 3)
     time.sleep(0.2)
     assert fn.delivered[2] == [0, 1, 2], "the batch must not be delivered again after revoke"
+    assert fake.rejoined_at[TPS[2]] == 3, "the revoke must commit the batch before the rejoin"
 
 
 def test_stop__abandons_a_failing_batch_uncommitted_after_the_revoke_timeout(
