@@ -68,7 +68,10 @@ class PipelineWatch:
             return dict(cur.fetchall())
 
     def read(self) -> PipelineFigures:
+        """Lag first, rows after: rows counted once the lag reads zero include every record."""
         figures = PipelineFigures(at=time.monotonic())
+        for group, lag in self.lag.read(self.GROUPS).items():
+            figures.lag[self.GROUPS[group][0]] = lag.total
         models = self._device_models()
         with psycopg2.connect(self.stack.dsn(TIMESERIES_DB), connect_timeout=3) as conn, \
                 conn.cursor() as cur:
@@ -80,8 +83,6 @@ class PipelineWatch:
         ends = self.offsets.end_offsets([tp for tps in self.partitions.values() for tp in tps])
         figures.dead_letters = sum(ends[tp] for tp in self.partitions["iot_dead_letter"])
         figures.raw_records = sum(ends[tp] for tp in self.partitions["raw_iot_data"])
-        for group, lag in self.lag.read(self.GROUPS).items():
-            figures.lag[self.GROUPS[group][0]] = lag.total
         return figures
 
     def close(self) -> None:
@@ -212,8 +213,12 @@ def main(argv: list[str] | None = None) -> int:
             if not runner.is_alive():
                 # Let the pipeline drain what the fleet sent, then stop watching.
                 settle_until = settle_until or time.monotonic() + 30
-                drained = figures.lag.get("raw_iot_data", 0) == 0 and figures.lag.get(
-                    "decoded_iot_data", 0) == 0
+                # Drained: no lag on either topic, and no new raw record since the last look
+                # (the bridge may still hold the fleet's last messages).
+                drained = (figures.lag.get("raw_iot_data", 0) == 0
+                           and figures.lag.get("decoded_iot_data", 0) == 0
+                           and previous is not None
+                           and previous.raw_records == figures.raw_records)
                 if drained or time.monotonic() > settle_until:
                     break
             time.sleep(1.0 if not args.no_live else 5.0)
