@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
 from collections.abc import Mapping
 from typing import Any
+
+from kafka import KafkaAdminClient
 
 from bridge.config import BridgeConfig
 from bridge.metrics import BridgeMetrics
@@ -38,6 +41,36 @@ def connect_producer(config: BridgeConfig, stop: threading.Event) -> Any:
     )
 
 
+class KafkaProbe:
+    """Asks the cluster to describe itself (one admin client, made again after a failure)."""
+
+    def __init__(self, bootstrap: str, client_id: str, timeout_ms: int = 5_000) -> None:
+        self._bootstrap = bootstrap
+        self._client_id = client_id
+        self._timeout_ms = timeout_ms
+        self._admin: Any = None
+
+    def __call__(self) -> None:
+        try:
+            if self._admin is None:
+                self._admin = KafkaAdminClient(
+                    bootstrap_servers=self._bootstrap.split(","),
+                    client_id=self._client_id,
+                    request_timeout_ms=self._timeout_ms,
+                    bootstrap_timeout_ms=self._timeout_ms,
+                )
+            self._admin.describe_cluster()
+        except Exception:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            with contextlib.suppress(Exception):
+                admin.close()
+
+
 def main() -> int:
     config = BridgeConfig()
     started = start_service(config)
@@ -58,12 +91,16 @@ def main() -> int:
         producer = connect_producer(config, stop)
         if producer is None:
             return 0
-        bridge = MqttKafkaBridge(config, make_mqtt_client(config, password), producer, metrics)
+        probe = KafkaProbe(config.kafka_bootstrap, f"{config.client_id}-probe")
+        bridge = MqttKafkaBridge(
+            config, make_mqtt_client(config, password), producer, metrics, probe=probe
+        )
         bridge.mark_kafka_ready()
         running.append(bridge)
         bridge.start()
         stop.wait()
         bridge.stop()
+        probe.close()
     except StreamError as exc:
         logger.error("%s", exc)
         return 1

@@ -40,6 +40,9 @@ class BridgeConfig(BaseSettings):
     max_in_flight: int = Field(1000, alias="BRIDGE_MAX_IN_FLIGHT", ge=1, le=65535)
     retry_max_s: float = Field(30.0, alias="BRIDGE_RETRY_MAX_SECONDS", gt=0)
     drain_timeout_s: float = Field(20.0, alias="BRIDGE_DRAIN_TIMEOUT_SECONDS", ge=0)
+    # An idle bridge learns nothing from deliveries: every this many seconds without one it asks
+    # the cluster (describe cluster) so that health and the kafka connected gauge stay true.
+    kafka_probe_s: float = Field(15.0, alias="BRIDGE_KAFKA_PROBE_SECONDS", ge=0)
     http_host: str = Field("0.0.0.0", alias="BRIDGE_HTTP_HOST")
     http_port: int = Field(9102, alias="BRIDGE_HTTP_PORT", ge=0, le=65535)
     log_level: str = Field("INFO", alias="LOG_LEVEL")

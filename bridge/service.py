@@ -106,12 +106,15 @@ class MqttKafkaBridge:
         producer: Producer,
         metrics: BridgeMetrics,
         clock: Callable[[], float] = time.monotonic,
+        probe: Callable[[], None] | None = None,
     ) -> None:
         self._config = config
         self._client = client
         self._producer = producer
         self.metrics = metrics
         self._clock = clock
+        self._probe = probe
+        self._kafka_heard_at = clock()
         self.subscription = f"$share/{config.share_group}/{config.topic_filter}"
 
         self._lock = threading.Lock()
@@ -131,6 +134,7 @@ class MqttKafkaBridge:
         self._stopping = threading.Event()
         self._closed = threading.Event()
         self._sender = threading.Thread(target=self._send_loop, name="bridge-sender", daemon=True)
+        self._prober = threading.Thread(target=self._probe_loop, name="bridge-probe", daemon=True)
 
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -142,6 +146,8 @@ class MqttKafkaBridge:
     def start(self) -> None:
         """Start sending and connect (asynchronously; paho retries until the broker answers)."""
         self._sender.start()
+        if self._probe is not None and self._config.kafka_probe_s > 0:
+            self._prober.start()
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = self._config.session_expiry_s
         properties.ReceiveMaximum = self._config.max_in_flight
@@ -444,8 +450,28 @@ class MqttKafkaBridge:
             if self._in_flight == 0:
                 self._drained.notify_all()
 
+    def _probe_loop(self) -> None:
+        """While no delivery answered for ``kafka_probe_s``, ask the cluster whether it is there."""
+        assert self._probe is not None
+        interval = self._config.kafka_probe_s
+        while not self._closed.wait(min(interval, 1.0)):
+            with self._lock:
+                quiet = self._clock() - self._kafka_heard_at >= interval
+                busy = self._in_flight > 0 or bool(self._retries)
+            if not quiet or busy or self._stopping.is_set():
+                continue
+            try:
+                self._probe()
+            except Exception as exc:  # any failure to answer means Kafka is not usable now
+                if self.health()[1]["kafka"]:
+                    logger.warning("kafka does not answer while idle: %s", exc)
+                self._set_kafka(False)
+            else:
+                self._set_kafka(True)
+
     def _set_kafka(self, ok: bool) -> None:
         with self._lock:
+            self._kafka_heard_at = self._clock()
             changed = ok != self._kafka_ok
             recovered = ok and changed and self._kafka_was_ok
             self._kafka_ok = ok

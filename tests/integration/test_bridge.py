@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from infra.runtime.kafka import KafkaServer
 from infra.runtime.mosquitto import MosquittoServer
 from infra.runtime.ports import free_port
 from infra.runtime.process import ManagedProcess, log_tail
-from tests.kafka_support import read_topic as read_records
+from tests.kafka_support import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -149,17 +149,6 @@ def publisher(mosquitto: MosquittoServer) -> Iterator[Publisher]:
     pub.close()
 
 
-def read_topic(
-    kafka: KafkaServer,
-    topic: str,
-    done: Callable[[list[Any]], bool],
-    timeout: float = 60,
-    settle: float = 0,
-) -> list[Any]:
-    """Every record of ``topic`` from the beginning, until ``done(records)`` or the timeout."""
-    return read_records(kafka.bootstrap, topic, done, timeout, settle)
-
-
 def payload(seq: int) -> bytes:
     return json.dumps(
         {"status": seq % 2 == 0, "seq": seq, "timestamp": "2023-05-26 18:34:04.928538"}
@@ -177,7 +166,7 @@ def test_bridge__delivers_keyed_raw_records_and_acks_them(
     topic = f"cmnd/{bridge_run.device}/access-control-mode/J1/strike-1"
     publisher.publish(topic, [payload(i) for i in range(50)])
 
-    records = read_topic(kafka, bridge_run.raw_topic, lambda rs: len(rs) >= 50)
+    records = read_topic(kafka.bootstrap, bridge_run.raw_topic, lambda rs: len(rs) >= 50)
     assert sorted(seqs(records)) == list(range(50))
     assert {r.key for r in records} == {bridge_run.device.encode()}
     assert len({r.partition for r in records}) == 1, "one key, one partition"
@@ -207,7 +196,7 @@ def test_bridge__malformed_topic_goes_to_dead_letter_and_later_messages_still_fl
     publisher.publish(bad, [b'{"status": true}'])
     publisher.publish(good, [payload(1)])
 
-    letters = read_topic(kafka, bridge_run.dead_letter_topic, lambda rs: len(rs) >= 1)
+    letters = read_topic(kafka.bootstrap, bridge_run.dead_letter_topic, lambda rs: len(rs) >= 1)
     assert len(letters) == 1
     letter = json.loads(letters[0].value)
     assert letter["stage"] == "bridge"
@@ -216,7 +205,7 @@ def test_bridge__malformed_topic_goes_to_dead_letter_and_later_messages_still_fl
     assert letter["record"]["topic"] == bad
     assert letters[0].key == bridge_run.device.encode()
 
-    raw = read_topic(kafka, bridge_run.raw_topic, lambda rs: len(rs) >= 1)
+    raw = read_topic(kafka.bootstrap, bridge_run.raw_topic, lambda rs: len(rs) >= 1)
     assert [json.loads(r.value)["topic"] for r in raw] == [good]
     assert bridge_run.metric('f2_bridge_dead_letters_total{reason="bad_topic"}') == 1
 
@@ -229,7 +218,7 @@ def test_bridge__messages_not_acked_before_kafka_acked_are_redelivered_after_sig
     topic = f"cmnd/{bridge_run.device}/alarm-mode/J3/siren-1"
     bridge_run.start()
     publisher.publish(topic, [payload(i) for i in range(100)])
-    read_topic(kafka, bridge_run.raw_topic, lambda rs: len(rs) >= 100)
+    read_topic(kafka.bootstrap, bridge_run.raw_topic, lambda rs: len(rs) >= 100)
 
     assert kafka.process is not None and kafka.process.pid is not None
     kafka_pid = kafka.process.pid
@@ -247,7 +236,9 @@ def test_bridge__messages_not_acked_before_kafka_acked_are_redelivered_after_sig
         os.kill(kafka_pid, signal.SIGCONT)
 
     bridge_run.start()
-    records = read_topic(kafka, bridge_run.raw_topic, lambda rs: set(seqs(rs)) >= set(range(300)))
+    records = read_topic(
+        kafka.bootstrap, bridge_run.raw_topic, lambda rs: set(seqs(rs)) >= set(range(300))
+    )
     counts = seqs(records)
     missing = set(range(300)) - set(counts)
     assert not missing, f"lost {sorted(missing)[:20]}...; log:\n{bridge_run.log()}"
@@ -269,7 +260,9 @@ def test_bridge__sigterm_flushes_acks_and_disconnects_so_nothing_is_redelivered(
     # what it acknowledged is not delivered again. Records arriving within 3 s after the
     # 200th distinct one are read too, so a redelivered duplicate shows.
     bridge_run.start()
-    records = read_topic(kafka, bridge_run.raw_topic, lambda rs: len(seqs(rs)) >= 200, settle=3)
+    records = read_topic(
+        kafka.bootstrap, bridge_run.raw_topic, lambda rs: len(seqs(rs)) >= 200, settle=3
+    )
     counts = seqs(records)
     missing = sorted(set(range(200)) - set(counts))
     assert not missing, (
@@ -302,10 +295,50 @@ def test_bridge__burst_stays_within_the_in_flight_bound_and_loses_nothing(
     sampler.start()
     started = time.monotonic()
     publisher.publish(topic, [payload(i) for i in range(burst)])
-    records = read_topic(kafka, bridge_run.raw_topic, lambda rs: len(seqs(rs)) >= burst, 120)
+    records = read_topic(
+        kafka.bootstrap, bridge_run.raw_topic, lambda rs: len(seqs(rs)) >= burst, 120
+    )
     elapsed = time.monotonic() - started
     sampling = False
     sampler.join()
     assert set(seqs(records)) == set(range(burst))
     assert 0 < peak <= 20, f"in-flight peaked at {peak}"
     print(f"bridge burst: {burst} messages in {elapsed:.1f}s, in-flight peak {peak:.0f}")
+
+
+def test_bridge__idle_bridge_notices_kafka_going_away_and_coming_back(
+    bridge_run: BridgeRun, publisher: Publisher, tmp_path: Path
+) -> None:
+    # A Kafka node of this test's own: it is stopped and started again.
+    own = KafkaServer(tmp_path / "kafka", free_port(), free_port(), partitions=1)
+    own.start()
+    try:
+        own.create_topics([bridge_run.raw_topic, bridge_run.dead_letter_topic], partitions=1)
+        bridge_run.env["KAFKA_BOOTSTRAP"] = own.bootstrap
+        bridge_run.env["BRIDGE_KAFKA_PROBE_SECONDS"] = "1"
+        bridge_run.start()
+
+        def health() -> tuple[int, dict[str, Any]]:
+            answer = requests.get(bridge_run.url("/healthz"), timeout=5)
+            return answer.status_code, answer.json()
+
+        assert health()[0] == 200
+        own.stop()
+        deadline = time.monotonic() + 60
+        while health()[0] == 200:
+            assert time.monotonic() < deadline, "an idle bridge still says Kafka is fine"
+            time.sleep(0.5)
+        assert health()[1]["kafka"] is False
+        assert bridge_run.metric('f2_bridge_connected{side="kafka"}') == 0
+
+        own.start()
+        deadline = time.monotonic() + 90
+        while health()[0] != 200:
+            assert time.monotonic() < deadline, f"Kafka is back but: {health()[1]}"
+            time.sleep(0.5)
+        topic = f"cmnd/{bridge_run.device}/access-control-mode/J1/strike-1"
+        publisher.publish(topic, [payload(1)])
+        records = read_topic(own.bootstrap, bridge_run.raw_topic, lambda rs: len(rs) >= 1)
+        assert seqs(records) == Counter({1: 1})
+    finally:
+        own.stop()

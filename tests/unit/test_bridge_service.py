@@ -281,3 +281,57 @@ def test_stop__reports_messages_kafka_never_took_and_does_not_ack_them(parts: An
     assert bridge.stop(timeout=0.3) == 1
     assert client.acks == []
     assert client.disconnected
+
+
+def test_idle_bridge__probes_kafka_and_health_follows_the_answer() -> None:
+    answers = {"up": True}
+    probes: list[float] = []
+
+    def probe() -> None:
+        probes.append(time.monotonic())
+        if not answers["up"]:
+            raise ConnectionError("no broker answers")
+
+    config = BridgeConfig(client_id="unit-bridge", kafka_probe_s=0.2)
+    client, producer, metrics = FakeClient(), FakeProducer(), BridgeMetrics()
+    bridge = MqttKafkaBridge(config, client, producer, metrics, probe=probe)  # type: ignore[arg-type]
+    bridge.start()
+    try:
+        connect(bridge, client, session_present=False)
+        bridge.mark_kafka_ready()
+        assert bridge.health()[0] is True
+
+        answers["up"] = False
+        wait_for(lambda: bridge.health()[0] is False)
+        assert bridge.health()[1]["kafka"] is False
+        assert value("f2_bridge_connected", metrics, side="kafka") == 0
+
+        answers["up"] = True
+        wait_for(lambda: bridge.health()[0] is True)
+        assert value("f2_bridge_connected", metrics, side="kafka") == 1
+    finally:
+        bridge.stop(timeout=0.5)
+
+
+def test_busy_bridge__is_not_probed_while_deliveries_answer() -> None:
+    probes: list[float] = []
+    config = BridgeConfig(client_id="unit-bridge", kafka_probe_s=0.3)
+    client, producer, metrics = FakeClient(), FakeProducer(), BridgeMetrics()
+    bridge = MqttKafkaBridge(
+        config, client, producer, metrics, probe=lambda: probes.append(1.0)  # type: ignore[arg-type]
+    )
+    bridge.start()
+    try:
+        connect(bridge, client, session_present=False)
+        deadline = time.monotonic() + 1.0
+        mid = 0
+        while time.monotonic() < deadline:  # a delivery answered every 50 ms
+            mid += 1
+            client.on_message(client, None, message(mid))
+            sent = producer.wait_sent(mid)
+            sent[-1].future.success(None)
+            time.sleep(0.05)
+        assert probes == []
+        wait_for(lambda: len(probes) >= 1, timeout=3.0)  # idle now: probed
+    finally:
+        bridge.stop(timeout=0.5)
