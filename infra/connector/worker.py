@@ -167,7 +167,7 @@ class FunctionConsumer:
         self._in_flight = 0
         self._rotation = 0
         self._next_lag = 0.0
-        self._next_commit_retry = 0.0
+        self._next_commit_at = 0.0
         self._consumer: Any = None
         self._stop = threading.Event()
         self._last_loop = clock()
@@ -333,7 +333,7 @@ class FunctionConsumer:
             self._metrics.batch_duration.labels(function=self.name).observe(
                 self._clock() - done.flight.started
             )
-            if commit:
+            if commit and self._config.commit_interval_ms == 0:
                 self._commit_delivered(consumer, force=True)
             return
         self._metrics.batches.labels(function=self.name, topic=topic, outcome="abandoned").inc()
@@ -362,14 +362,15 @@ class FunctionConsumer:
         self, consumer: Any, force: bool = False, only: set[TopicPartition] | None = None
     ) -> None:
         offsets = self._uncommitted(only)
-        if not offsets or (not force and self._clock() < self._next_commit_retry):
+        if not offsets or (not force and self._clock() < self._next_commit_at):
             return
         try:
             consumer.commit(offsets)
         except KafkaError as exc:
-            self._next_commit_retry = self._clock() + 1.0
+            self._next_commit_at = self._clock() + 1.0
             self._commit_failed(offsets, exc, "retried")
             return
+        self._next_commit_at = self._clock() + self._config.commit_interval_ms / 1000
         self._committed(offsets)
 
     def _committed(self, offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> None:

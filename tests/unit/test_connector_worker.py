@@ -394,3 +394,24 @@ def test_flow_control__a_silent_partition_with_records_left_is_sought_again(
     wait_for(lambda: fake.committed_offsets.get(TPS[1]) == 10)
     assert fake.seeks == [(TPS[1], 5)]
     assert fn.delivered[1] == list(range(10))
+
+
+@pytest.mark.parametrize("interval_ms", [0, 300])
+def test_commits__follow_the_commit_interval_and_reach_every_delivered_offset(
+    running: Any, interval_ms: int
+) -> None:
+    fn = GatedFunction()
+    consumer, fake, _ = make(fn, commit_interval_ms=interval_ms, batch_max_records=2, linger_ms=0)
+    running.append(consumer.start())
+    started = time.monotonic()
+    for _ in range(20):  # small batches complete one after another for about a second
+        fake.append(0, 2)
+        time.sleep(0.05)
+    wait_for(lambda: fake.committed_offsets.get(TPS[0]) == 40)
+    elapsed = time.monotonic() - started
+    assert fn.delivered[0] == list(range(40))
+    assert fn.calls >= 15, "the test needs many small batches"
+    if interval_ms == 0:
+        assert len(fake.commits) >= fn.calls, "a commit after every batch"
+    else:
+        assert len(fake.commits) <= elapsed / (interval_ms / 1000) + 2, fake.commits
