@@ -4,7 +4,9 @@ Threads. A consumer thread owns the kafka-python consumer (not thread-safe): it 
 buffer per partition, cuts batches, commits, pauses full partitions and exports lag. Delivery
 threads (a pool) each deliver one batch; a partition has at most one batch in flight, so
 per-key order (the key picks the partition) holds while partitions proceed concurrently. How
-many partitions are fed at once follows the function's replica count.
+many partitions are fed at once follows the function's replica count. Rebalance listeners run
+on kafka-python's IO thread while the consumer thread waits in ``poll()``/``close()`` (see
+``_Rebalance``), so the two never touch the partition states at the same time.
 """
 
 from __future__ import annotations
