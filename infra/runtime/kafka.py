@@ -39,6 +39,14 @@ BROKER_JVM_OPTS = (
     "-XX:+ExitOnOutOfMemoryError",
     "-Djava.awt.headless=true",
 )
+
+
+def broker_jvm_opts() -> tuple[str, ...]:
+    """The broker's JVM options: ``F2_KAFKA_JVM_OPTS`` (split on spaces) replaces the defaults."""
+    override = os.environ.get("F2_KAFKA_JVM_OPTS", "").split()
+    return tuple(override) if override else BROKER_JVM_OPTS
+
+
 # The CLI tools live for a second: skip the optimising compiler and the concurrent collector.
 TOOL_JVM_OPTS = ("-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
 
@@ -201,7 +209,7 @@ class KafkaServer:
             [
                 java_bin(),
                 f"-Xmx{self.heap}",
-                *BROKER_JVM_OPTS,
+                *broker_jvm_opts(),
                 f"-Dlog4j2.configurationFile={CONFIG_DIR / 'log4j2-broker.xml'}",
                 f"-Dkafka.logs.dir={self.state_dir / 'logs'}",
                 "-cp",
@@ -257,8 +265,9 @@ class KafkaServer:
                 missing = [name for name in wanted if name not in existing]
                 if not missing:
                     return []
-                spec = {name: {"num_partitions": count, "replication_factor": 1}
-                        for name in missing}
+                spec = {
+                    name: {"num_partitions": count, "replication_factor": 1} for name in missing
+                }
                 result = admin.create_topics(spec, raise_errors=False)
                 for topic in result["topics"]:
                     code = topic["error_code"]
