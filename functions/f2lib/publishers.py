@@ -24,8 +24,9 @@ from typing import Any
 
 from cryptography import x509
 
-from f2lib.errors import RegistryError
+from f2lib.errors import ConfigError, RegistryError
 from f2lib.registry import RegistryBundle, validate_file
+from f2lib.secrets import SecretStore
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +146,22 @@ class FilesystemPublisher:
             return self.directory.joinpath(*safe_relative(name).parts).read_bytes()
         except FileNotFoundError:
             return None
+
+
+def s3_client(endpoint_url: str | None, region: str | None, secrets: SecretStore) -> Any:
+    """A boto3 S3 client: keys from the secrets ``s3-access-key-id`` / ``s3-secret-access-key``
+    when both are there, else boto3's default credential chain."""
+    import boto3
+
+    credentials: dict[str, str] = {}
+    try:
+        credentials = {
+            "aws_access_key_id": secrets.get("s3-access-key-id").get_secret_value(),
+            "aws_secret_access_key": secrets.get("s3-secret-access-key").get_secret_value(),
+        }
+    except ConfigError:
+        logger.info("no s3-access-key-id/s3-secret-access-key secrets: boto3 default chain")
+    return boto3.client("s3", endpoint_url=endpoint_url, region_name=region, **credentials)
 
 
 class S3Publisher:

@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from f2lib.errors import ConfigError, F2PipeError, ProvisioningError, RegistryError, StoreError
 from f2lib.metrics import function_metrics
 from f2lib.pki import CertificateAuthority
-from f2lib.publishers import FilesystemPublisher, PidFileReloader, S3Publisher
+from f2lib.publishers import FilesystemPublisher, PidFileReloader, S3Publisher, s3_client
 from f2lib.registry import DeviceRegistry, RegistryPublisher, RegistrySync
 from f2lib.secrets import SecretStore
 
@@ -46,22 +46,6 @@ class ProvisionConfig(BaseSettings):
     max_body_bytes: int = 16 * 1024
 
 
-def s3_client(config: ProvisionConfig, secrets: SecretStore) -> Any:
-    import boto3
-
-    credentials: dict[str, str] = {}
-    try:
-        credentials = {
-            "aws_access_key_id": secrets.get("s3-access-key-id").get_secret_value(),
-            "aws_secret_access_key": secrets.get("s3-secret-access-key").get_secret_value(),
-        }
-    except ConfigError:
-        logger.info("no s3-access-key-id/s3-secret-access-key secrets: boto3 default chain")
-    return boto3.client(
-        "s3", endpoint_url=config.s3_endpoint_url, region_name=config.s3_region, **credentials
-    )
-
-
 def build_provisioner(
     config: ProvisionConfig | None = None, secrets: SecretStore | None = None
 ) -> Provisioner:
@@ -76,7 +60,9 @@ def build_provisioner(
         if not config.registry_s3_bucket:
             raise ConfigError("REGISTRY_S3_BUCKET is required with REGISTRY_PUBLISHER=s3")
         publisher = S3Publisher(
-            s3_client(config, secrets), config.registry_s3_bucket, config.registry_s3_prefix
+            s3_client(config.s3_endpoint_url, config.s3_region, secrets),
+            config.registry_s3_bucket,
+            config.registry_s3_prefix,
         )
     else:
         publisher = FilesystemPublisher(

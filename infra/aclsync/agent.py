@@ -35,9 +35,15 @@ from typing import Any
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from f2lib.errors import CertificateError, ConfigError, RegistryError
+from f2lib.errors import CertificateError, RegistryError
 from f2lib.pki import load_certificate, load_crl
-from f2lib.publishers import MANIFEST, FilesystemPublisher, PidFileReloader, S3Publisher
+from f2lib.publishers import (
+    MANIFEST,
+    FilesystemPublisher,
+    PidFileReloader,
+    S3Publisher,
+    s3_client,
+)
 from f2lib.registry import ACL_FILE, CA_FILE, CRL_FILE, REGISTRY_FILE, RegistryBundle
 from f2lib.secrets import SecretStore
 
@@ -142,25 +148,16 @@ class AclSyncAgent:
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Healthy when the last poll worked and the installed CRL is current."""
         ok = self.last_error is None and self.crl_ok
-        return ok, {"ok": ok, "version": self.applied_version, "error": self.last_error,
-                    "crl_current": self.crl_ok}
+        return ok, {
+            "ok": ok,
+            "version": self.applied_version,
+            "error": self.last_error,
+            "crl_current": self.crl_ok,
+        }
 
 
 def build_agent(config: AclSyncConfig, secrets: SecretStore | None = None) -> AclSyncAgent:
-    import boto3
-
-    secrets = secrets or SecretStore()
-    credentials: dict[str, str] = {}
-    try:
-        credentials = {
-            "aws_access_key_id": secrets.get("s3-access-key-id").get_secret_value(),
-            "aws_secret_access_key": secrets.get("s3-secret-access-key").get_secret_value(),
-        }
-    except ConfigError:
-        logger.info("no s3-access-key-id/s3-secret-access-key secrets: boto3 default chain")
-    client = boto3.client(
-        "s3", endpoint_url=config.s3_endpoint_url, region_name=config.s3_region, **credentials
-    )
+    client = s3_client(config.s3_endpoint_url, config.s3_region, secrets or SecretStore())
     ca_path = config.ca_cert or config.output_dir / CA_FILE
     ca_pem = ca_path.read_bytes()
     target = FilesystemPublisher(
@@ -229,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     logger.info(
         "aclsync: s3://%s/%s -> %s every %.1fs",
-        config.s3_bucket, config.s3_prefix, config.output_dir, config.interval_seconds,
+        config.s3_bucket,
+        config.s3_prefix,
+        config.output_dir,
+        config.interval_seconds,
     )
     return run(agent, config.interval_seconds, stop, once=args.once)
