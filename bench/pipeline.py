@@ -36,8 +36,9 @@ from bench.publisher import PublisherPool, PublishPlan, PublishResult, combined
 from bench.stats import LatencySummary, MemoryLevel, memory_level, rate, summarize_latency
 from bench.workload import Fleet
 from f2lib.errors import BenchError
+from f2lib.kafka import kafka_admin_factory
 from f2lib.models import parse_timestamp
-from infra.autoscaler.lag import KafkaLagReader, kafka_admin_factory
+from infra.autoscaler.lag import KafkaLagReader
 from infra.runtime.stack import MONITOR_USER, TIMESERIES_DB, LocalStack
 
 logger = logging.getLogger(__name__)

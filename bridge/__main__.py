@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 import threading
 from collections.abc import Mapping
 from typing import Any
 
-from kafka import KafkaAdminClient
-
 from bridge.config import BridgeConfig
 from bridge.metrics import BridgeMetrics
 from bridge.service import MqttKafkaBridge, make_mqtt_client
 from f2lib.errors import StreamError
-from f2lib.kafka import make_producer
+from f2lib.kafka import LazyAdmin, kafka_admin_factory, make_producer
 from f2lib.ops_http import OpsServer
 from f2lib.service import connect_with_retry, start_service
 
@@ -45,30 +42,21 @@ class KafkaProbe:
     """Asks the cluster to describe itself (one admin client, made again after a failure)."""
 
     def __init__(self, bootstrap: str, client_id: str, timeout_ms: int = 5_000) -> None:
-        self._bootstrap = bootstrap
-        self._client_id = client_id
-        self._timeout_ms = timeout_ms
-        self._admin: Any = None
+        self._admin = LazyAdmin(
+            kafka_admin_factory(
+                bootstrap, client_id, request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms
+            )
+        )
 
     def __call__(self) -> None:
         try:
-            if self._admin is None:
-                self._admin = KafkaAdminClient(
-                    bootstrap_servers=self._bootstrap.split(","),
-                    client_id=self._client_id,
-                    request_timeout_ms=self._timeout_ms,
-                    bootstrap_timeout_ms=self._timeout_ms,
-                )
-            self._admin.describe_cluster()
+            self._admin.get().describe_cluster()
         except Exception:
-            self.close()
+            self._admin.reset()
             raise
 
     def close(self) -> None:
-        admin, self._admin = self._admin, None
-        if admin is not None:
-            with contextlib.suppress(Exception):
-                admin.close()
+        self._admin.reset()
 
 
 def main() -> int:

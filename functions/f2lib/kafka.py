@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from kafka import KafkaProducer
+from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaError
 from kafka.partitioner import DefaultPartitioner
 
@@ -91,3 +91,49 @@ def send_all(
     except KafkaError as exc:
         raise StreamError(f"Kafka did not acknowledge the batch: {exc}") from exc
     return len(futures)
+
+
+AdminFactory = Callable[[], Any]
+
+
+def kafka_admin_factory(
+    bootstrap: str,
+    client_id: str,
+    request_timeout_ms: int = 10_000,
+    bootstrap_timeout_ms: int | None = None,
+) -> AdminFactory:
+    """Makes kafka-python admin clients for ``bootstrap`` (the client's bootstrap timeout when
+    ``bootstrap_timeout_ms`` is None)."""
+    extra = {} if bootstrap_timeout_ms is None else {"bootstrap_timeout_ms": bootstrap_timeout_ms}
+
+    def make() -> Any:
+        return KafkaAdminClient(
+            bootstrap_servers=bootstrap.split(","),
+            client_id=client_id,
+            request_timeout_ms=request_timeout_ms,
+            **extra,
+        )
+
+    return make
+
+
+class LazyAdmin:
+    """One long-lived admin client: made on first use, closed and forgotten by ``reset()``
+    (after a failure), made again on the next use. Not thread-safe; callers lock."""
+
+    def __init__(self, factory: AdminFactory) -> None:
+        self._factory = factory
+        self._admin: Any = None
+
+    def get(self) -> Any:
+        if self._admin is None:
+            self._admin = self._factory()
+        return self._admin
+
+    def reset(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            try:
+                admin.close()
+            except Exception as exc:  # closing a broken client must not hide the first error
+                logger.debug("closing the admin client failed: %s", exc)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import sys
 
+from f2lib.kafka import kafka_admin_factory
 from f2lib.ops_http import OpsServer
 from f2lib.service import start_service
 from infra.autoscaler.config import AutoscalerConfig
 from infra.autoscaler.gateway import GatewayClient
-from infra.autoscaler.lag import KafkaLagReader, kafka_admin_factory
+from infra.autoscaler.lag import KafkaLagReader
 from infra.autoscaler.metrics import AutoscalerMetrics
 from infra.autoscaler.service import Autoscaler
 
@@ -25,7 +26,7 @@ def main() -> int:
 
     metrics = AutoscalerMetrics()
     gateway = GatewayClient(config.gateway_url, config.gateway_username, password)
-    lag_reader = KafkaLagReader(kafka_admin_factory(config.kafka_bootstrap))
+    lag_reader = KafkaLagReader(kafka_admin_factory(config.kafka_bootstrap, "f2-autoscaler"))
     autoscaler = Autoscaler(
         gateway,
         lag_reader,

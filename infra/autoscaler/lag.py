@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from kafka import KafkaAdminClient, TopicPartition
+from kafka import TopicPartition
 from kafka.errors import KafkaError
 from kafka.protocol.consumer import OffsetSpec
 
 from f2lib.errors import StreamError
+from f2lib.kafka import AdminFactory, LazyAdmin
 
 logger = logging.getLogger(__name__)
-
-AdminFactory = Callable[[], Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,23 +60,11 @@ class LagReader(Protocol):
     def close(self) -> None: ...
 
 
-def kafka_admin_factory(bootstrap: str, client_id: str = "f2-autoscaler") -> AdminFactory:
-    def make() -> Any:
-        return KafkaAdminClient(
-            bootstrap_servers=bootstrap.split(","),
-            client_id=client_id,
-            request_timeout_ms=10_000,
-        )
-
-    return make
-
-
 class KafkaLagReader:
     """Reads lag with one long-lived admin client, rebuilt after a failure."""
 
     def __init__(self, admin_factory: AdminFactory) -> None:
-        self._factory = admin_factory
-        self._admin: Any = None
+        self._admin = LazyAdmin(admin_factory)
         self._lock = threading.Lock()
 
     def read(self, groups: Mapping[str, Sequence[str]]) -> dict[str, GroupLag]:
@@ -85,31 +72,18 @@ class KafkaLagReader:
             try:
                 return self._read(groups)
             except KafkaError as exc:
-                self._reset()
+                self._admin.reset()
                 raise StreamError(f"cannot read consumer lag: {type(exc).__name__}: {exc}") from exc
             except OSError as exc:
-                self._reset()
+                self._admin.reset()
                 raise StreamError(f"cannot reach Kafka: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:
-            self._reset()
-
-    def _reset(self) -> None:
-        admin, self._admin = self._admin, None
-        if admin is not None:
-            try:
-                admin.close()
-            except Exception as exc:  # closing a broken client must not hide the first error
-                logger.debug("closing the admin client failed: %s", exc)
-
-    def _client(self) -> Any:
-        if self._admin is None:
-            self._admin = self._factory()
-        return self._admin
+            self._admin.reset()
 
     def _read(self, groups: Mapping[str, Sequence[str]]) -> dict[str, GroupLag]:
-        admin = self._client()
+        admin = self._admin.get()
         topics = sorted({t for ts in groups.values() for t in ts})
         if not topics:
             return {}

@@ -23,7 +23,8 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from infra.autoscaler.lag import KafkaLagReader, kafka_admin_factory
+from f2lib.kafka import kafka_admin_factory
+from infra.autoscaler.lag import KafkaLagReader
 from infra.runtime.stack import DEVICES_DB, TIMESERIES_DB, LocalStack
 from infra.simulator.fleet import Fleet, FleetConfig, FleetSnapshot
 from infra.simulator.identity import parse_mix
