@@ -12,7 +12,6 @@ on kafka-python's IO thread while the consumer thread waits in ``poll()``/``clos
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import queue
 import threading
@@ -461,21 +460,16 @@ class FunctionConsumer:
         logger.info("%s: revoking %s; finishing their batches", self.name, _describe(revoked))
         consumer = self._consumer
         deadline = self._clock() + self._config.revoke_timeout_s
-        cancelled = False
         while True:
             self._take_completions(consumer, timeout=0.0, commit=False)
             if not self._in_flight_for(revoked):
                 break
-            if not cancelled and self._clock() >= deadline:
-                self._cancel(revoked)
-                cancelled = True
+            self._cancel_after(deadline, revoked)
             await loop_sleep(consumer, 0.05)
         offsets = self._uncommitted(revoked)
         if offsets:
             try:
-                result = consumer.commit_async(offsets)
-                if inspect.isawaitable(result):
-                    await result
+                await consumer.commit_async(offsets)
             except Exception as exc:  # a listener must not fail: the client would abort the join
                 self._commit_failed(offsets, exc, "the next owner delivers them again")
             else:
@@ -489,22 +483,28 @@ class FunctionConsumer:
     def _in_flight_for(self, tps: set[TopicPartition]) -> bool:
         return any((s := self._states.get(tp)) is not None and s.in_flight for tp in tps)
 
-    def _cancel(self, tps: set[TopicPartition]) -> None:
-        logger.warning("%s: cancelling unfinished batches of %s", self.name, _describe(tps))
-        for tp in tps:
-            state = self._states.get(tp)
-            if state is not None and state.in_flight is not None:
-                state.in_flight.cancel.set()
+    def _cancel_after(self, deadline: float, tps: set[TopicPartition]) -> None:
+        """Once ``deadline`` passed, make the unfinished batches of ``tps`` give up (once)."""
+        if self._clock() < deadline:
+            return
+        flights = [
+            s.in_flight
+            for tp in tps
+            if (s := self._states.get(tp)) is not None
+            and s.in_flight is not None
+            and not s.in_flight.cancel.is_set()
+        ]
+        if flights:
+            logger.warning("%s: cancelling unfinished batches of %s", self.name, _describe(tps))
+        for flight in flights:
+            flight.cancel.set()
 
     def _finish(self, consumer: Any, tps: set[TopicPartition]) -> None:
         """On the consumer thread at stop: wait for the batches of ``tps`` (cancel them after the
         revoke timeout), then commit what was delivered."""
         deadline = self._clock() + self._config.revoke_timeout_s
-        cancelled = False
         while self._in_flight_for(tps):
-            if not cancelled and self._clock() >= deadline:
-                self._cancel(tps)
-                cancelled = True
+            self._cancel_after(deadline, tps)
             self._take_completions(consumer, timeout=0.1)
         self._commit_delivered(consumer, force=True, only=tps)
 
