@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,6 +116,20 @@ def connect(bridge: MqttKafkaBridge, client: FakeClient, session_present: bool) 
     client.on_subscribe(client, None, 1, [ReasonCode(PacketTypes.SUBACK, "Granted QoS 1")], None)
 
 
+@contextlib.contextmanager
+def started(config: BridgeConfig, probe: Any = None) -> Iterator[Any]:
+    """A started bridge on fakes, connected with a new session; stopped afterwards."""
+    client, producer, metrics = FakeClient(), FakeProducer(), BridgeMetrics()
+    bridge = MqttKafkaBridge(config, client, producer, metrics, probe=probe)  # type: ignore[arg-type]
+    bridge.start()
+    try:
+        connect(bridge, client, session_present=False)
+        yield bridge, client, producer, metrics
+    finally:
+        if not client.disconnected:
+            bridge.stop(timeout=0.5)
+
+
 @pytest.fixture
 def parts() -> Any:
     config = BridgeConfig(
@@ -123,13 +139,8 @@ def parts() -> Any:
         drain_timeout_s=2.0,
         retry_max_s=0.2,
     )
-    client, producer, metrics = FakeClient(), FakeProducer(), BridgeMetrics()
-    bridge = MqttKafkaBridge(config, client, producer, metrics)  # type: ignore[arg-type]
-    bridge.start()
-    connect(bridge, client, session_present=False)
-    yield bridge, client, producer, metrics
-    if not client.disconnected:
-        bridge.stop(timeout=0.5)
+    with started(config) as found:
+        yield found
 
 
 def wait_for(predicate: Any, timeout: float = 5.0) -> None:
@@ -285,19 +296,13 @@ def test_stop__reports_messages_kafka_never_took_and_does_not_ack_them(parts: An
 
 def test_idle_bridge__probes_kafka_and_health_follows_the_answer() -> None:
     answers = {"up": True}
-    probes: list[float] = []
 
     def probe() -> None:
-        probes.append(time.monotonic())
         if not answers["up"]:
             raise ConnectionError("no broker answers")
 
     config = BridgeConfig(client_id="unit-bridge", kafka_probe_s=0.2)
-    client, producer, metrics = FakeClient(), FakeProducer(), BridgeMetrics()
-    bridge = MqttKafkaBridge(config, client, producer, metrics, probe=probe)  # type: ignore[arg-type]
-    bridge.start()
-    try:
-        connect(bridge, client, session_present=False)
+    with started(config, probe) as (bridge, _, _, metrics):
         bridge.mark_kafka_ready()
         assert bridge.health()[0] is True
 
@@ -309,20 +314,12 @@ def test_idle_bridge__probes_kafka_and_health_follows_the_answer() -> None:
         answers["up"] = True
         wait_for(lambda: bridge.health()[0] is True)
         assert value("f2_bridge_connected", metrics, side="kafka") == 1
-    finally:
-        bridge.stop(timeout=0.5)
 
 
 def test_busy_bridge__is_not_probed_while_deliveries_answer() -> None:
     probes: list[float] = []
     config = BridgeConfig(client_id="unit-bridge", kafka_probe_s=0.3)
-    client, producer, metrics = FakeClient(), FakeProducer(), BridgeMetrics()
-    bridge = MqttKafkaBridge(
-        config, client, producer, metrics, probe=lambda: probes.append(1.0)  # type: ignore[arg-type]
-    )
-    bridge.start()
-    try:
-        connect(bridge, client, session_present=False)
+    with started(config, lambda: probes.append(1.0)) as (_, client, producer, _):
         deadline = time.monotonic() + 1.0
         mid = 0
         while time.monotonic() < deadline:  # a delivery answered every 50 ms
@@ -333,5 +330,3 @@ def test_busy_bridge__is_not_probed_while_deliveries_answer() -> None:
             time.sleep(0.05)
         assert probes == []
         wait_for(lambda: len(probes) >= 1, timeout=3.0)  # idle now: probed
-    finally:
-        bridge.stop(timeout=0.5)
