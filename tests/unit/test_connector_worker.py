@@ -109,15 +109,16 @@ class FakeConsumer:
     def commit(self, offsets: Mapping[TopicPartition, Any]) -> None:
         if threading.current_thread() is self.io_thread:
             raise RuntimeError("Cannot block on net.run() from the IO thread itself.")
-        plain = {tp: meta.offset for tp, meta in offsets.items()}
-        self.commits.append(plain)
-        self.committed_offsets.update(plain)
+        self._record_commit(offsets)
 
     def commit_async(self, offsets: Mapping[TopicPartition, Any]) -> Future:
+        self._record_commit(offsets)
+        return Future().success(None)
+
+    def _record_commit(self, offsets: Mapping[TopicPartition, Any]) -> None:
         plain = {tp: meta.offset for tp, meta in offsets.items()}
         self.commits.append(plain)
         self.committed_offsets.update(plain)
-        return Future().success(None)
 
     def pause(self, *tps: TopicPartition) -> None:
         self.paused.update(tps)
