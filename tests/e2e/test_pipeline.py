@@ -11,19 +11,17 @@ import os
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import psycopg2
 import pytest
 import requests
-from paho.mqtt.enums import CallbackAPIVersion
 
 from infra.runtime.stack import DEVICES_DB, MONITOR_USER, TIMESERIES_DB, LocalStack
 from tests.kafka_support import read_topic
+from tests.mqtt_support import Publisher
 
 pytestmark = pytest.mark.e2e
 
@@ -74,31 +72,14 @@ def wait_for(check: Callable[[], Any], timeout: float = 60.0, interval: float = 
     return last
 
 
-class Publisher:
-    """A QoS 1 publisher on the internal listener that waits for every PUBACK."""
-
-    def __init__(self, stack: LocalStack) -> None:
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"e2e-{uuid.uuid4().hex}",
-                                  protocol=mqtt.MQTTv5)
-        self.client.username_pw_set(MONITOR_USER, stack.secret("mqtt-monitor-password"))
-        self.client.max_inflight_messages_set(100)
-        self.client.connect("127.0.0.1", stack.ports.mqtt)
-        self.client.loop_start()
-
-    def publish(self, topic: str, payload: dict[str, Any] | str) -> None:
-        body = payload if isinstance(payload, str) else json.dumps(payload)
-        info = self.client.publish(topic, body, qos=1)
-        info.wait_for_publish(timeout=10)
-        assert info.is_published()
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
-
-
 @pytest.fixture
 def publisher(local_stack: LocalStack) -> Iterator[Publisher]:
-    pub = Publisher(local_stack)
+    pub = Publisher(
+        "127.0.0.1",
+        local_stack.ports.mqtt,
+        MONITOR_USER,
+        local_stack.secret("mqtt-monitor-password"),
+    )
     yield pub
     pub.close()
 
@@ -143,7 +124,7 @@ def test_every_component_kind_is_decoded_and_stored(
         topic = (f"cmnd/{device}/{param['connector_mode']}/{param['connector']}/"
                  f"{component_name(param)}")
         payload, produced = payload_for(param, i)
-        publisher.publish(topic, payload)
+        publisher.publish_json(topic, payload)
         for cid, value in produced:
             expected[(topic, cid)] = (value, param["units"])
     stored = wait_for(lambda: (r := rows(local_stack, device)) and len(r) >= len(expected) and r)
@@ -173,13 +154,13 @@ def test_republishing_the_same_messages_adds_no_row(
                  f"{component_name(param)}")
         messages.append((topic, {"timestamp": stamp(i), "status": i % 2 == 0}))
     for topic, payload in messages:
-        publisher.publish(topic, payload)
+        publisher.publish_json(topic, payload)
     assert len(wait_for(lambda: len(rows(local_stack, device)) >= 20 and rows(local_stack, device))) == 20
     for topic, payload in messages:
-        publisher.publish(topic, payload)
+        publisher.publish_json(topic, payload)
     # The redelivered copies travel the whole path; wait until the sink has seen them.
     marker_topic, _ = messages[0]
-    publisher.publish(marker_topic, {"timestamp": stamp(10_000), "status": True})
+    publisher.publish_json(marker_topic, {"timestamp": stamp(10_000), "status": True})
     assert wait_for(lambda: len(rows(local_stack, device)) == 21, timeout=60)
     time.sleep(2)
     assert len(rows(local_stack, device)) == 21
@@ -213,9 +194,9 @@ def test_bad_inputs_are_dead_lettered_with_stage_and_reason_and_valid_ones_still
         "bad_topic": (f"cmnd/{device}/nonsense-mode/J9/strike-1", {"timestamp": stamp(), "status": True}),
     }
     for topic, payload in bad.values():
-        publisher.publish(topic, payload)
+        publisher.publish_json(topic, payload)
     good_topic = topic_of("strike")
-    publisher.publish(good_topic, {"timestamp": stamp(5), "status": False})
+    publisher.publish_json(good_topic, {"timestamp": stamp(5), "status": False})
     assert wait_for(lambda: rows(local_stack, device)), "the valid message after the bad ones was not stored"
 
     def letters_for_this_test() -> list[dict[str, Any]]:

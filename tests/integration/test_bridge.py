@@ -19,16 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
 import requests
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from infra.runtime.kafka import KafkaServer
 from infra.runtime.mosquitto import MosquittoServer
 from infra.runtime.ports import free_port
 from infra.runtime.process import ManagedProcess, log_tail
 from tests.kafka_support import read_topic
+from tests.mqtt_support import Publisher
 
 pytestmark = pytest.mark.integration
 
@@ -117,34 +116,9 @@ def bridge_run(
         run.process.stop(timeout=20)
 
 
-class Publisher:
-    """A QoS 1 MQTT v5 publisher on the internal listener."""
-
-    def __init__(self, server: MosquittoServer) -> None:
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"pub-{uuid.uuid4().hex[:8]}",
-            protocol=MQTTProtocolVersion.MQTTv5,
-        )
-        self.client.username_pw_set(server.username, server.password)
-        self.client.max_inflight_messages_set(100)
-        self.client.connect(server.host, server.port)
-        self.client.loop_start()
-
-    def publish(self, topic: str, payloads: list[bytes]) -> None:
-        infos = [self.client.publish(topic, payload, qos=1) for payload in payloads]
-        for info in infos:
-            info.wait_for_publish(timeout=30)
-            assert info.is_published()
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
 @pytest.fixture
 def publisher(mosquitto: MosquittoServer) -> Iterator[Publisher]:
-    pub = Publisher(mosquitto)
+    pub = Publisher(mosquitto.host, mosquitto.port, mosquitto.username, mosquitto.password)
     yield pub
     pub.close()
 
