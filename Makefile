@@ -6,7 +6,7 @@ VENV ?= $(ROOT)/.venv
 PY := $(VENV)/bin/python
 export F2_STATE_DIR ?= $(ROOT)/.state
 export F2_TOOLS_DIR ?= $(ROOT)/.tools
-RT := $(PY) -m infra.runtime
+RT := $(PY) -m infra.local
 PYTEST_ARGS ?=
 
 .PHONY: help setup setup-runtime up down status health logs env build test test-unit check lint fmt \
@@ -18,17 +18,17 @@ help: ## List every target with one line each
 	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
 setup: ## Install everything needed (Debian packages, venv, Kafka jars, npm, Go tools); idempotent
-	@bash scripts/setup.sh
+	@bash infra/tools/setup/setup.sh
 
 setup-runtime: ## Install what the local stack needs (Debian packages, venv, Kafka jars); idempotent
-	@bash scripts/setup.sh --runtime
+	@bash infra/tools/setup/setup.sh --runtime
 
 $(PY):
-	@bash scripts/setup.sh --runtime
+	@bash infra/tools/setup/setup.sh --runtime
 
 RUN_ARGS ?=
 run: setup-runtime ## Run the pipeline end to end: stack + simulated fleet + live view (RUN_ARGS="--duration 0")
-	@$(PY) -m infra.runtime.demo $(RUN_ARGS)
+	@$(PY) -m infra.tools.demo $(RUN_ARGS)
 
 up: setup-runtime ## Start the local stack (Mosquitto, Kafka, PostgreSQL, gateway + functions, bridge, connector, autoscaler, Prometheus)
 	@$(RT) up
@@ -74,7 +74,7 @@ typecheck: $(PY) ## mypy --strict over the product code
 check: lint typecheck test ## Lint, types and tests
 
 ENVSH = eval "$$($(RT) env)" &&
-KAFKA_TOOL = $(PY) -m infra.runtime.kafka run
+KAFKA_TOOL = $(PY) -m infra.local.launch.kafka run
 
 db-params: ## psql shell on the device-management database (Device, templates, device_parameters)
 	@$(ENVSH) psql "$$DEVICES_DSN"
@@ -98,13 +98,13 @@ kafka-dlq: ## Tail the iot_dead_letter topic (from the beginning)
 	@$(ENVSH) $(KAFKA_TOOL) console-consumer --bootstrap-server "$$KAFKA_BOOTSTRAP" --topic iot_dead_letter --from-beginning --property print.key=true
 
 mqtt-monitor: ## Subscribe to cmnd/# on the internal listener and print every message
-	@$(ENVSH) $(PY) -m infra.runtime.mqtt_monitor 'cmnd/#'
+	@$(ENVSH) $(PY) -m infra.tools.mqtt_monitor 'cmnd/#'
 
 HELM := $(F2_TOOLS_DIR)/bin/helm
 FAAS_CLI := $(F2_TOOLS_DIR)/bin/faas-cli
 
 helm: ## Build helm v3.19.0 from its Go module into .tools/bin (idempotent)
-	@bash scripts/install-helm.sh
+	@bash infra/tools/setup/install-helm.sh
 
 deploy-local: $(PY) ## Redeploy changed functions on the running local stack (shrinkwrap, then deploy)
 	@$(ENVSH) if [ -x "$(FAAS_CLI)" ]; then \
@@ -113,14 +113,14 @@ deploy-local: $(PY) ## Redeploy changed functions on the running local stack (sh
 	    --username "$$GATEWAY_USERNAME" --password-stdin && \
 	  "$(FAAS_CLI)" deploy -f stack.yml --gateway "$$GATEWAY_URL"; \
 	else \
-	  $(RT) build && $(PY) -m infra.docker.deploy_functions -f stack.yml --gateway "$$GATEWAY_URL"; \
+	  $(RT) build && $(PY) -m infra.deploy.docker.deploy_functions -f stack.yml --gateway "$$GATEWAY_URL"; \
 	fi
 
-keda: $(PY) ## Regenerate infra/k8s/keda (KEDA ScaledObjects) from stack.yml's scale labels
-	@$(PY) -m infra.autoscaler.keda
+keda: $(PY) ## Regenerate infra/deploy/k8s/keda (KEDA ScaledObjects) from stack.yml's scale labels
+	@$(PY) -m infra.deploy.keda
 
 prometheus-targets: ## Show the local Prometheus's scrape targets and their health
-	@$(ENVSH) $(PY) -m infra.monitoring.prometheus targets --url "$$PROMETHEUS_URL"
+	@$(ENVSH) $(PY) -m infra.local.launch.prometheus targets --url "$$PROMETHEUS_URL"
 
 autoscale-demo: $(PY) ## Burst into a running stack (started with DECODE_TEST_DELAY_MS=10 make up) and watch decode scale
 	@F2_AUTOSCALER_STACK=1 $(VENV)/bin/pytest -s tests/integration/test_autoscaler_scaling.py
@@ -131,4 +131,4 @@ clean: down ## Stop the stack and delete its state, build folders and caches
 .PHONY: bench
 BENCH_ARGS ?=
 bench: setup-runtime ## Run the benchmarks (not part of make test); writes bench-results/latest.json
-	@$(PY) -m bench $(BENCH_ARGS)
+	@$(PY) -m infra.tools.bench $(BENCH_ARGS)

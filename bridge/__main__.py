@@ -13,8 +13,8 @@ from bridge.metrics import BridgeMetrics
 from bridge.service import MqttKafkaBridge, make_mqtt_client
 from f2lib.errors import StreamError
 from f2lib.kafka import LazyAdmin, kafka_admin_factory, make_producer
-from f2lib.ops_http import OpsServer
-from f2lib.service import connect_with_retry, start_service
+from infra.services.kit.ops_http import OpsServer
+from infra.services.kit.runner import connect_with_retry, start_service
 
 logger = logging.getLogger("bridge")
 

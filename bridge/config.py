@@ -7,7 +7,7 @@ import socket
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from f2lib.records import DEAD_LETTER_TOPIC, RAW_TOPIC
+from f2lib.contracts.records import DEAD_LETTER_TOPIC, RAW_TOPIC
 from f2lib.secrets import SecretStore
 
 MQTT_PASSWORD_SECRET = "mqtt-bridge-password"  # noqa: S105 (a secret name)
@@ -29,7 +29,7 @@ class BridgeConfig(BaseSettings):
     kafka_bootstrap: str = Field("127.0.0.1:9092", alias="KAFKA_BOOTSTRAP")
     raw_topic: str = Field(RAW_TOPIC, alias="RAW_TOPIC")
     dead_letter_topic: str = Field(DEAD_LETTER_TOPIC, alias="DEAD_LETTER_TOPIC")
-    # 20 ms: about half the broker CPU per message of 5 ms, for +15 ms of latency (bench/).
+    # 20 ms: about half the broker CPU per message of 5 ms, for +15 ms of latency (bench).
     kafka_linger_ms: int = Field(20, alias="BRIDGE_KAFKA_LINGER_MS", ge=0)
     kafka_delivery_timeout_ms: int = Field(30_000, alias="BRIDGE_KAFKA_DELIVERY_TIMEOUT_MS")
     client_id: str = Field(

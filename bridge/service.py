@@ -36,8 +36,8 @@ from pydantic import SecretStr
 from bridge.config import BridgeConfig
 from bridge.metrics import BridgeMetrics
 from bridge.topics import parse_topic
+from f2lib.contracts.records import RawRecord, dead_letter, device_key, dump_json
 from f2lib.errors import TopicError
-from f2lib.records import RawRecord, dead_letter, device_key, dump_json
 
 logger = logging.getLogger(__name__)
 

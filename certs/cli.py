@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from f2lib.errors import F2PipeError
-from f2lib.pki import (
+from f2lib.secrets import SecretStore
+from provision.pki import (
     CertificateAuthority,
     certificate_pem,
     crl_pem,
@@ -31,8 +32,8 @@ from f2lib.pki import (
     load_certificate,
     private_key_pem,
 )
-from f2lib.publishers import FilesystemPublisher, PidFileReloader, write_atomic
-from f2lib.registry import (
+from provision.publishers import FilesystemPublisher, PidFileReloader, write_atomic
+from provision.registry import (
     ACL_FILE,
     CRL_FILE,
     MODELS,
@@ -41,7 +42,6 @@ from f2lib.registry import (
     device_id_for,
     render_acl,
 )
-from f2lib.secrets import SecretStore
 
 logger = logging.getLogger(__name__)
 

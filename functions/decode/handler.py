@@ -24,18 +24,18 @@ import psycopg2
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from decode.decoding import decode_batch, devices_of
+from decode.params import DeviceParameterStore
 from f2lib.batchfn import Lazy, handle_batch
-from f2lib.decoding import decode_batch, devices_of
-from f2lib.errors import ConfigError
-from f2lib.kafka import make_producer, send_all
-from f2lib.metrics import function_metrics
-from f2lib.params import DeviceParameterStore
-from f2lib.records import (
+from f2lib.contracts.records import (
     DEAD_LETTER_TOPIC,
     DECODED_TOPIC,
     ConnectorRecord,
     dump_json,
 )
+from f2lib.errors import ConfigError
+from f2lib.kafka import make_producer, send_all
+from f2lib.metrics import function_metrics
 from f2lib.secrets import SecretStore
 
 logger = logging.getLogger(__name__)

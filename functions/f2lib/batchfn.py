@@ -14,8 +14,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
+from f2lib.contracts.records import ConnectorRecord, parse_invocation
 from f2lib.errors import BatchError, ConfigError, StoreError, StreamError
-from f2lib.records import ConnectorRecord, parse_invocation
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from f2lib.topics import CONNECTOR_MODES, CONNECTORS
+from f2lib.contracts.topics import CONNECTOR_MODES, CONNECTORS
 
 # "2023-05-26 18:34:04.928538" (the devices' format), optionally zoned, or ISO 8601 with "T".
 _TIMESTAMP = re.compile(

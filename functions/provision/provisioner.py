@@ -23,8 +23,8 @@ from typing import Any
 
 from f2lib.errors import CertificateError, ProvisioningError
 from f2lib.metrics import function_metrics
-from f2lib.pki import CertificateAuthority
-from f2lib.registry import (
+from provision.pki import CertificateAuthority
+from provision.registry import (
     DeviceRegistry,
     RegistrySync,
     check_model,

@@ -27,18 +27,18 @@ from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from f2lib.batchfn import Lazy, handle_batch
-from f2lib.errors import ConfigError
-from f2lib.kafka import make_producer, send_all
-from f2lib.metrics import function_metrics
-from f2lib.models import Measurement, validation_summary
-from f2lib.records import (
+from f2lib.contracts.records import (
     DEAD_LETTER_TOPIC,
     ConnectorRecord,
     DeadLetter,
     dump_json,
 )
+from f2lib.errors import ConfigError
+from f2lib.kafka import make_producer, send_all
+from f2lib.metrics import function_metrics
+from f2lib.models import Measurement, validation_summary
 from f2lib.secrets import SecretStore
-from f2lib.timeseries import TimescaleSink
+from sink.timeseries import TimescaleSink
 
 logger = logging.getLogger(__name__)
 

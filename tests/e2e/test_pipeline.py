@@ -19,7 +19,7 @@ import psycopg2
 import pytest
 import requests
 
-from infra.runtime.stack import DEVICES_DB, MONITOR_USER, TIMESERIES_DB, LocalStack
+from infra.local.stack import DEVICES_DB, MONITOR_USER, TIMESERIES_DB, LocalStack
 from tests.kafka_support import read_topic
 from tests.mqtt_support import Publisher
 

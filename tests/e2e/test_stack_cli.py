@@ -1,4 +1,4 @@
-"""`python -m infra.runtime` (make up/status/env/down) on a private state folder and free ports."""
+"""`python -m infra.local` (make up/status/env/down) on a private state folder and free ports."""
 
 from __future__ import annotations
 
@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 import requests
 
-from infra.runtime.ports import free_port
-from infra.runtime.stack import StackPorts
+from infra.local.ports import free_port
+from infra.local.stack import StackPorts
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _run(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "infra.runtime", *args], env=env, cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "infra.local", *args], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 

@@ -1,4 +1,4 @@
-"""The S3 path: provision (REGISTRY_PUBLISHER=s3) → moto's S3 server → ``python -m infra.aclsync``
+"""The S3 path: provision (REGISTRY_PUBLISHER=s3) → moto's S3 server → ``python -m infra.services.aclsync``
 → the broker's ACL and CRL, reloaded; tampered publications are refused."""
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ import boto3
 import pytest
 import requests
 
-from f2lib.pki import CertificateAuthority, crl_pem, generate_csr, generate_key, private_key_pem
-from f2lib.publishers import MANIFEST
-from f2lib.registry import render_acl
-from infra.runtime.mosquitto import MosquittoServer
-from infra.runtime.ports import free_port, port_open
-from infra.runtime.process import ManagedProcess
+from infra.local.launch.mosquitto import MosquittoServer
+from infra.local.ports import free_port, port_open
+from infra.local.process import ManagedProcess
+from provision.pki import CertificateAuthority, crl_pem, generate_csr, generate_key, private_key_pem
+from provision.publishers import MANIFEST
+from provision.registry import render_acl
 from tests.fixtures.mosquitto import ensure_mosquitto_installed
 from tests.fixtures.provision import (
     ROOT,
@@ -108,7 +108,7 @@ def aclsync(runtime_root: Path, s3: S3Server, edge_dir: Path,
         "ACLSYNC_POLL_SECONDS": "0.3", "ACLSYNC_HTTP_PORT": str(AGENT_HTTP_PORT),
         "ACLSYNC_HTTP_HOST": "127.0.0.1",
     }
-    process = ManagedProcess("aclsync", [sys.executable, "-m", "infra.aclsync"],
+    process = ManagedProcess("aclsync", [sys.executable, "-m", "infra.services.aclsync"],
                              runtime_root / "aclsync.log", env=env, cwd=ROOT).start()
     process.wait_ready(lambda: "aclsync:" in process.log_path.read_text(), timeout=30)
     yield process

@@ -15,18 +15,18 @@ from prometheus_client import CollectorRegistry
 
 from bridge.metrics import BridgeMetrics
 from f2lib.metrics import FunctionMetrics
-from f2lib.ops_http import OpsServer
-from infra.autoscaler.metrics import AutoscalerMetrics
-from infra.connector.metrics import ConnectorMetrics
-from infra.monitoring.prometheus import (
+from infra.local.gateway import Metrics as GatewayMetrics
+from infra.local.launch.prometheus import (
     PROMETHEUS_BIN,
     PrometheusServer,
     ScrapePorts,
     summarize_targets,
 )
-from infra.monitoring.targets import ReplicaTarget, write_targets
-from infra.runtime.gateway import Metrics as GatewayMetrics
-from infra.runtime.ports import free_port
+from infra.local.ports import free_port
+from infra.local.targets import ReplicaTarget, write_targets
+from infra.services.autoscaler.metrics import AutoscalerMetrics
+from infra.services.connector.metrics import ConnectorMetrics
+from infra.services.kit.ops_http import OpsServer
 
 pytestmark = [
     pytest.mark.integration,

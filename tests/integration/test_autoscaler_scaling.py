@@ -2,7 +2,7 @@
 
 Local mode (default): a real broker (session fixture ``kafka``), the real local gateway running
 a test function that sleeps per record, the real connector feeding it from a 6-partition topic,
-and ``python -m infra.autoscaler`` as a process. Stack mode (``F2_AUTOSCALER_STACK=1``): the
+and ``python -m infra.services.autoscaler`` as a process. Stack mode (``F2_AUTOSCALER_STACK=1``): the
 running ``make up`` stack with its connector and autoscaler; the burst goes to ``raw_iot_data``
 and the function watched is ``decode`` (start the stack with DECODE_TEST_DELAY_MS set so that
 decode is slow enough to build lag). Either way the test prints the timeline (lag, replicas).
@@ -25,10 +25,10 @@ import pytest
 import requests
 from kafka import KafkaProducer
 
-from infra.runtime.buildctx import build_all
-from infra.runtime.ports import free_port
-from infra.runtime.process import ManagedProcess, log_tail
-from infra.runtime.stackfile import StackFile
+from infra.deploy.stackfile import StackFile
+from infra.local.buildctx import build_all
+from infra.local.ports import free_port
+from infra.local.process import ManagedProcess, log_tail
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 logger = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ def _local_scenario(request: pytest.FixtureRequest, root: Path) -> Iterator[Scen
         [
             sys.executable,
             "-m",
-            "infra.runtime.gateway",
+            "infra.local.gateway",
             "--stack",
             str(root / "stack.yml"),
             "--build-dir",
@@ -188,7 +188,7 @@ def _local_scenario(request: pytest.FixtureRequest, root: Path) -> Iterator[Scen
         }
         connector = ManagedProcess(
             "connector",
-            [sys.executable, "-m", "infra.connector"],
+            [sys.executable, "-m", "infra.services.connector"],
             root / "connector.log",
             cwd=REPO,
             env={
@@ -204,7 +204,7 @@ def _local_scenario(request: pytest.FixtureRequest, root: Path) -> Iterator[Scen
         procs.append(connector)
         autoscaler = ManagedProcess(
             "autoscaler",
-            [sys.executable, "-m", "infra.autoscaler"],
+            [sys.executable, "-m", "infra.services.autoscaler"],
             root / "autoscaler.log",
             cwd=REPO,
             env={
@@ -237,7 +237,7 @@ def _local_scenario(request: pytest.FixtureRequest, root: Path) -> Iterator[Scen
 
 
 def _stack_scenario() -> Scenario:
-    from infra.runtime.stack import LocalStack
+    from infra.local.stack import LocalStack
 
     stack = LocalStack.load()
     ports = stack.ports

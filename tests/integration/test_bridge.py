@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 import requests
 
-from infra.runtime.kafka import KafkaServer
-from infra.runtime.mosquitto import MosquittoServer
-from infra.runtime.ports import free_port
-from infra.runtime.process import ManagedProcess, log_tail
+from infra.local.launch.kafka import KafkaServer
+from infra.local.launch.mosquitto import MosquittoServer
+from infra.local.ports import free_port
+from infra.local.process import ManagedProcess, log_tail
 from tests.kafka_support import read_topic
 from tests.mqtt_support import Publisher
 

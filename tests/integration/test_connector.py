@@ -27,15 +27,15 @@ from kafka.errors import KafkaError
 from pydantic import SecretStr
 
 from f2lib.kafka import make_producer
-from infra.connector.config import ConnectorConfig
-from infra.connector.delivery import KafkaDeadLetters
-from infra.connector.gateway import GatewayClient
-from infra.connector.metrics import ConnectorMetrics
-from infra.connector.service import Connector
-from infra.connector.worker import kafka_consumer_factory
-from infra.runtime.kafka import KafkaServer
-from infra.runtime.ports import free_port
-from infra.runtime.process import ManagedProcess, log_tail
+from infra.local.launch.kafka import KafkaServer
+from infra.local.ports import free_port
+from infra.local.process import ManagedProcess, log_tail
+from infra.services.connector.config import ConnectorConfig
+from infra.services.connector.delivery import KafkaDeadLetters
+from infra.services.connector.gateway import GatewayClient
+from infra.services.connector.metrics import ConnectorMetrics
+from infra.services.connector.service import Connector
+from infra.services.connector.worker import kafka_consumer_factory
 from tests.kafka_support import read_topic
 
 pytestmark = pytest.mark.integration
@@ -355,7 +355,7 @@ def test_connector_process__exports_lag_and_health_and_stops_on_sigterm(
     }  # fmt: skip
     env.pop("GATEWAY_PASSWORD", None)
     process = ManagedProcess(
-        "connector", [sys.executable, "-m", "infra.connector"], tmp_path / "connector.log",
+        "connector", [sys.executable, "-m", "infra.services.connector"], tmp_path / "connector.log",
         env=env, cwd=ROOT,
     ).start()  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -470,7 +470,7 @@ def test_connector__a_second_connector_joining_takes_partitions_after_the_first_
     for partition in range(3):
         scenario.produce(values(10), partition=partition, key=f"f2-00000000003{partition}")
     caplog.set_level("WARNING", logger="kafka")
-    caplog.set_level("INFO", logger="infra.connector.worker")
+    caplog.set_level("INFO", logger="infra.services.connector.worker")
     first = run_connector(CONNECTOR_CONCURRENCY_PER_REPLICA=1)
     wait_for(lambda: gateway.active == 3, message="the first connector never fed 3 partitions")
 

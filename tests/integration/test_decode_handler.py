@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from f2lib.contracts.records import RawRecord
 from f2lib.models import Measurement
-from f2lib.records import RawRecord
-from infra.runtime.kafka import KafkaServer
+from infra.local.launch.kafka import KafkaServer
 from tests.integration.handler_support import Event, load_handler
 from tests.kafka_support import read_topic
 

@@ -2,7 +2,7 @@
 the faasd compose additions and installer helpers, the container images' Dockerfile, and the
 broker and database bootstrap scripts run against the real Mosquitto and PostgreSQL.
 
-helm is the binary `scripts/install-helm.sh` builds from its Go module (`make setup` does it;
+helm is the binary `infra/tools/setup/install-helm.sh` builds from its Go module (`make setup` does it;
 the first test run builds it when it is missing).
 """
 
@@ -24,17 +24,17 @@ import psycopg2
 import pytest
 import yaml
 
-from f2lib.pki import CertificateAuthority, certificate_pem, private_key_pem
-from f2lib.registry import render_acl
-from infra.docker import create_topics, ensure_bucket, faasd_compose, mosquitto_passwd
-from infra.mosquitto.config import verify_password
-from infra.runtime.ports import free_port, port_open
-from infra.runtime.postgres import PostgresServer
+from infra.deploy.docker import create_topics, ensure_bucket, faasd_compose, mosquitto_passwd
+from infra.deploy.mosquitto.config import verify_password
+from infra.local.launch.postgres import PostgresServer
+from infra.local.ports import free_port, port_open
+from provision.pki import CertificateAuthority, certificate_pem, private_key_pem
+from provision.registry import render_acl
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "infra" / "k8s" / "f2pipe"
-FAASD = REPO / "infra" / "faasd"
+CHART = REPO / "infra" / "deploy" / "k8s" / "f2pipe"
+FAASD = REPO / "infra" / "deploy" / "faasd"
 TOOLS = Path(os.environ.get("F2_TOOLS_DIR", REPO / ".tools")) / "bin"
 RELEASE, NAMESPACE = "f2pipe", "f2pipe"
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
@@ -43,8 +43,8 @@ LONG_RUNNING = {"Deployment", "StatefulSet", "DaemonSet"}
 FAASD_KEYS = {"image", "command", "environment", "volumes", "ports", "restart", "depends_on",
               "user"}
 FAASD_CORE = {"gateway", "nats", "prometheus", "basic-auth-plugin", "queue-worker"}
-IMAGE_TARGETS = {"bridge": "bridge", "connector": "infra.connector",
-                 "autoscaler": "infra.autoscaler", "aclsync": "infra.aclsync"}
+IMAGE_TARGETS = {"bridge": "bridge", "connector": "infra.services.connector",
+                 "autoscaler": "infra.services.autoscaler", "aclsync": "infra.services.aclsync"}
 
 
 # --- helm --------------------------------------------------------------------------------------
@@ -55,7 +55,7 @@ def helm() -> Path:
     if not binary.exists():
         if shutil.which("go") is None:
             pytest.skip("helm is not built and go is missing; run `make setup`")
-        result = subprocess.run(["bash", str(REPO / "scripts" / "install-helm.sh")],
+        result = subprocess.run(["bash", str(REPO / "infra" / "tools" / "setup" / "install-helm.sh")],
                                 capture_output=True, text=True, check=False)
         assert result.returncode == 0, result.stdout + result.stderr
     return binary
@@ -454,7 +454,7 @@ def test_faasd_compose_merge_refuses_a_file_it_cannot_append_to(tmp_path: Path) 
 
 def test_shell_scripts_pass_bash_syntax_and_shellcheck() -> None:
     scripts = [FAASD / "install.sh", CHART / "files" / "run-broker.sh",
-               CHART / "files" / "010-f2pipe-databases.sh", REPO / "scripts" / "install-helm.sh"]
+               CHART / "files" / "010-f2pipe-databases.sh", REPO / "infra" / "tools" / "setup" / "install-helm.sh"]
     for script in scripts:
         shell = "bash" if script.name.endswith(("install.sh", "install-helm.sh")) else "sh"
         result = subprocess.run([shell, "-n", str(script)], capture_output=True, text=True,
@@ -471,7 +471,7 @@ def test_shell_scripts_pass_bash_syntax_and_shellcheck() -> None:
 
 def dockerfile_stages() -> dict[str, dict[str, Any]]:
     """Stage name -> {base, instructions}; ARG defaults substituted into FROM."""
-    text = (REPO / "infra" / "docker" / "Dockerfile").read_text().replace("\\\n", " ")
+    text = (REPO / "infra" / "deploy" / "docker" / "Dockerfile").read_text().replace("\\\n", " ")
     args: dict[str, str] = {}
     stages: dict[str, dict[str, Any]] = {}
     current: dict[str, Any] | None = None
@@ -540,12 +540,12 @@ def test_dockerfile_commands_name_modules_that_exist() -> None:
 def test_healthcheck_exits_zero_only_on_200(tmp_path: Path) -> None:
     from prometheus_client import CollectorRegistry
 
-    from f2lib.ops_http import OpsServer
+    from infra.services.kit.ops_http import OpsServer
 
     state = {"healthy": False}
     server = OpsServer("127.0.0.1", 0, CollectorRegistry(),
                        lambda: (state["healthy"], {"state": state["healthy"]})).start()
-    script = REPO / "infra" / "docker" / "healthcheck.py"
+    script = REPO / "infra" / "deploy" / "docker" / "healthcheck.py"
     env = {**os.environ, "SOME_HTTP_PORT": str(server.port)}
     try:
         run = lambda: subprocess.run(  # noqa: E731
@@ -635,7 +635,7 @@ def test_database_init_script_creates_role_and_databases_idempotently(
             cur.execute("CREATE TABLE deploy_probe (id int)")
         conn.close()
     schema = subprocess.run(
-        [sys.executable, "-m", "f2lib.schema", "--timescaledb", "auto",
+        [sys.executable, "-m", "infra.deploy.schema", "--timescaledb", "auto",
          "--devices-dsn", f"postgresql://f2pipe:app-pw-123@127.0.0.1:{own_postgres.port}/devices",
          "--timeseries-dsn",
          f"postgresql://f2pipe:app-pw-123@127.0.0.1:{own_postgres.port}/timeseries"],
@@ -716,7 +716,7 @@ class Broker:
 
 
 def _crl(ca: CertificateAuthority) -> str:
-    from f2lib.pki import crl_pem
+    from provision.pki import crl_pem
 
     return crl_pem(ca.build_crl([])).decode()
 
@@ -833,7 +833,7 @@ def test_crl_refresh_posts_to_the_provision_function_with_the_token(tmp_path: Pa
     (tmp_path / "provision-token").write_text("tok-123\n")
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "infra.docker.refresh_crl", "--gateway",
+            [sys.executable, "-m", "infra.deploy.docker.refresh_crl", "--gateway",
              f"http://127.0.0.1:{server.server_address[1]}"],
             cwd=REPO, capture_output=True, text=True, check=False,
             env={**os.environ, "F2_SECRETS_DIR": str(tmp_path),

@@ -29,7 +29,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import OffsetSpec
 
-from infra.runtime.kafka import KafkaServer
+from infra.local.launch.kafka import KafkaServer
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from infra.runtime.kafka import PIPELINE_TOPICS, KafkaServer, main
-from infra.runtime.ports import free_port
+from infra.local.launch.kafka import PIPELINE_TOPICS, KafkaServer, main
+from infra.local.ports import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from f2lib.pki import CertificateAuthority, generate_csr, generate_key, private_key_pem
-from infra.runtime.mosquitto import MosquittoServer
+from infra.local.launch.mosquitto import MosquittoServer
+from provision.pki import CertificateAuthority, generate_csr, generate_key, private_key_pem
 from tests.fixtures.provision import (
     Connection,
     DeviceCredentials,

@@ -9,7 +9,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from infra.runtime.mosquitto import MosquittoServer
+from infra.local.launch.mosquitto import MosquittoServer
 
 pytestmark = pytest.mark.integration
 

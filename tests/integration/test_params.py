@@ -9,8 +9,8 @@ import psycopg2
 import psycopg2.extensions
 import pytest
 
+from decode.params import DeviceParameterStore
 from f2lib.errors import StoreError, UnknownComponentError, UnknownDeviceError
-from f2lib.params import DeviceParameterStore
 
 pytestmark = pytest.mark.integration
 

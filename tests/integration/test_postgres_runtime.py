@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
-from infra.runtime.postgres import PostgresServer
+from infra.local.launch.postgres import PostgresServer
 
 pytestmark = pytest.mark.integration
 

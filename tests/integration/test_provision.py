@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from f2lib.pki import generate_csr, generate_key, load_private_key
+from provision.pki import generate_csr, generate_key, load_private_key
 from tests.fixtures.provision import DeviceCredentials, FunctionEndpoint, mqtt_connect
 
 pytestmark = pytest.mark.integration

@@ -12,10 +12,10 @@ from typing import Any
 import psycopg2
 import pytest
 
+from f2lib.contracts.topics import parse_topic
 from f2lib.errors import ConfigError
-from f2lib.schema import apply_devices_schema, apply_timeseries_schema
-from f2lib.topics import parse_topic
-from infra.runtime.postgres import PostgresServer
+from infra.deploy.schema import apply_devices_schema, apply_timeseries_schema
+from infra.local.launch.postgres import PostgresServer
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +100,7 @@ def test_timeseries_schema__without_timescaledb_falls_back_and_says_so(
     postgres: PostgresServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     dsn = fresh_database(postgres, "timeseries_plain")
-    with caplog.at_level("WARNING", logger="f2lib.schema"):
+    with caplog.at_level("WARNING", logger="infra.deploy.schema"):
         report = apply_timeseries_schema(dsn)
     assert report.timescaledb is False
     assert report.fallback_reason == "the timescaledb extension is not installed on this server"
@@ -286,7 +286,7 @@ def test_schema_cli_applies_both_databases(postgres: PostgresServer) -> None:
         [
             sys.executable,
             "-m",
-            "f2lib.schema",
+            "infra.deploy.schema",
             "--devices-dsn",
             devices,
             "--timeseries-dsn",
@@ -316,7 +316,7 @@ def test_schema_cli_reports_an_unreachable_database_without_a_traceback() -> Non
         [
             sys.executable,
             "-m",
-            "f2lib.schema",
+            "infra.deploy.schema",
             "--devices-dsn",
             "host=127.0.0.1 port=1 user=x password=hunter2 dbname=x connect_timeout=2",
         ],

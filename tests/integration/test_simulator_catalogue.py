@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
-from infra.simulator.catalogue import BUILTIN_CATALOGUE, load_device_components
+from infra.tools.simulator.catalogue import BUILTIN_CATALOGUE, load_device_components
 
 pytestmark = pytest.mark.integration
 

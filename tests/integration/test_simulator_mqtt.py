@@ -19,12 +19,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import SecretStr
 
 from f2lib.errors import SimulatorError
-from f2lib.pki import CertificateAuthority
-from infra.runtime.mosquitto import MosquittoServer
-from infra.runtime.ports import free_port
-from infra.simulator import Fleet, FleetConfig, FleetReport, parse_mix
-from infra.simulator.catalogue import MODELS
-from infra.simulator.credentials import CredentialStore, DeviceProvisioner, ProvisioningClient
+from infra.local.launch.mosquitto import MosquittoServer
+from infra.local.ports import free_port
+from infra.tools.simulator import Fleet, FleetConfig, FleetReport, parse_mix
+from infra.tools.simulator.catalogue import MODELS
+from infra.tools.simulator.credentials import CredentialStore, DeviceProvisioner, ProvisioningClient
+from provision.pki import CertificateAuthority
 from tests.fixtures.provision import FunctionEndpoint
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ import pytest
 
 from f2lib.errors import StoreError
 from f2lib.models import Measurement
-from f2lib.timeseries import TimescaleSink, WriteMode
+from sink.timeseries import TimescaleSink, WriteMode
 
 pytestmark = pytest.mark.integration
 

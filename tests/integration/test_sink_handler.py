@@ -16,7 +16,7 @@ import psycopg2
 import pytest
 
 from f2lib.models import Measurement
-from infra.runtime.kafka import KafkaServer
+from infra.local.launch.kafka import KafkaServer
 from tests.integration.handler_support import Event, load_handler
 from tests.kafka_support import read_topic
 
@@ -200,9 +200,9 @@ def test_concurrent_invocations_use_their_own_connections(
 
 def test_decode_output_is_what_the_sink_stores(handler: ModuleType, timeseries_db: str) -> None:
     """The decoded value produced by decode (Measurement JSON) is accepted by sink unchanged."""
-    from f2lib.decoding import decode_batch
-    from f2lib.params import DataPointParams, DeviceParameters
-    from f2lib.records import ConnectorRecord, RawRecord
+    from decode.decoding import decode_batch
+    from decode.params import DataPointParams, DeviceParameters
+    from f2lib.contracts.records import ConnectorRecord, RawRecord
 
     device = new_device()
     params = DeviceParameters.from_rows(

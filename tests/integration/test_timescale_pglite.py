@@ -15,10 +15,10 @@ import psycopg2
 import pytest
 
 from f2lib.models import Measurement
-from f2lib.schema import apply_timeseries_schema
-from f2lib.timeseries import TimescaleSink
-from infra.pglite.runtime import PgliteServer
-from infra.runtime.ports import free_port
+from infra.deploy.schema import apply_timeseries_schema
+from infra.local.launch.pglite import PgliteServer
+from infra.local.ports import free_port
+from sink.timeseries import TimescaleSink
 
 pytestmark = pytest.mark.integration
 

@@ -12,13 +12,13 @@ import yaml
 
 from bridge.metrics import BridgeMetrics
 from f2lib.metrics import FunctionMetrics
-from infra.autoscaler.metrics import AutoscalerMetrics
-from infra.connector.metrics import ConnectorMetrics
-from infra.monitoring.prometheus import RULES_FILE, ScrapePorts, check_config, render_config
-from infra.monitoring.targets import ReplicaTarget, read_targets, target_groups, write_targets
-from infra.runtime.gateway import Metrics as GatewayMetrics
+from infra.local.gateway import Metrics as GatewayMetrics
+from infra.local.launch.prometheus import RULES_FILE, ScrapePorts, check_config, render_config
+from infra.local.targets import ReplicaTarget, read_targets, target_groups, write_targets
+from infra.services.autoscaler.metrics import AutoscalerMetrics
+from infra.services.connector.metrics import ConnectorMetrics
 
-MONITORING = Path(__file__).resolve().parents[2] / "infra" / "monitoring"
+MONITORING = Path(__file__).resolve().parents[2] / "infra" / "local" / "monitoring"
 DASHBOARD = MONITORING / "grafana" / "dashboards" / "f2pipe-pipeline.json"
 PROMQL_WORDS = {
     "sum",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.autoscaler.policy import (
+from infra.services.autoscaler.policy import (
     Direction,
     LagSample,
     Limits,

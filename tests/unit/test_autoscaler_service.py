@@ -8,13 +8,13 @@ import pytest
 from prometheus_client import generate_latest
 
 from f2lib.errors import GatewayError, MonitoringError, StreamError
-from f2lib.ops_http import OpsServer
-from infra.autoscaler.gateway import FunctionStatus, statuses_from_listing
-from infra.autoscaler.health import summarize
-from infra.autoscaler.lag import GroupLag, PartitionLag
-from infra.autoscaler.metrics import AutoscalerMetrics
-from infra.autoscaler.policy import Direction, PolicyConfig
-from infra.autoscaler.service import Autoscaler
+from infra.services.autoscaler.gateway import FunctionStatus, statuses_from_listing
+from infra.services.autoscaler.health import summarize
+from infra.services.autoscaler.lag import GroupLag, PartitionLag
+from infra.services.autoscaler.metrics import AutoscalerMetrics
+from infra.services.autoscaler.policy import Direction, PolicyConfig
+from infra.services.autoscaler.service import Autoscaler
+from infra.services.kit.ops_http import OpsServer
 
 LABELS = {"com.openfaas.scale.min": "1", "com.openfaas.scale.max": "5", "f2pipe.lag.target": "100"}
 

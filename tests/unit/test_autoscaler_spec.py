@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from f2lib.errors import ConfigError
-from infra.autoscaler.spec import ScalingSpec, scaling_spec
+from infra.services.autoscaler.spec import ScalingSpec, scaling_spec
 
 LABELS = {"com.openfaas.scale.min": "1", "com.openfaas.scale.max": "5", "f2pipe.lag.target": "1000"}
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench.pipeline import Progress
-from bench.report import compute_ratios, render_table, targets
-from bench.stats import (
+from infra.tools.bench.pipeline import Progress
+from infra.tools.bench.report import compute_ratios, render_table, targets
+from infra.tools.bench.stats import (
     MemoryLevel,
     evaluate_targets,
     memory_level,

@@ -8,8 +8,14 @@ from typing import NamedTuple
 
 import pytest
 
-from f2lib.records import ConnectorRecord
-from infra.connector.batching import Batch, BatchLimits, PartitionBuffer, body_size, encode_record
+from f2lib.contracts.records import ConnectorRecord
+from infra.services.connector.batching import (
+    Batch,
+    BatchLimits,
+    PartitionBuffer,
+    body_size,
+    encode_record,
+)
 
 
 class Rec(NamedTuple):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from f2lib.secrets import SecretStore
-from infra.connector.config import ConnectorConfig
+from infra.services.connector.config import ConnectorConfig
 
 
 def test_connector_password__comes_from_basic_auth_password_secret(tmp_path: Path) -> None:

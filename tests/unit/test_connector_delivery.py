@@ -11,10 +11,10 @@ import pytest
 import requests
 
 from f2lib.errors import DeliveryAbandoned, GatewayError, StreamError
-from infra.connector.batching import Batch, encode_record
-from infra.connector.delivery import Backoff, BatchDelivery, is_refusal
-from infra.connector.gateway import Invocation, targets_from_listing
-from infra.connector.metrics import ConnectorMetrics
+from infra.services.connector.batching import Batch, encode_record
+from infra.services.connector.delivery import Backoff, BatchDelivery, is_refusal
+from infra.services.connector.gateway import Invocation, targets_from_listing
+from infra.services.connector.metrics import ConnectorMetrics
 
 NO_WAIT = Backoff(initial_s=0.001, max_s=0.002, jitter=0)
 

@@ -7,10 +7,10 @@ import time
 from typing import Any
 
 from f2lib.errors import GatewayError
-from infra.connector.config import ConnectorConfig
-from infra.connector.gateway import FunctionTarget
-from infra.connector.metrics import ConnectorMetrics
-from infra.connector.service import Connector
+from infra.services.connector.config import ConnectorConfig
+from infra.services.connector.gateway import FunctionTarget
+from infra.services.connector.metrics import ConnectorMetrics
+from infra.services.connector.service import Connector
 
 
 class IdleConsumer:

@@ -14,11 +14,11 @@ from kafka import TopicPartition
 from kafka.errors import KafkaError
 from kafka.future import Future
 
-from infra.connector.config import ConnectorConfig
-from infra.connector.delivery import Backoff, BatchDelivery
-from infra.connector.gateway import FunctionTarget, Invocation
-from infra.connector.metrics import ConnectorMetrics
-from infra.connector.worker import FunctionConsumer
+from infra.services.connector.config import ConnectorConfig
+from infra.services.connector.delivery import Backoff, BatchDelivery
+from infra.services.connector.gateway import FunctionTarget, Invocation
+from infra.services.connector.metrics import ConnectorMetrics
+from infra.services.connector.worker import FunctionConsumer
 
 TOPIC = "raw_iot_data"
 TPS = [TopicPartition(TOPIC, p) for p in range(3)]
@@ -383,7 +383,7 @@ def test_flow_control__a_paused_partition_is_refetched_from_its_next_offset_on_r
 def test_flow_control__a_silent_partition_with_records_left_is_sought_again(
     running: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("infra.connector.worker.REFETCH_AFTER_S", 0.3, raising=False)
+    monkeypatch.setattr("infra.services.connector.worker.REFETCH_AFTER_S", 0.3, raising=False)
     fn = GatedFunction()
     consumer, fake = make_parking(fn)
     fake.append(1, 5)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from f2lib.decoding import (
+from decode.decoding import (
     decode_batch,
     devices_of,
     hex_to_number,
@@ -17,9 +17,9 @@ from f2lib.decoding import (
     reader_text,
     scale,
 )
+from decode.params import DataPointParams, DeviceParameters
+from f2lib.contracts.records import ConnectorRecord, RawRecord
 from f2lib.errors import DecodingError
-from f2lib.params import DataPointParams, DeviceParameters
-from f2lib.records import ConnectorRecord, RawRecord
 
 DEVICE = "f2-e4fd45f654be"
 TS = "2023-05-26 18:34:04.928538"

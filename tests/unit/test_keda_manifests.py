@@ -8,10 +8,10 @@ import pytest
 import yaml
 
 from f2lib.errors import ConfigError
-from infra.autoscaler.config import AutoscalerConfig
-from infra.autoscaler.keda import DEFAULT_OUT, DEFAULT_STACK, KedaOptions, differences, main, render
-from infra.autoscaler.spec import scaling_spec
-from infra.runtime.stackfile import StackFile
+from infra.deploy.keda import DEFAULT_OUT, DEFAULT_STACK, KedaOptions, differences, main, render
+from infra.deploy.stackfile import StackFile
+from infra.services.autoscaler.config import AutoscalerConfig
+from infra.services.autoscaler.spec import scaling_spec
 
 STACK = StackFile.load(DEFAULT_STACK, env={})
 

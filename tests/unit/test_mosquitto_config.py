@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.mosquitto.config import (
+from infra.deploy.mosquitto.config import (
     BrokerConfig,
     InternalUser,
     TlsFiles,

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from f2lib.errors import CertificateError
-from f2lib.pki import (
+from provision.pki import (
     CRL_REFRESH_MARGIN,
     CertificateAuthority,
     RevokedSerial,

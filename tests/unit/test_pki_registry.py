@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from provision.provisioner import parse_provision_body
 
 from f2lib.errors import ProvisioningError, RegistryError
-from f2lib.pki import CertificateAuthority, crl_pem
-from f2lib.publishers import FilesystemPublisher
-from f2lib.registry import (
+from provision.pki import CertificateAuthority, crl_pem
+from provision.provisioner import parse_provision_body
+from provision.publishers import FilesystemPublisher
+from provision.registry import (
     RegistryBundle,
     RegistrySnapshot,
     normalize_mac,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from f2lib.schema import default_sql_dir, split_sql
+from infra.deploy.schema import default_sql_dir, split_sql
 
 
 def test_split_sql__top_level_semicolons_only() -> None:

@@ -2,7 +2,7 @@
 
 The provisioning function is replaced by a small HTTP server speaking its contract
 (``POST /function/provision`` with a bearer token -> 201 with the certificate), signing with a
-real CA from f2lib.pki; the integration tests use the real function.
+real CA from provision.pki; the integration tests use the real function.
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 
 from f2lib.errors import SimulatorError
-from f2lib.pki import CertificateAuthority
-from infra.simulator.credentials import (
+from infra.tools.simulator.credentials import (
     CredentialStore,
     DeviceProvisioner,
     ProvisioningClient,
 )
-from infra.simulator.identity import fleet_identities
+from infra.tools.simulator.identity import fleet_identities
+from provision.pki import CertificateAuthority
 
 TOKEN = "t0ken-for-tests"
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from f2lib.errors import SimulatorError
-from f2lib.registry import normalize_mac
-from infra.simulator import __main__ as cli
-from infra.simulator.catalogue import BUILTIN_CATALOGUE, MODELS
-from infra.simulator.fleet import DeviceReport, Fleet, FleetConfig, FleetReport
-from infra.simulator.identity import device_mac, fleet_identities, parse_mix
-from infra.simulator.network import AckedMessage
+from infra.tools.simulator import __main__ as cli
+from infra.tools.simulator.catalogue import BUILTIN_CATALOGUE, MODELS
+from infra.tools.simulator.fleet import DeviceReport, Fleet, FleetConfig, FleetReport
+from infra.tools.simulator.identity import device_mac, fleet_identities, parse_mix
+from infra.tools.simulator.network import AckedMessage
+from provision.registry import normalize_mac
 
 REPO = Path(__file__).resolve().parents[2]
 SQL_TEMPLATES = REPO / "sql" / "devices" / "010_model_templates.sql"
@@ -126,7 +126,7 @@ def test_report_is_complete_only_when_every_sent_message_was_acknowledged() -> N
 
 def test_dry_run_prints_each_devices_messages_as_json_lines() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "infra.simulator", "--dry-run", "--models", "F2-401:2",
+        [sys.executable, "-m", "infra.tools.simulator", "--dry-run", "--models", "F2-401:2",
          "--messages", "4", "--seed", "9"],
         capture_output=True, text=True, check=True, cwd=REPO, timeout=60)
     lines = [json.loads(line) for line in out.stdout.splitlines()]

@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from f2lib.decoding import decode_batch, parse_bytes_literal
-from f2lib.params import DataPointParams, DeviceParameters
-from f2lib.records import ConnectorRecord, RawRecord
-from f2lib.topics import parse_topic
-from infra.simulator.catalogue import BUILTIN_CATALOGUE, MODELS, ComponentSpec
-from infra.simulator.fleet import device_rng
-from infra.simulator.payloads import (
+from decode.decoding import decode_batch, parse_bytes_literal
+from decode.params import DataPointParams, DeviceParameters
+from f2lib.contracts.records import ConnectorRecord, RawRecord
+from f2lib.contracts.topics import parse_topic
+from infra.tools.simulator.catalogue import BUILTIN_CATALOGUE, MODELS, ComponentSpec
+from infra.tools.simulator.fleet import device_rng
+from infra.tools.simulator.payloads import (
     MessageStream,
     SensorBehaviour,
     behaviour_for,

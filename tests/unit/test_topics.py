@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from f2lib.contracts.topics import parse_topic, split_component
 from f2lib.errors import TopicError
-from f2lib.topics import parse_topic, split_component
 
 DEVICE = "f2-e4fd45f654be"
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from infra.runtime.buildctx import build_all
-from infra.runtime.ports import free_port, port_open
-from infra.runtime.process import ManagedProcess
-from infra.runtime.stackfile import StackFile
+from infra.deploy.stackfile import StackFile
+from infra.local.buildctx import build_all
+from infra.local.ports import free_port, port_open
+from infra.local.process import ManagedProcess
 
 pytestmark = pytest.mark.integration
 Gw = tuple[str, tuple[str, str]]
@@ -70,7 +70,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gw]:
     port = free_port()
     proc = ManagedProcess(
         "gateway",
-        [sys.executable, "-m", "infra.runtime.gateway", "--stack", str(root / "stack.yml"),
+        [sys.executable, "-m", "infra.local.gateway", "--stack", str(root / "stack.yml"),
          "--build-dir", str(root / "build"), "--state-dir", str(root / "state"),
          "--secrets-dir", str(secrets), "--port", str(port)],
         root / "gateway.log", cwd=REPO,

@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 import requests
 
-from infra.runtime.buildctx import build_all, build_context
-from infra.runtime.ports import free_port, port_open
-from infra.runtime.process import ManagedProcess
-from infra.runtime.stackfile import StackFile
+from infra.deploy.stackfile import StackFile
+from infra.local.buildctx import build_all, build_context
+from infra.local.ports import free_port, port_open
+from infra.local.process import ManagedProcess
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
@@ -125,7 +125,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     build_all(StackFile.load(project / "stack.yml"), project / "build")
     gw.process = ManagedProcess(
         "gateway",
-        [sys.executable, "-m", "infra.runtime.gateway", "--stack",
+        [sys.executable, "-m", "infra.local.gateway", "--stack",
          str(project / "gateway-stack.yml"), "--build-dir", str(project / "build"),
          "--state-dir", str(project / "state"), "--secrets-dir", str(secrets),
          "--port", str(port)],
@@ -258,7 +258,7 @@ def test_deploy_functions_module_deploys_and_removes_like_faas_cli(gateway: Gate
     gateway.rebuild("greeter")
     env = {**os.environ, "GATEWAY_USERNAME": AUTH[0], "GATEWAY_PASSWORD": AUTH[1],
            "PYTHONPATH": f"{REPO}:{REPO / 'functions'}"}
-    command = [sys.executable, "-m", "infra.docker.deploy_functions", "-f",
+    command = [sys.executable, "-m", "infra.deploy.docker.deploy_functions", "-f",
                str(gateway.project / "stack.yml"), "--gateway", gateway.url, "--filter", "greeter"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -281,7 +281,7 @@ def faas_cli() -> Path:
         why = TOOLS / ".faas-cli.unavailable"
         reason = why.read_text().strip() if why.exists() else "not built"
         pytest.skip(f"faas-cli not installed ({reason}): the Go module proxy refuses "
-                    "github.com/openfaas/* here; see scripts/install-go-tools.sh")
+                    "github.com/openfaas/* here; see infra/tools/setup/install-go-tools.sh")
     return path
 
 

@@ -1,6 +1,6 @@
 """The template under the real of-watchdog, and build contexts against real faas-cli output.
 
-Both binaries come from `make setup` (scripts/install-go-tools.sh, `go install` at pinned
+Both binaries come from `make setup` (infra/tools/setup/install-go-tools.sh, `go install` at pinned
 commits). Where the Go module proxy refuses them the tests skip and say so.
 """
 
@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from infra.runtime.buildctx import build_all
-from infra.runtime.ports import free_port, port_open
-from infra.runtime.process import ManagedProcess
-from infra.runtime.stackfile import StackFile
+from infra.deploy.stackfile import StackFile
+from infra.local.buildctx import build_all
+from infra.local.ports import free_port, port_open
+from infra.local.process import ManagedProcess
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
@@ -31,7 +31,7 @@ def _tool(name: str) -> Path:
     if not path.exists():
         why = (TOOLS / f".{name}.unavailable")
         reason = why.read_text().strip().splitlines()[-1] if why.exists() else "not built"
-        pytest.skip(f"{name} not installed ({reason}); see scripts/install-go-tools.sh")
+        pytest.skip(f"{name} not installed ({reason}); see infra/tools/setup/install-go-tools.sh")
     return path
 
 

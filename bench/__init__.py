@@ -1,1 +1,0 @@
-"""The benchmark harness (``python -m bench``): raw limits, baseline, pipeline and memory."""

@@ -1,0 +1,1 @@
+"""Deploy files and their helpers: Docker, faasd, Kubernetes, Mosquitto, schema."""

@@ -1,0 +1,91 @@
+"""Deploy stack.yml's functions through a gateway's REST API, the calls `faas-cli deploy` makes.
+
+``python -m infra.deploy.docker.deploy_functions -f stack.yml --gateway URL [--filter NAME]`` sends
+``PUT /system/functions`` (``POST`` when the gateway does not know the function yet) with
+``{service, image, envProcess, envVars, labels, annotations, secrets}`` per function; with
+``--remove`` it sends ``DELETE /system/functions {"functionName"}`` as `faas-cli remove` does.
+For machines where faas-cli cannot be built (``make deploy-local`` uses faas-cli when present).
+Credentials: ``GATEWAY_USERNAME`` / ``GATEWAY_PASSWORD`` from the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from infra.deploy.stackfile import FunctionSpec, StackFile
+
+logger = logging.getLogger(__name__)
+
+
+def deploy_body(spec: FunctionSpec, fprocess: str = "python index.py") -> dict[str, Any]:
+    return {
+        "service": spec.name,
+        "image": spec.image,
+        "envProcess": fprocess,
+        "envVars": dict(spec.environment),
+        "labels": dict(spec.labels),
+        "annotations": dict(spec.annotations),
+        "secrets": list(spec.secrets),
+    }
+
+
+def deploy(session: requests.Session, gateway: str, spec: FunctionSpec,
+           timeout: float = 120.0) -> int:
+    """Update the function, or create it when the gateway answers 404; the final status."""
+    url = gateway.rstrip("/") + "/system/functions"
+    body = deploy_body(spec)
+    response = session.put(url, json=body, timeout=timeout)
+    if response.status_code == 404:
+        response = session.post(url, json=body, timeout=timeout)
+    return int(response.status_code)
+
+
+def remove(session: requests.Session, gateway: str, name: str, timeout: float = 60.0) -> int:
+    url = gateway.rstrip("/") + "/system/functions"
+    return int(session.delete(url, json={"functionName": name}, timeout=timeout).status_code)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.deploy.docker.deploy_functions",
+                                     description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("-f", "--stack", type=Path, default=Path("stack.yml"))
+    parser.add_argument("--gateway", default=os.environ.get("GATEWAY_URL", "http://127.0.0.1:8080"))
+    parser.add_argument("--filter", action="append", dest="names", help="function (repeatable)")
+    parser.add_argument("--remove", action="store_true", help="remove instead of deploy")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+    stack = StackFile.load(args.stack)
+    names = args.names or sorted(stack.functions)
+    unknown = [n for n in names if n not in stack.functions]
+    if unknown:
+        parser.error(f"not in {args.stack}: {', '.join(unknown)}")
+    session = requests.Session()
+    session.auth = (os.environ.get("GATEWAY_USERNAME", "admin"),
+                    os.environ.get("GATEWAY_PASSWORD", ""))
+    failed = 0
+    for name in names:
+        try:
+            if args.remove:
+                status = remove(session, args.gateway, name)
+            else:
+                status = deploy(session, args.gateway, stack.functions[name])
+        except requests.RequestException as exc:
+            logger.error("%s: gateway %s unreachable: %s", name, args.gateway, type(exc).__name__)
+            return 1
+        ok = status in (200, 201, 202)
+        failed += not ok
+        print(f"{name}: {'removed' if args.remove else 'deployed'} (HTTP {status})" if ok
+              else f"{name}: HTTP {status}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The one-box runtime: gateway, process supervision, launchers of Kafka, PostgreSQL, Mosquitto."""

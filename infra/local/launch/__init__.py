@@ -1,0 +1,1 @@
+"""What the local runtime starts: Kafka, PostgreSQL, Mosquitto, Prometheus."""

@@ -1,0 +1,328 @@
+"""A single-node Kafka broker (KRaft, broker and controller in one) run from Maven Central jars."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from kafka import KafkaAdminClient
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from f2lib.errors import StreamError
+from infra.local.ports import free_port, port_is_free, port_open
+from infra.local.process import ManagedProcess, ProcessError
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+CONFIG_DIR = REPO_ROOT / "infra" / "local" / "kafka"
+INSTALL_SCRIPT = REPO_ROOT / "infra" / "tools" / "setup" / "install-kafka.sh"
+PIPELINE_TOPICS = ("raw_iot_data", "decoded_iot_data", "iot_dead_letter")
+
+BROKER_JVM_OPTS = (
+    "-Xms64m",
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-XX:InitiatingHeapOccupancyPercent=35",
+    "-XX:MaxMetaspaceSize=256m",
+    "-XX:+ExitOnOutOfMemoryError",
+    "-Djava.awt.headless=true",
+)
+
+
+def broker_jvm_opts() -> tuple[str, ...]:
+    """The broker's JVM options: ``F2_KAFKA_JVM_OPTS`` (split on spaces) replaces the defaults."""
+    override = os.environ.get("F2_KAFKA_JVM_OPTS", "").split()
+    return tuple(override) if override else BROKER_JVM_OPTS
+
+
+# The CLI tools live for a second: skip the optimising compiler and the concurrent collector.
+TOOL_JVM_OPTS = ("-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
+
+KAFKA_TOOLS = {
+    "topics": "org.apache.kafka.tools.TopicCommand",
+    "consumer-groups": "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+    "console-consumer": "org.apache.kafka.tools.consumer.ConsoleConsumer",
+    "console-producer": "org.apache.kafka.tools.ConsoleProducer",
+    "get-offsets": "org.apache.kafka.tools.GetOffsetShell",
+    "storage": "kafka.tools.StorageTool",
+}
+
+
+def default_libs_dir() -> Path:
+    """Where infra/tools/setup/install-kafka.sh puts the jars: ``$F2_TOOLS_DIR/kafka/libs``."""
+    tools_dir = os.environ.get("F2_TOOLS_DIR")
+    return (Path(tools_dir) if tools_dir else REPO_ROOT / ".tools") / "kafka" / "libs"
+
+
+def installed(libs_dir: Path) -> bool:
+    """True when ``libs_dir`` holds a complete install (its stamp file and the broker jar)."""
+    return (libs_dir / ".installed").is_file() and any(libs_dir.glob("kafka_2.13-*.jar"))
+
+
+def install(libs_dir: Path) -> None:
+    """Run infra/tools/setup/install-kafka.sh for ``libs_dir`` (a no-op once installed)."""
+    if libs_dir.name != "libs" or libs_dir.parent.name != "kafka":
+        raise ProcessError(f"{libs_dir} is not a <tools>/kafka/libs folder the installer manages")
+    env = dict(os.environ, F2_TOOLS_DIR=str(libs_dir.parent.parent))
+    result = subprocess.run(["bash", str(INSTALL_SCRIPT)], env=env, check=False)
+    if result.returncode != 0:
+        raise ProcessError(f"{INSTALL_SCRIPT} failed with exit code {result.returncode}")
+
+
+def java_bin() -> str:
+    """The ``java`` of ``$JAVA_HOME`` when set, else the one on PATH."""
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and (Path(java_home) / "bin" / "java").exists():
+        return str(Path(java_home) / "bin" / "java")
+    found = shutil.which("java")
+    if found is None:
+        raise FileNotFoundError("java not found; Kafka needs a JDK 17 or newer (make setup)")
+    return found
+
+
+def generate_cluster_id() -> str:
+    """A random cluster id in Kafka's form: a UUID as unpadded URL-safe base64, no leading '-'."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
+def tool_argv(main_class: str, *args: str, libs_dir: Path | None = None) -> list[str]:
+    """The command line running a Kafka CLI tool class (or a short name of KAFKA_TOOLS)."""
+    libs = libs_dir or default_libs_dir()
+    return [
+        java_bin(),
+        *TOOL_JVM_OPTS,
+        f"-Dlog4j2.configurationFile={CONFIG_DIR / 'log4j2-tools.xml'}",
+        "-cp",
+        f"{libs}/*",
+        KAFKA_TOOLS.get(main_class, main_class),
+        *args,
+    ]
+
+
+class KafkaServer:
+    """One Kafka node in ``state_dir`` serving clients on 127.0.0.1:``port``.
+
+    The node is broker and KRaft controller at once (the controller on ``controller_port``,
+    a free port when not given). Its storage is formatted once with a generated cluster id;
+    later starts on the same ``state_dir`` keep the data.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        port: int,
+        controller_port: int | None = None,
+        *,
+        partitions: int = 3,
+        libs_dir: Path | None = None,
+        heap: str = "512m",
+    ) -> None:
+        self.state_dir = state_dir
+        self.port = port
+        self.controller_port = controller_port
+        self.partitions = partitions
+        self.libs_dir = libs_dir or default_libs_dir()
+        self.heap = heap
+        self.data_dir = state_dir / "data"
+        self.config_path = state_dir / "server.properties"
+        self.log_path = state_dir / "kafka.log"
+        self.process: ManagedProcess | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def tool_argv(self, main_class: str, *args: str) -> list[str]:
+        """The command line running a Kafka CLI tool class with this broker's classpath."""
+        return tool_argv(main_class, *args, libs_dir=self.libs_dir)
+
+    def _resolve_controller_port(self) -> int:
+        if self.controller_port is not None:
+            return self.controller_port
+        previous = self._previous_controller_port()
+        if previous is not None and port_is_free(previous):
+            return previous
+        return free_port()
+
+    def _previous_controller_port(self) -> int | None:
+        try:
+            lines = self.config_path.read_text().splitlines()
+        except OSError:
+            return None
+        for line in lines:
+            if line.startswith("controller.quorum.voters="):
+                return int(line.rsplit(":", 1)[1])
+        return None
+
+    def write_config(self) -> None:
+        self.controller_port = self._resolve_controller_port()
+        template = Template((CONFIG_DIR / "server.properties.template").read_text())
+        self.config_path.write_text(
+            template.substitute(
+                port=self.port,
+                controller_port=self.controller_port,
+                log_dir=self.data_dir,
+                partitions=self.partitions,
+            )
+        )
+
+    def format_storage(self) -> None:
+        """Format the KRaft storage with a new cluster id unless it is formatted already."""
+        if (self.data_dir / "meta.properties").exists():
+            return
+        cluster_id = generate_cluster_id()
+        fmt = ManagedProcess(
+            "kafka-storage-format",
+            self.tool_argv("storage", "format", "-t", cluster_id, "-c", str(self.config_path)),
+            self.state_dir / "format.log",
+        ).start()
+        assert fmt.popen is not None
+        if fmt.popen.wait(timeout=120) != 0:
+            raise ProcessError(f"formatting Kafka storage failed; see {fmt.log_path}")
+        logger.info("formatted Kafka storage %s cluster_id=%s", self.data_dir, cluster_id)
+
+    def start(self, *, pid_path: Path | None = None, timeout: float = 120.0) -> KafkaServer:
+        if not installed(self.libs_dir):
+            raise FileNotFoundError(
+                f"Kafka jars not found in {self.libs_dir}; run infra/tools/setup/install-kafka.sh"
+            )
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.write_config()
+        self.format_storage()
+        self.process = ManagedProcess(
+            "kafka",
+            [
+                java_bin(),
+                f"-Xmx{self.heap}",
+                *broker_jvm_opts(),
+                f"-Dlog4j2.configurationFile={CONFIG_DIR / 'log4j2-broker.xml'}",
+                f"-Dkafka.logs.dir={self.state_dir / 'logs'}",
+                "-cp",
+                f"{self.libs_dir}/*",
+                "kafka.Kafka",
+                str(self.config_path),
+            ],
+            self.log_path,
+            cwd=self.state_dir,
+            pid_path=pid_path,
+        ).start()
+        try:
+            self.process.wait_ready(self.ready, timeout=timeout)
+        except ProcessError:
+            self.stop()
+            raise
+        logger.info("Kafka ready on %s (controller port %s)", self.bootstrap, self.controller_port)
+        return self
+
+    def admin(self, timeout_ms: int = 10_000) -> Any:
+        """A kafka-python admin client for this broker; the caller closes it."""
+        return KafkaAdminClient(
+            bootstrap_servers=self.bootstrap,
+            client_id="f2pipe-runtime",
+            request_timeout_ms=timeout_ms,
+            bootstrap_timeout_ms=timeout_ms,
+        )
+
+    def ready(self) -> bool:
+        """True once the broker answers a metadata request and lists itself as a live broker."""
+        if not port_open(self.port):
+            return False
+        with self.admin(timeout_ms=5_000) as admin:
+            return bool(admin.describe_cluster()["brokers"])
+
+    def list_topics(self) -> list[str]:
+        """The names of the topics that are not Kafka's own (``__consumer_offsets`` ...)."""
+        try:
+            with self.admin() as admin:
+                names = [str(name) for name in admin.list_topics()]
+        except KafkaError as exc:
+            raise StreamError(f"listing topics on {self.bootstrap} failed: {exc}") from exc
+        return sorted(name for name in names if not name.startswith("__"))
+
+    def create_topics(self, names: Iterable[str], partitions: int | None = None) -> list[str]:
+        """Create the topics that do not exist yet; returns the names it created."""
+        wanted = list(names)
+        count = partitions or self.partitions
+        missing: list[str] = []
+        try:
+            with self.admin() as admin:
+                existing = set(admin.list_topics())
+                missing = [name for name in wanted if name not in existing]
+                if not missing:
+                    return []
+                spec = {
+                    name: {"num_partitions": count, "replication_factor": 1} for name in missing
+                }
+                result = admin.create_topics(spec, raise_errors=False)
+                for topic in result["topics"]:
+                    code = topic["error_code"]
+                    if code and code != TopicAlreadyExistsError.errno:
+                        raise StreamError(
+                            f"creating topic {topic['name']} on {self.bootstrap} failed:"
+                            f" error {code} {topic.get('error_message') or ''}".rstrip()
+                        )
+                admin.wait_for_topics(missing, timeout_ms=30_000)
+        except KafkaError as exc:
+            raise StreamError(
+                f"creating topics {wanted} on {self.bootstrap} failed: {exc}"
+            ) from exc
+        logger.info("created topics %s partitions=%s on %s", missing, count, self.bootstrap)
+        return missing
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.process is not None:
+            self.process.stop(timeout=timeout)
+            self.process = None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m infra.local.launch.kafka {argv,run,tools} ...``: the Kafka CLI tools for make."""
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.local.launch.kafka", description=main.__doc__
+    )
+    parser.add_argument(
+        "--libs-dir", type=Path, default=None, help="default: $F2_TOOLS_DIR/kafka/libs"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("argv", "print the tool's command line"), ("run", "run the tool")):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("tool", help=f"a main class or one of: {', '.join(KAFKA_TOOLS)}")
+        command.add_argument("args", nargs=argparse.REMAINDER, help="the tool's own arguments")
+    commands.add_parser("tools", help="list the short tool names and their main classes")
+    options = parser.parse_args(argv)
+
+    if options.command == "tools":
+        for name, main_class in KAFKA_TOOLS.items():
+            print(f"{name}\t{main_class}")
+        return 0
+    libs_dir = options.libs_dir or default_libs_dir()
+    if not installed(libs_dir):
+        print(
+            f"Kafka jars not found in {libs_dir}; run infra/tools/setup/install-kafka.sh",
+            file=sys.stderr,
+        )
+        return 2
+    command_line = tool_argv(options.tool, *options.args, libs_dir=libs_dir)
+    if options.command == "argv":
+        print(shlex.join(command_line))
+        return 0
+    os.execv(command_line[0], command_line)  # noqa: S606 - replaces this process with the tool
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,454 @@
+"""The local stack: start, check, describe and stop every part of f2pipe on this machine.
+
+State lives in ``$F2_STATE_DIR`` (default ``.state/``): ports chosen on the first ``up``,
+secrets (0600 files, mounted per function by the gateway), each part's data, logs and pid.
+Services run detached, so they outlive ``make up``; ``make down`` stops them by pid file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psycopg2
+import requests
+
+from certs.cli import init as certs_init
+from certs.cli import sync as certs_sync
+from f2lib.errors import MonitoringError
+from infra.deploy.mosquitto.config import TlsFiles
+from infra.deploy.stackfile import StackFile
+from infra.local.buildctx import build_all
+from infra.local.launch.kafka import KafkaServer
+from infra.local.launch.mosquitto import MosquittoServer
+from infra.local.launch.postgres import PostgresServer
+from infra.local.launch.prometheus import (
+    PROMETHEUS_BIN,
+    PrometheusServer,
+    ScrapePorts,
+    summarize_targets,
+)
+from infra.local.ports import free_port, port_open, preferred_port
+from infra.local.process import ManagedProcess, pid_alive, stop_pidfile
+from infra.services.autoscaler.health import summarize as autoscaler_summary
+
+logger = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[2]
+DEVICES_DB = "VT_DeviceManagement"
+TIMESERIES_DB = "timeseries"
+TOPICS = ("raw_iot_data", "decoded_iot_data", "iot_dead_letter")
+PARTITIONS = 6
+MONITOR_USER = "f2-monitor"
+# Stop order: consumers of a service before the service.
+PARTS = ("prometheus", "autoscaler", "connector", "bridge", "gateway", "mosquitto", "kafka",
+         "postgres")
+
+
+@dataclass
+class StackPorts:
+    """Loopback ports of the local stack: the seeds' ports where free, others otherwise."""
+
+    mqtt: int = 1883
+    mqtt_tls: int = 8883
+    mqtt_ws: int = 9001
+    kafka: int = 9092
+    kafka_controller: int = 9093
+    postgres: int = 5432
+    gateway: int = 8080
+    bridge_http: int = 9102
+    connector_http: int = 9103
+    autoscaler_http: int = 9104
+    prometheus: int = 9090
+
+    @classmethod
+    def choose(cls) -> StackPorts:
+        chosen: dict[str, int] = {}
+        for name, default in asdict(cls()).items():
+            override = os.environ.get(f"F2_PORT_{name.upper()}")
+            port = int(override) if override else preferred_port(default)
+            while port in chosen.values():
+                port = preferred_port(0)
+            chosen[name] = port
+        return cls(**chosen)
+
+    @classmethod
+    def free(cls) -> StackPorts:
+        """Any free ports: for tests, so they never collide with a running ``make up``."""
+        chosen: list[int] = []
+        for _ in asdict(cls()):
+            port = free_port()
+            while port in chosen:
+                port = free_port()
+            chosen.append(port)
+        return cls(*chosen)
+
+
+@dataclass
+class LocalStack:
+    """Paths and settings of one local stack."""
+
+    state_dir: Path
+    root: Path = ROOT
+    ports: StackPorts = field(default_factory=StackPorts)
+    build_dir: Path = ROOT / "build"
+    certs_dir: Path = ROOT / "certs"
+
+    @classmethod
+    def load(cls, state_dir: Path | None = None) -> LocalStack:
+        state = (state_dir or Path(os.environ.get("F2_STATE_DIR", ROOT / ".state"))).resolve()
+        stack = cls(state_dir=state)
+        if os.environ.get("F2_BUILD_DIR"):
+            stack.build_dir = Path(os.environ["F2_BUILD_DIR"]).resolve()
+        if os.environ.get("F2_CERTS_DIR"):
+            stack.certs_dir = Path(os.environ["F2_CERTS_DIR"]).resolve()
+        ports_file = state / "ports.json"
+        if ports_file.exists():
+            stack.ports = StackPorts(**json.loads(ports_file.read_text()))
+        return stack
+
+    # --- paths ----------------------------------------------------------------------------
+    @property
+    def secrets_dir(self) -> Path:
+        return self.state_dir / "secrets"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    def pid_path(self, part: str) -> Path:
+        return self.state_dir / "pids" / f"{part}.pid"
+
+    def log_path(self, part: str) -> Path:
+        return {
+            "postgres": self.state_dir / "postgres" / "postgres.log",
+            "kafka": self.state_dir / "kafka" / "kafka.log",
+            "mosquitto": self.state_dir / "mosquitto" / "mosquitto.log",
+            "prometheus": self.state_dir / "prometheus" / "prometheus.log",
+        }.get(part, self.logs_dir / f"{part}.log")
+
+    def secret(self, name: str) -> str:
+        return (self.secrets_dir / name).read_text().strip()
+
+    def _ensure_secret(self, name: str, make: Callable[[], str]) -> str:
+        if not (self.secrets_dir / name).exists():
+            self._write_secret(name, make())
+        return self.secret(name)
+
+    def _write_secret(self, name: str, value: str) -> None:
+        """Write a secret file 0600 (created with that mode, never widened) in a 0700 folder."""
+        self.secrets_dir.mkdir(parents=True, exist_ok=True)
+        self.secrets_dir.chmod(0o700)
+        path = self.secrets_dir / name
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(value + "\n")
+
+    # --- parts ----------------------------------------------------------------------------
+    def postgres(self) -> PostgresServer:
+        return PostgresServer(self.state_dir / "postgres", self.ports.postgres)
+
+    def kafka(self) -> KafkaServer:
+        return KafkaServer(self.state_dir / "kafka", self.ports.kafka, self.ports.kafka_controller,
+                           partitions=PARTITIONS)
+
+    def mosquitto(self) -> MosquittoServer:
+        server = MosquittoServer(
+            self.state_dir / "mosquitto", self.ports.mqtt, pid_path=self.pid_path("mosquitto"),
+            tls_port=self.ports.mqtt_tls, ws_port=self.ports.mqtt_ws,
+            tls=TlsFiles.from_dir(self.certs_dir),
+            username=MONITOR_USER, password=self.secret("mqtt-monitor-password"))
+        server.add_user(self.secret("mqtt-bridge-username"), self.secret("mqtt-bridge-password"))
+        return server
+
+    def dsn(self, dbname: str) -> str:
+        return self.postgres().dsn(dbname)
+
+    def credentials(self) -> None:
+        """The CA, broker certificate and service credentials (``python -m certs init``), copied
+        into the stack's secrets folder under the names the functions and services read."""
+        certs_init(self.certs_dir, ["127.0.0.1", "localhost"])
+        issued = self.certs_dir / "secrets"
+        for source, name in (("ca-key", "ca-key"), ("ca-crt", "ca-crt"),
+                             ("provision-token", "provision-token"),
+                             ("basic-auth-user", "basic-auth-user"),
+                             ("basic-auth-password", "basic-auth-password"),
+                             ("mqtt-username", "mqtt-bridge-username"),
+                             ("mqtt-password", "mqtt-bridge-password")):
+            value = (issued / source).read_text().strip()
+            if not (self.secrets_dir / name).exists() or self.secret(name) != value:
+                self._write_secret(name, value)
+        self._ensure_secret("mqtt-monitor-password", lambda: secrets.token_urlsafe(24))
+
+    def function_env(self) -> dict[str, dict[str, str]]:
+        """Environment the gateway gives the functions here, over stack.yml's values."""
+        return {
+            "*": {
+                "KAFKA_BOOTSTRAP": f"127.0.0.1:{self.ports.kafka}",
+                "LOG_LEVEL": os.environ.get("F2_FUNCTION_LOG_LEVEL", "INFO"),
+            },
+            "provision": {"REGISTRY_PUBLISHER": "filesystem",
+                          "REGISTRY_DIR": str(self.certs_dir),
+                          "MOSQUITTO_PID_FILE": str(self.pid_path("mosquitto"))},
+            # Test-only slowdown of decode (tests/integration/test_autoscaler_scaling.py).
+            "decode": {k: v for k in ("DECODE_TEST_DELAY_MS",) if (v := os.environ.get(k))},
+        }
+
+    def env(self) -> dict[str, str]:
+        """Endpoints and credentials a user or script needs (``make -s env``)."""
+        values = {
+            "GATEWAY_URL": f"http://127.0.0.1:{self.ports.gateway}",
+            "GATEWAY_USERNAME": self.secret("basic-auth-user"),
+            "GATEWAY_PASSWORD": self.secret("basic-auth-password"),
+            "OPENFAAS_URL": f"http://127.0.0.1:{self.ports.gateway}",
+            "MQTT_HOST": "127.0.0.1",
+            "MQTT_PORT": str(self.ports.mqtt),
+            "MQTT_TLS_PORT": str(self.ports.mqtt_tls),
+            "MQTT_WS_PORT": str(self.ports.mqtt_ws),
+            "MQTT_USERNAME": MONITOR_USER,
+            "MQTT_PASSWORD": self.secret("mqtt-monitor-password"),
+            "KAFKA_BOOTSTRAP": f"127.0.0.1:{self.ports.kafka}",
+            "DEVICES_DSN": self.dsn(DEVICES_DB),
+            "TIMESERIES_DSN": self.dsn(TIMESERIES_DB),
+            "CA_CERT": str(self.certs_dir / "ca.crt"),
+            "PROVISION_TOKEN": self.secret("provision-token"),
+            "F2_STATE_DIR": str(self.state_dir),
+            "AUTOSCALER_URL": f"http://127.0.0.1:{self.ports.autoscaler_http}",
+            "PROMETHEUS_URL": f"http://127.0.0.1:{self.ports.prometheus}",
+        }
+        return values
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def up(self) -> None:
+        started = time.monotonic()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.chmod(0o755)
+        ports_file = self.state_dir / "ports.json"
+        if not ports_file.exists():
+            if self.ports == StackPorts():
+                self.ports = StackPorts.choose()
+            ports_file.write_text(json.dumps(asdict(self.ports), indent=2) + "\n")
+        self.logs_dir.mkdir(exist_ok=True)
+        self.credentials()
+
+        if not self._running("postgres"):
+            print(f"starting postgres on 127.0.0.1:{self.ports.postgres}", flush=True)
+            pg = self.postgres().start(pid_path=self.pid_path("postgres"))
+            for db in (DEVICES_DB, TIMESERIES_DB):
+                pg.create_database(db)
+        self._write_secret("devices-dsn", self.dsn(DEVICES_DB))
+        self._write_secret("timeseries-dsn", self.dsn(TIMESERIES_DB))
+        self._apply_schema()
+        # The ACL and CRL follow the registry (a registry kept from an earlier run included).
+        certs_sync(self.certs_dir, self.dsn(DEVICES_DB), None)
+
+        if not self._running("kafka"):
+            print(f"starting kafka on 127.0.0.1:{self.ports.kafka}", flush=True)
+            kafka = self.kafka().start(pid_path=self.pid_path("kafka"))
+            kafka.create_topics(TOPICS, PARTITIONS)
+
+        if not self._running("mosquitto"):
+            print(f"starting mosquitto on 127.0.0.1:{self.ports.mqtt}", flush=True)
+            self.mosquitto().start()
+
+        if not self._running("gateway"):
+            self._start_gateway()
+
+        if not self._running("bridge"):
+            self._spawn("bridge", [sys.executable, "-m", "bridge"], self._bridge_env(),
+                        ready_url=f"http://127.0.0.1:{self.ports.bridge_http}/healthz")
+        if not self._running("connector"):
+            self._spawn("connector", [sys.executable, "-m", "infra.services.connector"],
+                        self._gateway_client_env("CONNECTOR", self.ports.connector_http),
+                        ready_url=f"http://127.0.0.1:{self.ports.connector_http}/healthz")
+        if not self._running("autoscaler"):
+            self._spawn("autoscaler", [sys.executable, "-m", "infra.services.autoscaler"],
+                        self._gateway_client_env("AUTOSCALER", self.ports.autoscaler_http),
+                        ready_url=f"http://127.0.0.1:{self.ports.autoscaler_http}/healthz")
+        if not self._running("prometheus") and shutil.which(PROMETHEUS_BIN):
+            print(f"starting prometheus on 127.0.0.1:{self.ports.prometheus}", flush=True)
+            self.prometheus().start(pid_path=self.pid_path("prometheus"))
+            self._wait_for_targets()
+        print(f"stack up in {time.monotonic() - started:.1f}s (state: {self.state_dir})")
+
+    def _wait_for_targets(self, timeout: float = 45.0) -> None:
+        """Wait until Prometheus has discovered its targets and scraped each once."""
+        url = f"http://127.0.0.1:{self.ports.prometheus}"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if "not scraped yet" not in summarize_targets(url):
+                    return
+            except MonitoringError:
+                pass
+            time.sleep(1.0)
+        logger.warning("Prometheus has not scraped every target after %.0fs", timeout)
+
+    def _apply_schema(self) -> None:
+        env = dict(os.environ, PYTHONPATH=_pythonpath())
+        result = __import__("subprocess").run(
+            [sys.executable, "-m", "infra.deploy.schema", "--devices-dsn", self.dsn(DEVICES_DB),
+             "--timeseries-dsn", self.dsn(TIMESERIES_DB)],
+            env=env, cwd=self.root, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"schema apply failed:\n{result.stderr[-2000:]}")
+        for line in (result.stdout + result.stderr).splitlines()[-3:]:
+            print(f"schema: {line}")
+
+    def _start_gateway(self) -> None:
+        stack = StackFile.load(self.root / "stack.yml")
+        build_all(stack, self.build_dir)
+        env_file = self.state_dir / "gateway" / "function-env.json"
+        env_file.parent.mkdir(parents=True, exist_ok=True)
+        env_file.write_text(json.dumps(self.function_env(), indent=2))
+        argv = [sys.executable, "-m", "infra.local.gateway",
+                "--stack", str(self.root / "stack.yml"), "--build-dir", str(self.build_dir),
+                "--state-dir", str(self.state_dir / "gateway"),
+                "--secrets-dir", str(self.secrets_dir), "--env-file", str(env_file),
+                "--port", str(self.ports.gateway),
+                "--targets-file", str(self.function_targets_file)]
+        self._spawn("gateway", argv, dict(os.environ, PYTHONPATH=_pythonpath()),
+                    ready_url=f"http://127.0.0.1:{self.ports.gateway}/healthz", timeout=120)
+
+    def _service_env(self, prefix: str, http_port: int, **extra: str) -> dict[str, str]:
+        """Environment of a long-running service: Kafka, secrets, its ops port on loopback."""
+        return dict(
+            os.environ, PYTHONPATH=_pythonpath(), F2_SECRETS_DIR=str(self.secrets_dir),
+            KAFKA_BOOTSTRAP=f"127.0.0.1:{self.ports.kafka}",
+            **{f"{prefix}_HTTP_PORT": str(http_port), f"{prefix}_HTTP_HOST": "127.0.0.1"},
+            **extra,
+        )
+
+    def _bridge_env(self) -> dict[str, str]:
+        return self._service_env(
+            "BRIDGE", self.ports.bridge_http, BRIDGE_CLIENT_ID="f2-bridge-local-0",
+            MQTT_HOST="127.0.0.1", MQTT_PORT=str(self.ports.mqtt),
+            MQTT_USERNAME=self.secret("mqtt-bridge-username"))
+
+    def _gateway_client_env(self, prefix: str, http_port: int) -> dict[str, str]:
+        return self._service_env(
+            prefix, http_port, GATEWAY_URL=f"http://127.0.0.1:{self.ports.gateway}",
+            GATEWAY_USERNAME=self.secret("basic-auth-user"))
+
+    @property
+    def function_targets_file(self) -> Path:
+        return self.state_dir / "prometheus" / "function-targets.json"
+
+    def prometheus(self) -> PrometheusServer:
+        return PrometheusServer(self.state_dir / "prometheus", ScrapePorts(
+            prometheus=self.ports.prometheus, gateway=self.ports.gateway,
+            bridge=self.ports.bridge_http, connector=self.ports.connector_http,
+            autoscaler=self.ports.autoscaler_http,
+            function_targets_file=self.function_targets_file))
+
+    def _spawn(self, part: str, argv: list[str], env: dict[str, str], *, ready_url: str,
+               timeout: float = 60.0) -> None:
+        port = ready_url.split(":")[2].split("/")[0]
+        print(f"starting {part} on 127.0.0.1:{port}", flush=True)
+        proc = ManagedProcess(part, argv, self.log_path(part), env=env, cwd=self.root,
+                              pid_path=self.pid_path(part)).start()
+        proc.wait_ready(lambda: requests.get(ready_url, timeout=2).status_code == 200,
+                        timeout=timeout)
+
+    def _running(self, part: str) -> bool:
+        try:
+            pid = int(self.pid_path(part).read_text().strip())
+        except (OSError, ValueError):
+            return False
+        return pid_alive(pid)
+
+    def down(self) -> list[str]:
+        stopped = []
+        for part in PARTS:
+            signum = signal.SIGINT if part == "postgres" else signal.SIGTERM
+            if stop_pidfile(self.pid_path(part), timeout=30, signum=signum):
+                stopped.append(part)
+        return stopped
+
+    # --- health ---------------------------------------------------------------------------
+    def status(self) -> list[tuple[str, bool, str]]:
+        checks: list[tuple[str, Callable[[], str]]] = [
+            ("postgres", self._check_postgres),
+            ("kafka", self._check_kafka),
+            ("mosquitto", self._check_mosquitto),
+            ("gateway", self._check_gateway),
+            ("bridge", lambda: self._check_http("bridge", self.ports.bridge_http)),
+            ("connector", lambda: self._check_http("connector", self.ports.connector_http)),
+            ("autoscaler",
+             lambda: autoscaler_summary(f"http://127.0.0.1:{self.ports.autoscaler_http}")),
+            ("prometheus",
+             lambda: summarize_targets(f"http://127.0.0.1:{self.ports.prometheus}")),
+        ]
+        report = []
+        for part, check in checks:
+            try:
+                report.append((part, True, check()))
+            except Exception as exc:
+                report.append((part, False, str(exc).splitlines()[0] if str(exc) else repr(exc)))
+        return report
+
+    def _check_postgres(self) -> str:
+        with psycopg2.connect(self.dsn(TIMESERIES_DB), connect_timeout=3) as conn, \
+                conn.cursor() as cur:
+            cur.execute("SELECT to_regclass('iot_measurements') IS NOT NULL")
+            row = cur.fetchone()
+            rows = "no schema"
+            if row and row[0]:
+                cur.execute("SELECT count(*) FROM iot_measurements")
+                counted = cur.fetchone()
+                rows = f"{counted[0] if counted else 0} rows stored"
+        return f"127.0.0.1:{self.ports.postgres} {DEVICES_DB}+{TIMESERIES_DB}, {rows}"
+
+    def _check_kafka(self) -> str:
+        if not self._running("kafka"):
+            raise RuntimeError("not running")
+        topics = set(self.kafka().list_topics())
+        missing = set(TOPICS) - topics
+        if missing:
+            raise RuntimeError(f"topics missing: {sorted(missing)}")
+        return f"{self.ports.kafka} topics {', '.join(TOPICS)}"
+
+    def _check_mosquitto(self) -> str:
+        if not self._running("mosquitto"):
+            raise RuntimeError("not running")
+        closed = [p for p in (self.ports.mqtt, self.ports.mqtt_tls) if not port_open(p)]
+        if closed:
+            raise RuntimeError(f"ports not answering: {closed}")
+        return (f"internal {self.ports.mqtt}, mTLS {self.ports.mqtt_tls}, "
+                f"websockets {self.ports.mqtt_ws}")
+
+    def _check_gateway(self) -> str:
+        base = f"http://127.0.0.1:{self.ports.gateway}"
+        requests.get(f"{base}/healthz", timeout=3).raise_for_status()
+        resp = requests.get(f"{base}/system/functions", timeout=3,
+                            auth=(self.secret("basic-auth-user"),
+                                  self.secret("basic-auth-password")))
+        resp.raise_for_status()
+        fns = resp.json()
+        down = [f["name"] for f in fns if f["availableReplicas"] < 1]
+        if down:
+            raise RuntimeError(f"functions without a ready replica: {down}")
+        return f"{base} " + ", ".join(f"{f['name']}={f['availableReplicas']}" for f in fns)
+
+    def _check_http(self, part: str, port: int) -> str:
+        if not self._running(part):
+            raise RuntimeError("not running")
+        requests.get(f"http://127.0.0.1:{port}/healthz", timeout=3).raise_for_status()
+        return f"healthz ok on {port}"
+
+
+def _pythonpath() -> str:
+    parts = [str(ROOT), str(ROOT / "functions")]
+    if os.environ.get("PYTHONPATH"):
+        parts.append(os.environ["PYTHONPATH"])
+    return os.pathsep.join(parts)

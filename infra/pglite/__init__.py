@@ -1,1 +1,0 @@
-"""PGlite with TimescaleDB served over the PostgreSQL wire protocol, for TimescaleDB DDL checks."""

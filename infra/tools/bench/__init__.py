@@ -1,0 +1,1 @@
+"""The benchmark harness (``python -m infra.tools.bench``): limits, baseline, pipeline, memory."""

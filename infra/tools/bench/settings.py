@@ -1,0 +1,104 @@
+"""Input sizes of a run (full or ``--quick``), and the pipeline settings a run records."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from bridge.config import BridgeConfig
+from f2lib.kafka import PRODUCER_DEFAULTS
+from infra.deploy.stackfile import StackFile
+from infra.local.stack import LocalStack
+from infra.services.connector.config import ConnectorConfig
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much each phase sends (messages unless said otherwise)."""
+
+    devices: int
+    raw_mqtt: int
+    raw_kafka: int
+    copy_messages: int
+    decode: int
+    baseline: int
+    stages: int
+    sustained: int
+    latency_seconds: float
+    burst_before_seconds: float
+    burst_seconds: float
+
+    @classmethod
+    def full(cls) -> Sizes:
+        return cls(
+            devices=140,
+            raw_mqtt=20_000,
+            raw_kafka=50_000,
+            copy_messages=50_000,
+            decode=20_000,
+            baseline=3_000,
+            stages=20_000,
+            sustained=30_000,
+            latency_seconds=30.0,
+            burst_before_seconds=10.0,
+            burst_seconds=5.0,
+        )
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        return cls(
+            devices=70,
+            raw_mqtt=5_000,
+            raw_kafka=15_000,
+            copy_messages=15_000,
+            decode=5_000,
+            baseline=800,
+            stages=5_000,
+            sustained=8_000,
+            latency_seconds=10.0,
+            burst_before_seconds=5.0,
+            burst_seconds=2.0,
+        )
+
+
+def settings(stack: LocalStack, partitions: int) -> dict[str, Any]:
+    """What shapes the figures: batch sizes, linger, concurrency, partitions, replicas."""
+    connector = ConnectorConfig()
+    bridge = BridgeConfig()
+    stack_file = StackFile.load(stack.root / "stack.yml")
+    functions: dict[str, Any] = {}
+    for name, spec in stack_file.functions.items():
+        env = dict(spec.environment)
+        env.update(stack.function_env().get(name, {}))
+        functions[name] = {
+            "environment": {k: v for k, v in env.items() if "DSN" not in k.upper()},
+            "waitress_threads": int(env.get("F2_WAITRESS_THREADS", "4")),
+        }
+    base = f"http://127.0.0.1:{stack.ports.gateway}"
+    auth = (stack.secret("basic-auth-user"), stack.secret("basic-auth-password"))
+    try:
+        listing = requests.get(f"{base}/system/functions", auth=auth, timeout=10).json()
+        for entry in listing:
+            functions.setdefault(entry["name"], {})["replicas"] = entry.get("replicas")
+    except (requests.RequestException, ValueError):
+        pass
+    return {
+        "partitions": partitions,
+        "connector": {
+            "batch_max_records": connector.batch_max_records,
+            "batch_max_bytes": connector.batch_max_bytes,
+            "linger_ms": connector.linger_ms,
+            "concurrency_per_replica": connector.concurrency_per_replica,
+            "max_concurrency": connector.max_concurrency,
+        },
+        "bridge": {
+            "kafka_linger_ms": bridge.kafka_linger_ms,
+            "max_in_flight": bridge.max_in_flight,
+        },
+        "producer_defaults": dict(PRODUCER_DEFAULTS),
+        "autoscaler_dry_run": os.environ.get("AUTOSCALER_DRY_RUN", "false"),
+        "functions": functions,
+    }

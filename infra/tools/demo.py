@@ -1,0 +1,243 @@
+"""`make run`: start the local stack, run a simulated fleet, and watch the pipeline live.
+
+Ctrl-C stops the simulation and leaves the stack running for exploration (`make down` stops it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import psycopg2
+from kafka import KafkaConsumer, TopicPartition
+from pydantic import SecretStr
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+from f2lib.kafka import kafka_admin_factory
+from infra.local.stack import DEVICES_DB, TIMESERIES_DB, LocalStack
+from infra.services.autoscaler.lag import KafkaLagReader
+from infra.tools.simulator.fleet import Fleet, FleetConfig, FleetSnapshot
+from infra.tools.simulator.identity import parse_mix
+
+logger = logging.getLogger(__name__)
+MODELS = ("F2-212", "F2-213", "F2-214", "F2-215", "F2-301", "F2-401", "F2-403")
+
+
+@dataclass
+class PipelineFigures:
+    """One reading of the pipeline's counters."""
+
+    at: float
+    rows: int = 0
+    rows_by_model: dict[str, int] = field(default_factory=dict)
+    dead_letters: int = 0
+    lag: dict[str, int] = field(default_factory=dict)
+    raw_records: int = 0
+
+
+class PipelineWatch:
+    """Reads rows stored, rows per model, dead letters, raw records and connector lag."""
+
+    GROUPS = {"f2-connector-decode": ["raw_iot_data"], "f2-connector-sink": ["decoded_iot_data"]}
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        bootstrap = f"127.0.0.1:{stack.ports.kafka}"
+        self.lag = KafkaLagReader(kafka_admin_factory(bootstrap, client_id="f2-run-watch"))
+        self.offsets = KafkaConsumer(bootstrap_servers=bootstrap, client_id="f2-run-offsets",
+                                     enable_auto_commit=False)
+        self.partitions = {
+            topic: [TopicPartition(topic, p) for p in sorted(
+                self.offsets.partitions_for_topic(topic) or ())]
+            for topic in ("raw_iot_data", "iot_dead_letter")
+        }
+
+    def _device_models(self) -> dict[str, str]:
+        with psycopg2.connect(self.stack.dsn(DEVICES_DB), connect_timeout=3) as conn, \
+                conn.cursor() as cur:
+            cur.execute("SELECT device_id, model FROM device")
+            return dict(cur.fetchall())
+
+    def read(self) -> PipelineFigures:
+        """Lag first, rows after: rows counted once the lag reads zero include every record."""
+        figures = PipelineFigures(at=time.monotonic())
+        for group, lag in self.lag.read(self.GROUPS).items():
+            figures.lag[self.GROUPS[group][0]] = lag.total
+        models = self._device_models()
+        with psycopg2.connect(self.stack.dsn(TIMESERIES_DB), connect_timeout=3) as conn, \
+                conn.cursor() as cur:
+            cur.execute("SELECT device_id, count(*) FROM iot_measurements GROUP BY device_id")
+            for device_id, count in cur.fetchall():
+                figures.rows += count
+                model = models.get(device_id, "?")
+                figures.rows_by_model[model] = figures.rows_by_model.get(model, 0) + count
+        ends = self.offsets.end_offsets([tp for tps in self.partitions.values() for tp in tps])
+        figures.dead_letters = sum(ends[tp] for tp in self.partitions["iot_dead_letter"])
+        figures.raw_records = sum(ends[tp] for tp in self.partitions["raw_iot_data"])
+        return figures
+
+    def close(self) -> None:
+        self.offsets.close()
+        self.lag.close()
+
+
+def render(snapshot: FleetSnapshot | None, figures: PipelineFigures | None,
+           previous: PipelineFigures | None, started: float) -> Group:
+    fleet = Table(title="simulated fleet", show_edge=False)
+    for col in ("devices", "connected", "sent", "acked", "in flight", "publish rate"):
+        fleet.add_column(col, justify="right")
+    if snapshot is not None:
+        rate = snapshot.acked / snapshot.elapsed if snapshot.elapsed > 0 else 0.0
+        fleet.add_row(str(snapshot.devices), str(snapshot.connected), str(snapshot.sent),
+                      str(snapshot.acked), str(snapshot.outstanding), f"{rate:.1f}/s")
+    pipe = Table(title="pipeline", show_edge=False)
+    for col in ("raw records", "rows stored", "rows/s", "dead letters", "lag raw_iot_data",
+                "lag decoded_iot_data"):
+        pipe.add_column(col, justify="right")
+    if figures is not None:
+        rate = 0.0
+        if previous is not None and figures.at > previous.at:
+            rate = (figures.rows - previous.rows) / (figures.at - previous.at)
+        pipe.add_row(str(figures.raw_records), str(figures.rows), f"{rate:.1f}",
+                     str(figures.dead_letters), str(figures.lag.get("raw_iot_data", 0)),
+                     str(figures.lag.get("decoded_iot_data", 0)))
+    models = Table(title="rows per model", show_edge=False)
+    for model in MODELS:
+        models.add_column(model, justify="right")
+    if figures is not None:
+        models.add_row(*(str(figures.rows_by_model.get(m, 0)) for m in MODELS))
+    return Group(f"[bold]f2pipe[/] running for {time.monotonic() - started:.0f}s "
+                 "(Ctrl-C stops the simulation; the stack keeps running)", fleet, pipe, models)
+
+
+def show_examples(stack: LocalStack, console: Console) -> None:
+    with psycopg2.connect(stack.dsn(TIMESERIES_DB)) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT to_char(time, 'HH24:MI:SS.MS'), device_id, connector,"
+            " component_type || coalesce('/' || nullif(component_id, ''), ''),"
+            " round(value::numeric, 2), value_text, unit"
+            " FROM iot_measurements ORDER BY time DESC LIMIT 8")
+        latest = Table(title="latest rows in iot_measurements")
+        for col in ("time (UTC)", "device", "conn", "component", "value", "text", "unit"):
+            latest.add_column(col, overflow="fold")
+        for row in cur.fetchall():
+            latest.add_row(*("" if v is None else str(v) for v in row))
+        console.print(latest)
+        cur.execute(
+            "SELECT bucket, component_type, unit, sum(samples), round(avg(value_avg)::numeric, 3)"
+            " FROM iot_measurements_hourly GROUP BY bucket, component_type, unit"
+            " ORDER BY bucket DESC, component_type LIMIT 12")
+        hourly = Table(title="hourly aggregate (iot_measurements_hourly)")
+        for col in ("bucket", "component", "unit", "samples", "avg value"):
+            hourly.add_column(col)
+        for row in cur.fetchall():
+            hourly.add_row(*("" if v is None else str(v) for v in row))
+        console.print(hourly)
+    console.print("Explore: [bold]eval \"$(make -s env)\"[/], then [bold]make db-timescale[/], "
+                  "[bold]make kafka-decoded[/], [bold]make mqtt-monitor[/]; "
+                  "[bold]make down[/] stops the stack.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.tools.demo", description=__doc__)
+    parser.add_argument("--per-model", type=int, default=2, help="devices per model (default 2)")
+    parser.add_argument("--rate", type=float, default=1.0, help="messages/s per device")
+    parser.add_argument("--duration", type=float, default=60.0,
+                        help="seconds to simulate (0: until Ctrl-C; default 60)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--no-live", action="store_true", help="plain progress lines")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    console = Console()
+    stack = LocalStack.load()
+    console.print("[bold]starting the local stack[/]")
+    stack.up()
+    env = stack.env()
+    config = FleetConfig(
+        mix=parse_mix(",".join(f"{m}:{args.per_model}" for m in MODELS), None),
+        seed=args.seed, rate=args.rate, gateway_url=env["GATEWAY_URL"],
+        provision_token=SecretStr(env["PROVISION_TOKEN"]), mqtt_host=env["MQTT_HOST"],
+        mqtt_port=int(env["MQTT_TLS_PORT"]), ca_cert=Path(env["CA_CERT"]),
+        devices_dsn=SecretStr(env["DEVICES_DSN"]), cert_dir=stack.certs_dir / "devices",
+        record_acks=False)
+    fleet = Fleet(config)
+    console.print(f"[bold]provisioning {len(fleet.identities)} devices[/] through "
+                  f"{env['GATEWAY_URL']}/function/provision (CSR, mTLS certificates)")
+    creds = fleet.provision_all()
+    console.print(f"{len(creds)} devices have certificates in {config.cert_dir}")
+
+    stop = threading.Event()
+    state: dict[str, Any] = {"snapshot": None}
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    watch = PipelineWatch(stack)
+    started = time.monotonic()
+    result: dict[str, Any] = {}
+
+    def simulate() -> None:
+        try:
+            result["report"] = fleet.run(
+                duration=args.duration or None, stop=stop,
+                on_tick=lambda snap: state.__setitem__("snapshot", snap))
+        except Exception as exc:
+            result["error"] = exc
+            stop.set()
+
+    runner = threading.Thread(target=simulate, name="fleet", daemon=True)
+    runner.start()
+    previous: PipelineFigures | None = None
+    figures: PipelineFigures | None = None
+    settle_until: float | None = None
+    with Live(console=console, refresh_per_second=2, transient=False,
+              auto_refresh=not args.no_live) as live:
+        while True:
+            previous, figures = figures, watch.read()
+            view = render(state["snapshot"], figures, previous, started)
+            if args.no_live:
+                console.print(view)
+            else:
+                live.update(view)
+            if not runner.is_alive():
+                # Let the pipeline drain what the fleet sent, then stop watching.
+                settle_until = settle_until or time.monotonic() + 30
+                # Drained: no lag on either topic, and no new raw record since the last look
+                # (the bridge may still hold the fleet's last messages).
+                drained = (figures.lag.get("raw_iot_data", 0) == 0
+                           and figures.lag.get("decoded_iot_data", 0) == 0
+                           and previous is not None
+                           and previous.raw_records == figures.raw_records)
+                if drained or time.monotonic() > settle_until:
+                    break
+            time.sleep(1.0 if not args.no_live else 5.0)
+    watch.close()
+    if "error" in result:
+        console.print(f"[red]simulation failed:[/] {result['error']}")
+        return 1
+    report = result.get("report")
+    if report is not None:
+        console.print(f"fleet: {report.total('acked')} of {report.total('sent')} messages "
+                      f"acknowledged by the broker in {report.duration_s:.1f}s")
+    if figures is not None:
+        missing = [m for m in MODELS if not figures.rows_by_model.get(m)]
+        console.print(f"pipeline: {figures.rows} rows stored, {figures.dead_letters} dead "
+                      f"letters; models without rows: {missing or 'none'}")
+    show_examples(stack, console)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
