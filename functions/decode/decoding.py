@@ -16,7 +16,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from decode.params import DataPointParams, DeviceParameters
 from f2lib.contracts.records import ConnectorRecord, DeadLetter, RawRecord, device_key
 from f2lib.contracts.topics import parse_topic
 from f2lib.errors import (
@@ -26,6 +25,8 @@ from f2lib.errors import (
     TimestampError,
 )
 from f2lib.models import Measurement, parse_timestamp, validation_summary
+
+from .params import DataPointParams, DeviceParameters
 
 logger = logging.getLogger(__name__)
 

@@ -24,8 +24,6 @@ import psycopg2
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from decode.decoding import decode_batch, devices_of
-from decode.params import DeviceParameterStore
 from f2lib.batchfn import Lazy, handle_batch
 from f2lib.contracts.records import (
     DEAD_LETTER_TOPIC,
@@ -37,6 +35,9 @@ from f2lib.errors import ConfigError
 from f2lib.kafka import make_producer, send_all
 from f2lib.metrics import function_metrics
 from f2lib.secrets import SecretStore
+
+from .decoding import decode_batch, devices_of
+from .params import DeviceParameterStore
 
 logger = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from f2lib.errors import ConfigError, F2PipeError, ProvisioningError, RegistryError, StoreError
 from f2lib.metrics import function_metrics
 from f2lib.secrets import SecretStore
-from provision.pki import CertificateAuthority
-from provision.publishers import FilesystemPublisher, PidFileReloader, S3Publisher, s3_client
-from provision.registry import DeviceRegistry, RegistryPublisher, RegistrySync
 
+from .pki import CertificateAuthority
 from .provisioner import Provisioner, ProvisionLimits, Request
+from .publishers import FilesystemPublisher, PidFileReloader, S3Publisher, s3_client
+from .registry import DeviceRegistry, RegistryPublisher, RegistrySync
 
 logger = logging.getLogger(__name__)
 

@@ -23,8 +23,9 @@ from typing import Any
 
 from f2lib.errors import CertificateError, ProvisioningError
 from f2lib.metrics import function_metrics
-from provision.pki import CertificateAuthority
-from provision.registry import (
+
+from .pki import CertificateAuthority
+from .registry import (
     DeviceRegistry,
     RegistrySync,
     check_model,

@@ -26,7 +26,8 @@ from cryptography import x509
 
 from f2lib.errors import ConfigError, RegistryError
 from f2lib.secrets import SecretStore
-from provision.registry import RegistryBundle, validate_file
+
+from .registry import RegistryBundle, validate_file
 
 logger = logging.getLogger(__name__)
 

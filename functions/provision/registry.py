@@ -23,7 +23,8 @@ import psycopg2.extensions
 from cryptography import x509
 
 from f2lib.errors import CertificateError, ProvisioningError, RegistryError, StoreError
-from provision.pki import (
+
+from .pki import (
     CertificateAuthority,
     IssuedCertificate,
     RevokedSerial,

@@ -38,7 +38,8 @@ from f2lib.kafka import make_producer, send_all
 from f2lib.metrics import function_metrics
 from f2lib.models import Measurement, validation_summary
 from f2lib.secrets import SecretStore
-from sink.timeseries import TimescaleSink
+
+from .timeseries import TimescaleSink
 
 logger = logging.getLogger(__name__)
 

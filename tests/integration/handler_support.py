@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import sys
-import uuid
 from pathlib import Path
 from types import ModuleType
 
@@ -23,11 +22,13 @@ class Event:
 
 
 def load_handler(function: str) -> ModuleType:
-    """A fresh import of functions/<function>/handler.py (its config singleton unset)."""
-    path = ROOT / "functions" / function / "handler.py"
-    spec = importlib.util.spec_from_file_location(f"{function}_handler_{uuid.uuid4().hex}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # as an import would: pydantic resolves annotations there
-    spec.loader.exec_module(module)
+    """A fresh import of functions/<function>/handler.py (its config singleton unset).
+
+    The handler is imported as ``<function>.handler`` (functions/ is a source root), so its
+    relative imports of the modules beside it resolve as they do in the image.
+    """
+    name = f"{function}.handler"
+    sys.modules.pop(name, None)
+    module = importlib.import_module(name)
+    assert Path(module.__file__ or "").resolve() == ROOT / "functions" / function / "handler.py"
     return module

@@ -1,0 +1,1 @@
+"""The decode function: raw MQTT records in, one decoded record per measurement out."""

@@ -1,0 +1,1 @@
+"""The provisioning function: device certificates, the device registry, ACL and CRL."""

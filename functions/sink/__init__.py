@@ -1,0 +1,1 @@
+"""The sink function: decoded measurements in, rows in the timeseries hypertable out."""
