@@ -35,8 +35,8 @@ from pydantic import SecretStr
 
 from bridge.config import BridgeConfig
 from bridge.metrics import BridgeMetrics
-from bridge.topics import parse_topic
-from f2lib.contracts.records import RawRecord, dead_letter, device_key, dump_json
+from f2lib.contracts.records import RawRecord, dead_letter, dump_json
+from f2lib.contracts.topics import device_key, parse_topic
 from f2lib.errors import TopicError
 
 logger = logging.getLogger(__name__)
@@ -76,6 +76,37 @@ class PendingRecord:
     mqtt_topic: str
     received: float
     attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RoutedMessage:
+    """Where one MQTT message goes in Kafka: its record, or its dead letter and why."""
+
+    kind: str
+    topic: str
+    key: bytes | None
+    value: bytes
+    reason: str | None = None
+    error: str | None = None
+
+
+def route_message(
+    mqtt_topic: str, payload: bytes, qos: int, *, raw_topic: str, dead_letter_topic: str
+) -> RoutedMessage:
+    """The bridge's verdict on one message: a raw record, or a dead letter (stage ``bridge``)."""
+    record = RawRecord.from_mqtt(mqtt_topic, payload, qos)
+    key = device_key(mqtt_topic)
+    key_bytes = key.encode() if key else None
+    try:
+        parse_topic(mqtt_topic, stage="bridge")
+    except TopicError as exc:
+        letter = dead_letter(
+            record.model_dump(), stage="bridge", reason=exc.reason, error=str(exc), key=key
+        )
+        return RoutedMessage(
+            "dead_letter", dead_letter_topic, key_bytes, dump_json(letter), exc.reason, str(exc)
+        )
+    return RoutedMessage("raw", raw_topic, key_bytes, record.to_bytes())
 
 
 def make_mqtt_client(config: BridgeConfig, password: SecretStr) -> mqtt.Client:
@@ -320,33 +351,27 @@ class MqttKafkaBridge:
             mqtt_topic = message.topic
         except UnicodeDecodeError:
             mqtt_topic = message._topic.decode("utf-8", "backslashreplace")
-        record = RawRecord.from_mqtt(mqtt_topic, bytes(message.payload), message.qos)
-        key = device_key(mqtt_topic)
-        item = PendingRecord(
+        routed = route_message(
+            mqtt_topic,
+            bytes(message.payload),
+            message.qos,
+            raw_topic=self._config.raw_topic,
+            dead_letter_topic=self._config.dead_letter_topic,
+        )
+        if routed.reason is not None:
+            self.metrics.dead_lettered.labels(reason=routed.reason).inc()
+            logger.warning("dead-lettering message on %r: %s", mqtt_topic, routed.error)
+        return PendingRecord(
             mid=message.mid,
             qos=message.qos,
             epoch=epoch,
-            kind="raw",
-            topic=self._config.raw_topic,
-            key=key.encode() if key else None,
-            value=record.to_bytes(),
+            kind=routed.kind,
+            topic=routed.topic,
+            key=routed.key,
+            value=routed.value,
             mqtt_topic=mqtt_topic,
             received=received,
         )
-        try:
-            parse_topic(mqtt_topic)
-        except TopicError as exc:
-            self.metrics.dead_lettered.labels(reason=exc.reason).inc()
-            logger.warning("dead-lettering message on %r: %s", mqtt_topic, exc)
-            letter = dead_letter(
-                record.model_dump(), stage="bridge", reason=exc.reason, error=str(exc), key=key
-            )
-            item.kind, item.topic, item.value = (
-                "dead_letter",
-                self._config.dead_letter_topic,
-                dump_json(letter),
-            )
-        return item
 
     # -- Kafka side (sender thread and the producer's I/O thread) -----------------------------
 

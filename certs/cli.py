@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from f2lib.contracts.devices import MODELS
 from f2lib.errors import F2PipeError
 from f2lib.secrets import SecretStore
 from provision.pki import (
@@ -36,7 +37,6 @@ from provision.publishers import FilesystemPublisher, PidFileReloader, write_ato
 from provision.registry import (
     ACL_FILE,
     CRL_FILE,
-    MODELS,
     DeviceRegistry,
     RegistrySync,
     device_id_for,

@@ -16,8 +16,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from f2lib.contracts.records import ConnectorRecord, DeadLetter, RawRecord, device_key
-from f2lib.contracts.topics import parse_topic
+from f2lib.contracts.invocation import ConnectorRecord
+from f2lib.contracts.records import DeadLetter, RawRecord
+from f2lib.contracts.topics import device_key, parse_topic
 from f2lib.errors import (
     DecodingError,
     PayloadError,

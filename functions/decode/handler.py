@@ -25,12 +25,8 @@ from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from f2lib.batchfn import Lazy, handle_batch
-from f2lib.contracts.records import (
-    DEAD_LETTER_TOPIC,
-    DECODED_TOPIC,
-    ConnectorRecord,
-    dump_json,
-)
+from f2lib.contracts.invocation import ConnectorRecord
+from f2lib.contracts.records import DEAD_LETTER_TOPIC, DECODED_TOPIC, dump_json
 from f2lib.errors import ConfigError
 from f2lib.kafka import make_producer, send_all
 from f2lib.metrics import function_metrics

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
-from f2lib.contracts.records import ConnectorRecord, parse_invocation
+from f2lib.contracts.invocation import ConnectorRecord, parse_invocation
 from f2lib.errors import BatchError, ConfigError, StoreError, StreamError
 
 logger = logging.getLogger(__name__)

@@ -22,6 +22,7 @@ import psycopg2
 import psycopg2.extensions
 from cryptography import x509
 
+from f2lib.contracts.devices import MODELS
 from f2lib.errors import CertificateError, ProvisioningError, RegistryError, StoreError
 
 from .pki import (
@@ -37,7 +38,6 @@ from .pki import (
 
 logger = logging.getLogger(__name__)
 
-MODELS = ("F2-212", "F2-213", "F2-214", "F2-215", "F2-301", "F2-401", "F2-403")
 ACL_FILE = "devices.acl"
 CRL_FILE = "crl.pem"
 CA_FILE = "ca.crt"

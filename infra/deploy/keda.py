@@ -21,15 +21,15 @@ from typing import Any
 
 import yaml
 
-from f2lib.errors import ConfigError
-from infra.deploy.stackfile import StackFile
-from infra.services.autoscaler.spec import (
+from f2lib.contracts.functions import (
     CONNECTOR_GROUP_PREFIX,
     DEFAULT_COOLDOWN_SECONDS,
     OPENFAAS_CE_MAX_REPLICAS,
     ScalingSpec,
     scaling_spec,
 )
+from f2lib.errors import ConfigError
+from infra.deploy.stackfile import StackFile
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_STACK = ROOT / "stack.yml"

@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from f2lib.contracts.functions import replica_bounds, topics_of
+
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -46,16 +48,15 @@ class FunctionSpec:
 
     @property
     def min_replicas(self) -> int:
-        return int(self.labels.get("com.openfaas.scale.min", "1"))
+        return replica_bounds(self.name, self.labels)[0]
 
     @property
     def max_replicas(self) -> int:
-        return int(self.labels.get("com.openfaas.scale.max", "20"))
+        return replica_bounds(self.name, self.labels)[1]
 
     @property
     def topics(self) -> tuple[str, ...]:
-        raw = self.annotations.get("topic", "")
-        return tuple(t.strip() for t in raw.split(",") if t.strip())
+        return topics_of(self.annotations)
 
     @classmethod
     def from_dict(cls, name: str, raw: Mapping[str, Any]) -> FunctionSpec:

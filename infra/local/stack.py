@@ -24,6 +24,7 @@ import requests
 
 from certs.cli import init as certs_init
 from certs.cli import sync as certs_sync
+from f2lib.contracts.records import PIPELINE_TOPICS
 from f2lib.errors import MonitoringError
 from infra.deploy.mosquitto.config import TlsFiles
 from infra.deploy.stackfile import StackFile
@@ -46,7 +47,6 @@ logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 DEVICES_DB = "VT_DeviceManagement"
 TIMESERIES_DB = "timeseries"
-TOPICS = ("raw_iot_data", "decoded_iot_data", "iot_dead_letter")
 PARTITIONS = 6
 MONITOR_USER = "f2-monitor"
 # Stop order: consumers of a service before the service.
@@ -255,7 +255,7 @@ class LocalStack:
         if not self._running("kafka"):
             print(f"starting kafka on 127.0.0.1:{self.ports.kafka}", flush=True)
             kafka = self.kafka().start(pid_path=self.pid_path("kafka"))
-            kafka.create_topics(TOPICS, PARTITIONS)
+            kafka.create_topics(PIPELINE_TOPICS, PARTITIONS)
 
         if not self._running("mosquitto"):
             print(f"starting mosquitto on 127.0.0.1:{self.ports.mqtt}", flush=True)
@@ -413,10 +413,10 @@ class LocalStack:
         if not self._running("kafka"):
             raise RuntimeError("not running")
         topics = set(self.kafka().list_topics())
-        missing = set(TOPICS) - topics
+        missing = set(PIPELINE_TOPICS) - topics
         if missing:
             raise RuntimeError(f"topics missing: {sorted(missing)}")
-        return f"{self.ports.kafka} topics {', '.join(TOPICS)}"
+        return f"{self.ports.kafka} topics {', '.join(PIPELINE_TOPICS)}"
 
     def _check_mosquitto(self) -> str:
         if not self._running("mosquitto"):

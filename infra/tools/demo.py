@@ -23,6 +23,9 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from f2lib.contracts.devices import MODELS
+from f2lib.contracts.functions import consumer_group
+from f2lib.contracts.records import DEAD_LETTER_TOPIC, DECODED_TOPIC, RAW_TOPIC
 from f2lib.kafka import kafka_admin_factory
 from infra.local.stack import DEVICES_DB, TIMESERIES_DB, LocalStack
 from infra.services.autoscaler.lag import KafkaLagReader
@@ -30,7 +33,6 @@ from infra.tools.simulator.fleet import Fleet, FleetConfig, FleetSnapshot
 from infra.tools.simulator.identity import parse_mix
 
 logger = logging.getLogger(__name__)
-MODELS = ("F2-212", "F2-213", "F2-214", "F2-215", "F2-301", "F2-401", "F2-403")
 
 
 @dataclass
@@ -48,7 +50,7 @@ class PipelineFigures:
 class PipelineWatch:
     """Reads rows stored, rows per model, dead letters, raw records and connector lag."""
 
-    GROUPS = {"f2-connector-decode": ["raw_iot_data"], "f2-connector-sink": ["decoded_iot_data"]}
+    GROUPS = {consumer_group("decode"): [RAW_TOPIC], consumer_group("sink"): [DECODED_TOPIC]}
 
     def __init__(self, stack: LocalStack) -> None:
         self.stack = stack
@@ -59,7 +61,7 @@ class PipelineWatch:
         self.partitions = {
             topic: [TopicPartition(topic, p) for p in sorted(
                 self.offsets.partitions_for_topic(topic) or ())]
-            for topic in ("raw_iot_data", "iot_dead_letter")
+            for topic in (RAW_TOPIC, DEAD_LETTER_TOPIC)
         }
 
     def _device_models(self) -> dict[str, str]:
@@ -82,8 +84,8 @@ class PipelineWatch:
                 model = models.get(device_id, "?")
                 figures.rows_by_model[model] = figures.rows_by_model.get(model, 0) + count
         ends = self.offsets.end_offsets([tp for tps in self.partitions.values() for tp in tps])
-        figures.dead_letters = sum(ends[tp] for tp in self.partitions["iot_dead_letter"])
-        figures.raw_records = sum(ends[tp] for tp in self.partitions["raw_iot_data"])
+        figures.dead_letters = sum(ends[tp] for tp in self.partitions[DEAD_LETTER_TOPIC])
+        figures.raw_records = sum(ends[tp] for tp in self.partitions[RAW_TOPIC])
         return figures
 
     def close(self) -> None:
@@ -109,8 +111,8 @@ def render(snapshot: FleetSnapshot | None, figures: PipelineFigures | None,
         if previous is not None and figures.at > previous.at:
             rate = (figures.rows - previous.rows) / (figures.at - previous.at)
         pipe.add_row(str(figures.raw_records), str(figures.rows), f"{rate:.1f}",
-                     str(figures.dead_letters), str(figures.lag.get("raw_iot_data", 0)),
-                     str(figures.lag.get("decoded_iot_data", 0)))
+                     str(figures.dead_letters), str(figures.lag.get(RAW_TOPIC, 0)),
+                     str(figures.lag.get(DECODED_TOPIC, 0)))
     models = Table(title="rows per model", show_edge=False)
     for model in MODELS:
         models.add_column(model, justify="right")
@@ -216,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
                 settle_until = settle_until or time.monotonic() + 30
                 # Drained: no lag on either topic, and no new raw record since the last look
                 # (the bridge may still hold the fleet's last messages).
-                drained = (figures.lag.get("raw_iot_data", 0) == 0
-                           and figures.lag.get("decoded_iot_data", 0) == 0
+                drained = (figures.lag.get(RAW_TOPIC, 0) == 0
+                           and figures.lag.get(DECODED_TOPIC, 0) == 0
                            and previous is not None
                            and previous.raw_records == figures.raw_records)
                 if drained or time.monotonic() > settle_until:

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from infra.local.launch.kafka import PIPELINE_TOPICS, KafkaServer, main
+from f2lib.contracts.records import PIPELINE_TOPICS
+from infra.local.launch.kafka import KafkaServer, main
 from infra.local.ports import free_port
 
 pytestmark = pytest.mark.integration

@@ -18,11 +18,11 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import SecretStr
 
+from f2lib.contracts.devices import MODELS
 from f2lib.errors import SimulatorError
 from infra.local.launch.mosquitto import MosquittoServer
 from infra.local.ports import free_port
 from infra.tools.simulator import Fleet, FleetConfig, FleetReport, parse_mix
-from infra.tools.simulator.catalogue import MODELS
 from infra.tools.simulator.credentials import CredentialStore, DeviceProvisioner, ProvisioningClient
 from provision.pki import CertificateAuthority
 from tests.fixtures.provision import FunctionEndpoint

@@ -12,10 +12,10 @@ import psycopg2
 import pytest
 from pydantic import SecretStr
 
+from f2lib.contracts.devices import MODELS
 from infra.local.ports import port_open
 from infra.local.stack import LocalStack
 from infra.tools.simulator import Fleet, FleetConfig, FleetReport, parse_mix
-from infra.tools.simulator.catalogue import MODELS
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 

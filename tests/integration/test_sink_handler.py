@@ -202,7 +202,8 @@ def test_decode_output_is_what_the_sink_stores(handler: ModuleType, timeseries_d
     """The decoded value produced by decode (Measurement JSON) is accepted by sink unchanged."""
     from decode.decoding import decode_batch
     from decode.params import DataPointParams, DeviceParameters
-    from f2lib.contracts.records import ConnectorRecord, RawRecord
+    from f2lib.contracts.invocation import ConnectorRecord
+    from f2lib.contracts.records import RawRecord
 
     device = new_device()
     params = DeviceParameters.from_rows(

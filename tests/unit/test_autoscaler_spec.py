@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from f2lib.contracts.functions import ScalingSpec, scaling_spec
 from f2lib.errors import ConfigError
-from infra.services.autoscaler.spec import ScalingSpec, scaling_spec
 
 LABELS = {"com.openfaas.scale.min": "1", "com.openfaas.scale.max": "5", "f2pipe.lag.target": "1000"}
 

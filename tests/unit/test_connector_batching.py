@@ -8,14 +8,8 @@ from typing import NamedTuple
 
 import pytest
 
-from f2lib.contracts.records import ConnectorRecord
-from infra.services.connector.batching import (
-    Batch,
-    BatchLimits,
-    PartitionBuffer,
-    body_size,
-    encode_record,
-)
+from f2lib.contracts.invocation import ConnectorRecord, body_size, encode_record
+from infra.services.connector.batching import Batch, BatchLimits, PartitionBuffer
 
 
 class Rec(NamedTuple):

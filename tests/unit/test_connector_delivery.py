@@ -10,8 +10,9 @@ from typing import NamedTuple
 import pytest
 import requests
 
+from f2lib.contracts.invocation import encode_record
 from f2lib.errors import DeliveryAbandoned, GatewayError, StreamError
-from infra.services.connector.batching import Batch, encode_record
+from infra.services.connector.batching import Batch
 from infra.services.connector.delivery import Backoff, BatchDelivery, is_refusal
 from infra.services.connector.gateway import Invocation, targets_from_listing
 from infra.services.connector.metrics import ConnectorMetrics

@@ -18,7 +18,8 @@ from decode.decoding import (
     scale,
 )
 from decode.params import DataPointParams, DeviceParameters
-from f2lib.contracts.records import ConnectorRecord, RawRecord
+from f2lib.contracts.invocation import ConnectorRecord
+from f2lib.contracts.records import RawRecord
 from f2lib.errors import DecodingError
 
 DEVICE = "f2-e4fd45f654be"

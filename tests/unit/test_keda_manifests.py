@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from f2lib.contracts.functions import scaling_spec
 from f2lib.errors import ConfigError
 from infra.deploy.keda import DEFAULT_OUT, DEFAULT_STACK, KedaOptions, differences, main, render
 from infra.deploy.stackfile import StackFile
 from infra.services.autoscaler.config import AutoscalerConfig
-from infra.services.autoscaler.spec import scaling_spec
 
 STACK = StackFile.load(DEFAULT_STACK, env={})
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from f2lib.contracts.records import parse_invocation
+from f2lib.contracts.invocation import parse_invocation
 from f2lib.errors import BatchError
 
 RAW = {"topic": "cmnd/f2-e4fd45f654be/alarm-mode/J2/siren-1", "payload": "{}", "qos": 1}

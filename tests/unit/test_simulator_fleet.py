@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from f2lib.contracts.devices import MODELS
 from f2lib.errors import SimulatorError
 from infra.tools.simulator import __main__ as cli
-from infra.tools.simulator.catalogue import BUILTIN_CATALOGUE, MODELS
+from infra.tools.simulator.catalogue import BUILTIN_CATALOGUE
 from infra.tools.simulator.fleet import DeviceReport, Fleet, FleetConfig, FleetReport
 from infra.tools.simulator.identity import device_mac, fleet_identities, parse_mix
 from infra.tools.simulator.network import AckedMessage

@@ -10,9 +10,11 @@ import pytest
 
 from decode.decoding import decode_batch, parse_bytes_literal
 from decode.params import DataPointParams, DeviceParameters
-from f2lib.contracts.records import ConnectorRecord, RawRecord
+from f2lib.contracts.devices import MODELS
+from f2lib.contracts.invocation import ConnectorRecord
+from f2lib.contracts.records import RawRecord
 from f2lib.contracts.topics import parse_topic
-from infra.tools.simulator.catalogue import BUILTIN_CATALOGUE, MODELS, ComponentSpec
+from infra.tools.simulator.catalogue import BUILTIN_CATALOGUE, ComponentSpec
 from infra.tools.simulator.fleet import device_rng
 from infra.tools.simulator.payloads import (
     MessageStream,

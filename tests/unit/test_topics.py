@@ -1,4 +1,4 @@
-"""The F2 topic contract: every component kind parses; each broken level is a TopicError."""
+"""The F2 topic grammar: every component kind parses; each broken level is a TopicError naming it."""
 
 from __future__ import annotations
 
@@ -72,4 +72,55 @@ def test_parse_topic__rejects_topic_breaking_the_contract(topic: str, says: str)
     with pytest.raises(TopicError, match=says) as caught:
         parse_topic(topic)
     assert caught.value.reason == "bad_topic"
+    assert caught.value.context["topic"] == topic
+
+
+MAC = "f2-a1b2c3d4e5f6"
+
+
+@pytest.mark.parametrize(
+    "component",
+    [
+        "strike-1",
+        "door-sensors",
+        "reader-2",
+        "exit-buttons",
+        "siren-1",
+        "motion-sensor-3",
+        "sensor-12",
+    ],
+)
+@pytest.mark.parametrize("mode", ["access-control-mode", "alarm-mode", "sensor-mode"])
+def test_parse_topic__accepts_every_mode_and_component_kind_for_the_bridge(mode: str, component: str) -> None:
+    parsed = parse_topic(f"cmnd/{MAC}/{mode}/J3/{component}", stage="bridge")
+    assert (parsed.device_id, parsed.connector_mode, parsed.connector, parsed.component) == (
+        MAC,
+        mode,
+        "J3",
+        component,
+    )
+
+
+@pytest.mark.parametrize(
+    ("topic", "fragment"),
+    [
+        (f"cmnd/{MAC}/access-control-mode/J1", "expected 5 topic levels, got 4"),
+        (f"cmnd/{MAC}/access-control-mode/J1/strike-1/extra", "got 6"),
+        (f"stat/{MAC}/access-control-mode/J1/strike-1", "root 'stat'"),
+        ("cmnd/f2-A1B2C3D4E5F6/access-control-mode/J1/strike-1", "lowercase hex"),
+        ("cmnd/f2-a1b2c3d4e5/access-control-mode/J1/strike-1", "lowercase hex"),
+        ("cmnd/a1b2c3d4e5f6/access-control-mode/J1/strike-1", "lowercase hex"),
+        (f"cmnd/{MAC}/party-mode/J1/strike-1", "mode 'party-mode'"),
+        (f"cmnd/{MAC}/alarm-mode/J5/siren-1", "connector 'J5'"),
+        (f"cmnd/{MAC}/alarm-mode/J0/siren-1", "connector 'J0'"),
+        (f"cmnd/{MAC}/alarm-mode/J1/siren", "component 'siren'"),
+        (f"cmnd/{MAC}/alarm-mode/J1/toaster-1", "component 'toaster-1'"),
+        (f"cmnd/{MAC}/alarm-mode/J1/", "component ''"),
+    ],
+)
+def test_parse_topic__names_the_wrong_part_with_the_callers_stage(topic: str, fragment: str) -> None:
+    with pytest.raises(TopicError, match=fragment) as caught:
+        parse_topic(topic, stage="bridge")
+    assert caught.value.reason == "bad_topic"
+    assert caught.value.stage == "bridge"
     assert caught.value.context["topic"] == topic

@@ -1,30 +1,23 @@
-"""Kafka record shapes: the raw MQTT record, dead letters, and the device key taken from a topic."""
+"""Kafka topic names and record values: the raw MQTT record and the dead letter."""
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from f2lib.errors import BatchError, RecordError
+from f2lib.contracts.invocation import ConnectorRecord
+from f2lib.errors import RecordError
 
 RAW_TOPIC = "raw_iot_data"
 DECODED_TOPIC = "decoded_iot_data"
 DEAD_LETTER_TOPIC = "iot_dead_letter"
-
-_DEVICE_IN_TOPIC = re.compile(r"^cmnd/(f2-[0-9a-f]{12})(?:/|$)")
-
-
-def device_key(mqtt_topic: str) -> str | None:
-    """The Kafka key ``f2-<mac>`` of an F2 topic, or None when the topic names no device."""
-    match = _DEVICE_IN_TOPIC.match(mqtt_topic)
-    return match.group(1) if match else None
+# The topics the pipeline needs, created by the runtime and the deployments.
+PIPELINE_TOPICS = (RAW_TOPIC, DECODED_TOPIC, DEAD_LETTER_TOPIC)
 
 
 def utc_now_iso() -> str:
@@ -93,94 +86,6 @@ def dead_letter(
 
 def dump_json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
-
-
-class ConnectorRecord(BaseModel):
-    """One Kafka record as a function receives it: an element of the connector's batch body.
-
-    The batch is a JSON array of ``{"topic", "partition", "offset", "key", "value"}`` where
-    ``topic`` is the Kafka topic, ``key`` the record key as text (``f2-<mac>``) and ``value`` the
-    record's value as JSON (an object: a RawRecord on ``raw_iot_data``, a Measurement on
-    ``decoded_iot_data``), or as a string when the value was not JSON.
-    """
-
-    topic: str | None = None
-    partition: int | None = None
-    offset: int | None = None
-    key: str | None = None
-    value: Any = Field(...)
-
-    def source(self) -> dict[str, Any]:
-        """Where the record came from, as dead letters report it."""
-        return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
-
-
-def _header(headers: Any, name: str) -> str | None:
-    getter = getattr(headers, "get", None)
-    if getter is None:
-        return None
-    value = getter(name)
-    if value is None and isinstance(headers, dict):
-        lowered = {str(k).lower(): v for k, v in headers.items()}
-        value = lowered.get(name.lower())
-    return None if value is None else str(value)
-
-
-def _int_header(headers: Any, name: str) -> int | None:
-    value = _header(headers, name)
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def single_record(body: bytes, headers: Any) -> ConnectorRecord:
-    """The one record of a per-message invocation (OpenFaaS's connector): body = the value.
-
-    ``X-Topic``, ``X-Kafka-Partition``, ``X-Kafka-Offset`` and ``X-Kafka-Key`` (base64 when
-    ``X-Kafka-Key-Enc: b64``) describe it. A body that is not JSON is kept as text, so that it
-    is dead-lettered rather than refused.
-    """
-    key = _header(headers, "X-Kafka-Key")
-    if key is not None and (_header(headers, "X-Kafka-Key-Enc") or "").lower() == "b64":
-        with contextlib.suppress(ValueError):
-            key = base64.b64decode(key, validate=True).decode("utf-8", errors="replace")
-    try:
-        value: Any = json.loads(body)
-    except ValueError:
-        value = body.decode("utf-8", errors="replace")
-    return ConnectorRecord(
-        topic=_header(headers, "X-Topic"),
-        partition=_int_header(headers, "X-Kafka-Partition"),
-        offset=_int_header(headers, "X-Kafka-Offset"),
-        key=key,
-        value=value,
-    )
-
-
-def parse_invocation(body: bytes, headers: Any) -> list[ConnectorRecord]:
-    """The records of a function invocation: a JSON array (a batch) or one record's value.
-
-    Raises BatchError (HTTP 400) for an empty body, a batch that is not valid JSON, or a batch
-    element that is not a record object; the connector then splits the batch to find it.
-    """
-    if not body or not body.strip():
-        raise BatchError("empty request body")
-    if not body.lstrip().startswith(b"["):
-        return [single_record(body, headers)]
-    try:
-        items = json.loads(body)
-    except ValueError as exc:
-        raise BatchError(f"batch body is not valid JSON: {exc}") from exc
-    records = []
-    for index, item in enumerate(items):
-        if not isinstance(item, dict) or "value" not in item:
-            raise BatchError(f"batch element {index} is not a record object with a value")
-        try:
-            records.append(ConnectorRecord.model_validate(item))
-        except ValueError as exc:
-            raise BatchError(f"batch element {index} is not a valid record: {exc}") from exc
-    return records
 
 
 @dataclass(frozen=True, slots=True)

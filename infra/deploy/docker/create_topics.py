@@ -18,13 +18,10 @@ from typing import Any
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from f2lib.contracts.records import DEAD_LETTER_TOPIC, DECODED_TOPIC, RAW_TOPIC
+from f2lib.contracts.records import PIPELINE_TOPICS
 from f2lib.errors import StreamError
 
 logger = logging.getLogger(__name__)
-
-PIPELINE_TOPICS = (RAW_TOPIC, DECODED_TOPIC, DEAD_LETTER_TOPIC)
-
 
 def partition_counts(admin: Any, names: Sequence[str]) -> dict[str, int]:
     """Partitions per existing topic among ``names``."""

@@ -28,7 +28,6 @@ logger = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CONFIG_DIR = REPO_ROOT / "infra" / "local" / "kafka"
 INSTALL_SCRIPT = REPO_ROOT / "infra" / "tools" / "setup" / "install-kafka.sh"
-PIPELINE_TOPICS = ("raw_iot_data", "decoded_iot_data", "iot_dead_letter")
 
 BROKER_JVM_OPTS = (
     "-Xms64m",

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from f2lib.contracts.functions import CONNECTOR_GROUP_PREFIX, DEFAULT_COOLDOWN_SECONDS
 from f2lib.secrets import SecretStore
 from infra.services.autoscaler.policy import PolicyConfig
-from infra.services.autoscaler.spec import CONNECTOR_GROUP_PREFIX, DEFAULT_COOLDOWN_SECONDS
 
 GATEWAY_PASSWORD_SECRET = "basic-auth-password"  # noqa: S105 (a secret's name)
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from infra.services.autoscaler.spec import DEFAULT_COOLDOWN_SECONDS, ScalingSpec
+from f2lib.contracts.functions import DEFAULT_COOLDOWN_SECONDS, ScalingSpec
 
 
 class Direction(StrEnum):

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from f2lib.contracts.functions import CONNECTOR_GROUP_PREFIX, ScalingSpec, scaling_spec
 from f2lib.errors import ConfigError, GatewayError, StreamError
 from infra.services.autoscaler.gateway import FunctionStatus
 from infra.services.autoscaler.lag import GroupLag, LagReader
@@ -23,7 +24,6 @@ from infra.services.autoscaler.policy import (
     Recommendation,
     decide,
 )
-from infra.services.autoscaler.spec import CONNECTOR_GROUP_PREFIX, ScalingSpec, scaling_spec
 
 logger = logging.getLogger(__name__)
 

@@ -1,110 +1,17 @@
-"""Batches of one partition's records: encoding, count/bytes/linger bounds, headers, bisection."""
+"""Batches of one partition's records: count/bytes/linger bounds and bisection.
+
+How a record and a batch look on the wire is the invocation contract's
+(``f2lib.contracts.invocation``); this module decides which records go together.
+"""
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
 
-from f2lib.contracts.records import ConnectorRecord
-
-BATCH_HEADER = "X-F2-Batch"
-
-
-class KafkaRecord(Protocol):
-    """The fields of kafka-python's ``ConsumerRecord`` a batch needs."""
-
-    @property
-    def topic(self) -> str: ...
-
-    @property
-    def partition(self) -> int: ...
-
-    @property
-    def offset(self) -> int: ...
-
-    @property
-    def key(self) -> bytes | None: ...
-
-    @property
-    def value(self) -> bytes | None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Element:
-    """One record encoded as an element of the batch body (a ``ConnectorRecord`` as JSON)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: str | None
-    key_is_b64: bool
-    value: Any
-    body: bytes
-
-
-def encode_record(record: KafkaRecord) -> Element:
-    """Encode a Kafka record: the value parsed as JSON when it is JSON, else kept as text."""
-    key: str | None = None
-    key_is_b64 = False
-    if record.key is not None:
-        try:
-            key = record.key.decode("utf-8")
-        except UnicodeDecodeError:
-            key, key_is_b64 = base64.b64encode(record.key).decode("ascii"), True
-    if record.value is not None:
-        # Fast path: UTF-8 JSON (what the pipeline writes) is embedded as it came, once parsed
-        # to check it; the element is the same JSON the ConnectorRecord model would write.
-        try:
-            value = _JSON.decode(record.value.decode("utf-8"))
-        except ValueError:
-            pass
-        else:
-            body = b'{"topic":%b,"partition":%d,"offset":%d,"key":%b,"value":%b}' % (
-                json.dumps(record.topic).encode(),
-                record.partition,
-                record.offset,
-                json.dumps(key).encode(),
-                record.value,
-            )
-            return Element(
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                key=key,
-                key_is_b64=key_is_b64,
-                value=value,
-                body=body,
-            )
-    value = None
-    if record.value is not None:
-        try:
-            value = json.loads(record.value, parse_constant=_reject_constant)
-        except ValueError:
-            value = record.value.decode("utf-8", errors="replace")
-    element = ConnectorRecord(
-        topic=record.topic, partition=record.partition, offset=record.offset, key=key, value=value
-    )
-    return Element(
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        key=key,
-        key_is_b64=key_is_b64,
-        value=value,
-        body=element.model_dump_json().encode("utf-8"),
-    )
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-_JSON = json.JSONDecoder(parse_constant=_reject_constant)
+from f2lib.contracts.invocation import Element, batch_body, batch_headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,25 +45,10 @@ class Batch:
         return len(self.elements)
 
     def body(self) -> bytes:
-        return b"[" + b",".join(element.body for element in self.elements) + b"]"
+        return batch_body(self.elements)
 
     def headers(self) -> dict[str, str]:
-        """The headers OpenFaaS's connector sets (for the first record) plus the batch marker."""
-        headers = {
-            "Content-Type": "application/json",
-            "X-Topic": self.topic,
-            "X-Kafka-Partition": str(self.partition),
-            "X-Kafka-Offset": str(self.first_offset),
-            BATCH_HEADER: str(self.count),
-        }
-        keys = {(element.key, element.key_is_b64) for element in self.elements}
-        if len(keys) == 1:
-            ((key, key_is_b64),) = keys
-            if key is not None:
-                headers["X-Kafka-Key"] = key
-                if key_is_b64:
-                    headers["X-Kafka-Key-Enc"] = "b64"
-        return headers
+        return batch_headers(self.elements)
 
     def split(self) -> tuple[Batch, Batch]:
         """Two halves in order (bisection of a refused batch)."""
@@ -173,11 +65,6 @@ class BatchLimits:
     max_records: int = 500
     max_bytes: int = 1_048_576
     linger_s: float = 0.05
-
-
-def body_size(elements: Sequence[Element]) -> int:
-    """Bytes of the JSON array holding ``elements``."""
-    return 2 + sum(len(element.body) for element in elements) + max(0, len(elements) - 1)
 
 
 class PartitionBuffer:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from f2lib.contracts.functions import CONNECTOR_GROUP_PREFIX
 from f2lib.contracts.records import DEAD_LETTER_TOPIC
 from f2lib.secrets import SecretStore
 
@@ -21,7 +22,7 @@ class ConnectorConfig(BaseSettings):
     gateway_password: SecretStr | None = Field(None, alias="GATEWAY_PASSWORD")
     kafka_bootstrap: str = Field("127.0.0.1:9092", alias="KAFKA_BOOTSTRAP")
     dead_letter_topic: str = Field(DEAD_LETTER_TOPIC, alias="DEAD_LETTER_TOPIC")
-    group_prefix: str = Field("f2-connector-", alias="CONNECTOR_GROUP_PREFIX")
+    group_prefix: str = Field(CONNECTOR_GROUP_PREFIX, alias="CONNECTOR_GROUP_PREFIX")
     batch_max_records: int = Field(500, alias="CONNECTOR_BATCH_MAX_RECORDS", ge=1)
     batch_max_bytes: int = Field(1_048_576, alias="CONNECTOR_BATCH_MAX_BYTES", ge=1)
     linger_ms: int = Field(50, alias="CONNECTOR_LINGER_MS", ge=0)

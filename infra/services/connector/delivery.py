@@ -24,10 +24,11 @@ from typing import Any, Protocol
 
 import requests
 
+from f2lib.contracts.invocation import Element
 from f2lib.contracts.records import dead_letter, dump_json
 from f2lib.errors import DeliveryAbandoned, GatewayError, StreamError
 from f2lib.kafka import send_all
-from infra.services.connector.batching import Batch, Element
+from infra.services.connector.batching import Batch
 from infra.services.connector.gateway import Invocation
 from infra.services.connector.metrics import ConnectorMetrics
 

@@ -11,12 +11,10 @@ import requests
 from pydantic import SecretStr
 from requests.adapters import HTTPAdapter
 
+from f2lib.contracts.functions import topics_of
 from f2lib.errors import GatewayError
 
 logger = logging.getLogger(__name__)
-
-TOPIC_ANNOTATION = "topic"
-
 
 @dataclass(frozen=True, slots=True)
 class FunctionTarget:
@@ -52,11 +50,8 @@ def targets_from_listing(listing: Any) -> list[FunctionTarget]:
     for entry in listing:
         if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
             continue
-        annotations = entry.get("annotations") or {}
-        raw = annotations.get(TOPIC_ANNOTATION) if isinstance(annotations, Mapping) else None
-        if not isinstance(raw, str):
-            continue
-        topics = tuple(dict.fromkeys(t.strip() for t in raw.split(",") if t.strip()))
+        annotations = entry.get("annotations")
+        topics = topics_of(annotations) if isinstance(annotations, Mapping) else ()
         if not topics:
             continue
         try:

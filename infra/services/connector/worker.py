@@ -25,14 +25,10 @@ from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.errors import KafkaError
 
+from f2lib.contracts.functions import consumer_group
+from f2lib.contracts.invocation import body_size, encode_record
 from f2lib.errors import DeliveryAbandoned
-from infra.services.connector.batching import (
-    Batch,
-    BatchLimits,
-    PartitionBuffer,
-    body_size,
-    encode_record,
-)
+from infra.services.connector.batching import Batch, BatchLimits, PartitionBuffer
 from infra.services.connector.config import ConnectorConfig
 from infra.services.connector.delivery import BatchDelivery, DeliveryReport
 from infra.services.connector.gateway import FunctionTarget
@@ -244,7 +240,7 @@ class FunctionConsumer:
         delay = 1.0
         while not self._stop.is_set():
             try:
-                return self._factory(self.group_id, f"f2-connector-{self.name}")
+                return self._factory(self.group_id, consumer_group(self.name))
             except KafkaError as exc:
                 logger.warning("%s: kafka not reachable (%s); retry in %.0fs", self.name, exc,
                                delay)  # fmt: skip

@@ -17,7 +17,7 @@ from psycopg2 import sql
 
 from decode.decoding import decode_record
 from decode.params import PARAMETERS_QUERY, DataPointParams, DeviceParameters
-from f2lib.contracts.records import ConnectorRecord
+from f2lib.contracts.invocation import ConnectorRecord
 from f2lib.models import MEASUREMENT_COLUMNS
 from infra.tools.bench.raw import StageRate
 

@@ -31,6 +31,8 @@ from typing import Any
 import psycopg2
 from kafka import KafkaConsumer, TopicPartition
 
+from f2lib.contracts.functions import consumer_group
+from f2lib.contracts.records import DECODED_TOPIC, RAW_TOPIC
 from f2lib.errors import BenchError
 from f2lib.kafka import kafka_admin_factory
 from f2lib.models import parse_timestamp
@@ -49,9 +51,7 @@ from infra.tools.bench.workload import Fleet
 
 logger = logging.getLogger(__name__)
 
-RAW_TOPIC = "raw_iot_data"
-DECODED_TOPIC = "decoded_iot_data"
-LAG_GROUPS = {"f2-connector-decode": [RAW_TOPIC], "f2-connector-sink": [DECODED_TOPIC]}
+LAG_GROUPS = {consumer_group("decode"): [RAW_TOPIC], consumer_group("sink"): [DECODED_TOPIC]}
 POLL_S = 0.1
 STOP_LIMIT_S = 40.0  # below Kafka's 45 s session timeout and the connector's 65 s invoke timeout
 

@@ -39,7 +39,8 @@ from psycopg2 import sql
 
 from decode.decoding import decode_batch, devices_of
 from decode.params import DeviceParameters, DeviceParameterStore
-from f2lib.contracts.records import ConnectorRecord, parse_invocation
+from f2lib.contracts.invocation import ConnectorRecord, parse_invocation
+from f2lib.contracts.records import RAW_TOPIC
 from f2lib.errors import BenchError
 from f2lib.kafka import make_producer
 from f2lib.models import MEASUREMENT_COLUMNS, Measurement
@@ -237,7 +238,7 @@ def connector_records(fleet: Fleet, count: int, seed: int) -> list[ConnectorReco
     """The decode function's input as the connector hands it over (values as the bridge made)."""
     return [
         ConnectorRecord(
-            topic="raw_iot_data",
+            topic=RAW_TOPIC,
             partition=0,
             offset=n,
             key=m.topic.split("/")[1],

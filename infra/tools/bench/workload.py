@@ -17,9 +17,10 @@ from typing import Any
 
 import psycopg2
 
+from f2lib.contracts.devices import MODELS
 from f2lib.contracts.records import RawRecord
 from f2lib.errors import BenchError
-from infra.tools.simulator.catalogue import MODELS, ComponentSpec, load_device_components
+from infra.tools.simulator.catalogue import ComponentSpec, load_device_components
 from infra.tools.simulator.payloads import Clock, Message, MessageStream, utc_now
 
 DEVICE_PREFIX = "f2-be0c"  # f2-be0c<8 hex>: 12 hex digits after "f2-"

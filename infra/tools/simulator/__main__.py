@@ -22,8 +22,8 @@ from pydantic import SecretStr, ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from f2lib.contracts.devices import MODELS
 from f2lib.errors import SimulatorError
-from infra.tools.simulator.catalogue import MODELS
 from infra.tools.simulator.fleet import DEFAULT_CERT_DIR, Fleet, FleetConfig, FleetReport
 from infra.tools.simulator.identity import parse_mix
 from infra.tools.simulator.progress import LiveProgress, QuietProgress, render_summary

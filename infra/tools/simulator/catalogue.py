@@ -17,11 +17,11 @@ from typing import Any
 import psycopg2
 from psycopg2 import sql
 
+from f2lib.contracts.devices import MODELS
 from f2lib.errors import SimulatorError
 
 logger = logging.getLogger(__name__)
 
-MODELS = ("F2-212", "F2-213", "F2-214", "F2-215", "F2-301", "F2-401", "F2-403")
 
 # The contract's columns of device_parameters; the others are optional (defaults below).
 REQUIRED_COLUMNS = ("device_id", "connector_mode", "connector", "component_type", "component_id",

@@ -6,8 +6,8 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from f2lib.contracts.devices import MODELS
 from f2lib.errors import SimulatorError
-from infra.tools.simulator.catalogue import MODELS
 
 # Locally administered, unicast: never a real vendor's address.
 MAC_PREFIX = bytes((0x02, 0xF2))

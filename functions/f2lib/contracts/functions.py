@@ -1,9 +1,11 @@
-"""A function's scaling contract, read from its stack.yml labels and annotations.
+"""The stack.yml annotations and labels f2pipe reads, and what they mean.
 
-One source for the autoscaler (which reads them from ``GET /system/functions``) and the KEDA
-generator (which reads them from stack.yml): ``com.openfaas.scale.min``,
+One source for the connector (``topic``: the Kafka topics it feeds the function from), the
+autoscaler (which reads them from ``GET /system/functions``), the local runtime and the KEDA
+generator (which read them from stack.yml): ``com.openfaas.scale.min``,
 ``com.openfaas.scale.max``, ``f2pipe.lag.target`` (records of lag per replica) and the
-``topic`` annotation (comma-separated Kafka topics the connector feeds the function from).
+``topic`` annotation (comma-separated). The connector consumes a function's topics in the
+consumer group ``f2-connector-<function>``.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ class ScalingSpec:
 
     def consumer_group(self, prefix: str = CONNECTOR_GROUP_PREFIX) -> str:
         """The connector's consumer group feeding this function."""
-        return f"{prefix}{self.function}"
+        return consumer_group(self.function, prefix)
 
     def capped(self, cap: int | None) -> ScalingSpec:
         """The spec with ``max_replicas`` (and ``min_replicas``) no higher than ``cap``."""
@@ -47,6 +49,28 @@ class ScalingSpec:
             return self
         minimum = min(self.min_replicas, cap)
         return ScalingSpec(self.function, self.topics, minimum, cap, self.lag_target)
+
+
+def topics_of(annotations: Mapping[str, str] | None) -> tuple[str, ...]:
+    """The Kafka topics of a ``topic`` annotation, in order, each once (empty when absent)."""
+    raw = (annotations or {}).get(TOPIC_ANNOTATION)
+    if not isinstance(raw, str):
+        return ()
+    return tuple(dict.fromkeys(t.strip() for t in raw.split(",") if t.strip()))
+
+
+def consumer_group(function: str, prefix: str = CONNECTOR_GROUP_PREFIX) -> str:
+    """The connector's consumer group feeding ``function``."""
+    return f"{prefix}{function}"
+
+
+def replica_bounds(function: str, labels: Mapping[str, str] | None) -> tuple[int, int]:
+    """``(min, max)`` replicas from the scale labels (defaults 1 and 20)."""
+    labels = labels or {}
+    return (
+        _int_label(function, labels, MIN_LABEL, DEFAULT_MIN_REPLICAS),
+        _int_label(function, labels, MAX_LABEL, DEFAULT_MAX_REPLICAS),
+    )
 
 
 def _int_label(function: str, labels: Mapping[str, str], name: str, default: int) -> int:
@@ -64,14 +88,11 @@ def scaling_spec(
 ) -> ScalingSpec | None:
     """The function's spec, or None when it is not lag-scaled (no topic or no lag target)."""
     labels = labels or {}
-    annotations = annotations or {}
-    raw_topics = str(annotations.get(TOPIC_ANNOTATION) or "")
-    topics = tuple(dict.fromkeys(t.strip() for t in raw_topics.split(",") if t.strip()))
+    topics = topics_of(annotations)
     if not topics or labels.get(LAG_TARGET_LABEL) is None:
         return None
     lag_target = _int_label(function, labels, LAG_TARGET_LABEL, 0)
-    minimum = _int_label(function, labels, MIN_LABEL, DEFAULT_MIN_REPLICAS)
-    maximum = _int_label(function, labels, MAX_LABEL, DEFAULT_MAX_REPLICAS)
+    minimum, maximum = replica_bounds(function, labels)
     if lag_target < 1:
         raise ConfigError(f"function {function}: {LAG_TARGET_LABEL} must be >= 1")
     if minimum < 0 or maximum < max(minimum, 1):
