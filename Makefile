@@ -62,8 +62,8 @@ test: setup ## Run all tests (unit, integration, end-to-end) against real servic
 test-unit: $(PY) ## Run the unit tests only
 	@$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
-lint: $(PY) ## ruff (with bandit rules) over the code
-	@$(VENV)/bin/ruff check .
+lint: $(PY) ## ruff (with bandit rules) and ruff's format check over the code
+	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 fmt: $(PY) ## Format the code with ruff
 	@$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
@@ -71,7 +71,7 @@ fmt: $(PY) ## Format the code with ruff
 typecheck: $(PY) ## mypy --strict over the product code
 	@$(VENV)/bin/mypy functions bridge infra certs
 
-check: lint typecheck test ## Lint, types and tests
+check: lint typecheck test ## Format check, lint, types and tests
 
 ENVSH = eval "$$($(RT) env)" &&
 KAFKA_TOOL = $(PY) -m infra.local.launch.kafka run

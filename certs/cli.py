@@ -85,8 +85,10 @@ def init(directory: Path, hosts: Sequence[str], *, force: bool = False) -> list[
     ca = load_ca(directory)
     _write_public(directory / "ca.crt", ca.certificate_pem)
 
-    if force or not (directory / "server.crt").exists() or not ca.issued(
-        load_certificate((directory / "server.crt").read_bytes())
+    if (
+        force
+        or not (directory / "server.crt").exists()
+        or not ca.issued(load_certificate((directory / "server.crt").read_bytes()))
     ):
         server = ca.issue_server_certificate(list(hosts))
         assert server.private_key is not None
@@ -194,36 +196,51 @@ def _parser() -> argparse.ArgumentParser:
     # --dir is accepted before or after the command (`make certs` puts it after).
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--dir", type=Path, default=argparse.SUPPRESS, help="certs folder")
-    p_init = sub.add_parser("init", parents=[common],
-                            help="create CA, broker cert, credentials, empty CRL and ACL")
-    p_init.add_argument("--hosts", default="127.0.0.1,localhost",
-                        help="broker certificate names (comma separated)")
+    p_init = sub.add_parser(
+        "init", parents=[common], help="create CA, broker cert, credentials, empty CRL and ACL"
+    )
+    p_init.add_argument(
+        "--hosts", default="127.0.0.1,localhost", help="broker certificate names (comma separated)"
+    )
     p_init.add_argument("--force", action="store_true", help="replace the CA and everything")
 
-    p_sync = sub.add_parser("sync", parents=[common],
-                            help="rewrite ACL and CRL from the registry, reload broker")
-    p_sync.add_argument("--dsn", default=os.environ.get("DEVICES_DSN"),
-                        help="device-management DSN (default $DEVICES_DSN)")
+    p_sync = sub.add_parser(
+        "sync", parents=[common], help="rewrite ACL and CRL from the registry, reload broker"
+    )
+    p_sync.add_argument(
+        "--dsn",
+        default=os.environ.get("DEVICES_DSN"),
+        help="device-management DSN (default $DEVICES_DSN)",
+    )
     p_sync.add_argument("--pid-file", type=Path, default=None, help="broker pid file to SIGHUP")
 
-    p_reg = sub.add_parser("register", parents=[common],
-                           help="register a device through the provisioning API")
+    p_reg = sub.add_parser(
+        "register", parents=[common], help="register a device through the provisioning API"
+    )
     p_reg.add_argument("mac")
     p_reg.add_argument("--model", required=True, choices=MODELS)
     p_reg.add_argument("--serial-number", required=True)
-    p_reg.add_argument("--url", default=None,
-                       help="provision endpoint (default $GATEWAY_URL/function/provision)")
-    p_reg.add_argument("--token-file", default=None,
-                       help="bearer token file (default $PROVISION_TOKEN, then secrets/)")
+    p_reg.add_argument(
+        "--url", default=None, help="provision endpoint (default $GATEWAY_URL/function/provision)"
+    )
+    p_reg.add_argument(
+        "--token-file",
+        default=None,
+        help="bearer token file (default $PROVISION_TOKEN, then secrets/)",
+    )
     p_reg.add_argument("--out", type=Path, default=None, help="default <dir>/devices")
-    p_reg.add_argument("--server-key", action="store_true",
-                       help="let the function generate the key (default: CSR, key stays here)")
+    p_reg.add_argument(
+        "--server-key",
+        action="store_true",
+        help="let the function generate the key (default: CSR, key stays here)",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
-                        format="%(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"), format="%(levelname)s %(name)s %(message)s"
+    )
     args = _parser().parse_args(argv)
     directory: Path = args.dir
     try:
@@ -237,11 +254,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 2
             print(json.dumps(sync(directory, args.dsn, args.pid_file)))
         elif args.command == "register":
-            url = args.url or os.environ.get("GATEWAY_URL", "http://127.0.0.1:8080").rstrip(
-                "/") + "/function/provision"
+            url = (
+                args.url
+                or os.environ.get("GATEWAY_URL", "http://127.0.0.1:8080").rstrip("/")
+                + "/function/provision"
+            )
             target = register(
-                args.mac, model=args.model, serial_number=args.serial_number, url=url,
-                token=_token(args), out_dir=args.out or directory / "devices",
+                args.mac,
+                model=args.model,
+                serial_number=args.serial_number,
+                url=url,
+                token=_token(args),
+                out_dir=args.out or directory / "devices",
                 generate_on_server=args.server_key,
             )
             print(f"device files in {target}")

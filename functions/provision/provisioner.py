@@ -102,9 +102,10 @@ def parse_provision_body(body: bytes) -> dict[str, str]:
         "serial_number": check_serial_number(data["serial_number"]),
     }
     if "csr" in data:
-        if len(data["csr"]) > MAX_CSR_CHARS or "-----BEGIN CERTIFICATE REQUEST-----" not in data[
-            "csr"
-        ]:
+        if (
+            len(data["csr"]) > MAX_CSR_CHARS
+            or "-----BEGIN CERTIFICATE REQUEST-----" not in data["csr"]
+        ):
             raise _refuse(400, "invalid_csr", "csr must be one PEM certificate request")
         fields["csr"] = data["csr"]
     return fields
@@ -144,9 +145,7 @@ class Provisioner:
 
     def _check_size(self, request: Request) -> None:
         if len(request.body) > self.limits.max_body_bytes:
-            raise _refuse(
-                413, "body_too_large", f"body exceeds {self.limits.max_body_bytes} bytes"
-            )
+            raise _refuse(413, "body_too_large", f"body exceeds {self.limits.max_body_bytes} bytes")
 
     @staticmethod
     def _check_content_type(request: Request) -> None:
@@ -157,7 +156,7 @@ class Provisioner:
     def dispatch(self, request: Request) -> Response:
         path = request.path.split("?")[0]
         if path.startswith(PATH_PREFIX):
-            path = path[len(PATH_PREFIX):]
+            path = path[len(PATH_PREFIX) :]
         parts = [p for p in path.split("/") if p]
         method = request.method.upper()
         self._check_size(request)
@@ -213,7 +212,10 @@ class Provisioner:
             body["private_key"] = key_pem.decode()
         logger.info(
             "provisioned %s model=%s serial=%s key_source=%s",
-            device_id, fields["model"], issued.serial, "device" if key_pem is None else "function",
+            device_id,
+            fields["model"],
+            issued.serial,
+            "device" if key_pem is None else "function",
         )
         function_metrics().certificate("rotated" if rotated else "issued")
         return Response(201, body)
@@ -225,8 +227,9 @@ class Provisioner:
         self.sync.sync()
         logger.info("revoked %s serial=%s", device_id, record.cert_serial)
         function_metrics().certificate("revoked")
-        return Response(200, {"device_id": device_id, "status": "revoked",
-                              "serial": record.cert_serial})
+        return Response(
+            200, {"device_id": device_id, "status": "revoked", "serial": record.cert_serial}
+        )
 
     def describe(self, device_id: str) -> Response:
         record = self.registry.get(device_id)

@@ -25,8 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     logs.add_argument("part", nargs="?", choices=[*PARTS, "functions"])
     sub.add_parser("build", help="write build/<fn>/ as faas-cli build --shrinkwrap does")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.getenv("LOG_LEVEL", "WARNING"),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=os.getenv("LOG_LEVEL", "WARNING"),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
     stack = LocalStack.load()
     if args.command == "up":
         try:

@@ -19,7 +19,9 @@ _SKIPPED = {"build", "template", "__pycache__", ".pytest_cache", ".mypy_cache"}
 def _copy(src: Path, dst: Path) -> None:
     if src.is_dir():
         shutil.copytree(
-            src, dst, dirs_exist_ok=True,
+            src,
+            dst,
+            dirs_exist_ok=True,
             ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache"),
         )
     else:

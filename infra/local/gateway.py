@@ -46,8 +46,18 @@ from infra.local.targets import ReplicaTarget, write_targets
 
 logger = logging.getLogger(__name__)
 
-HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-              "trailers", "transfer-encoding", "upgrade", "host", "content-length"}
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+}
 MAX_LOCAL_REPLICAS = 20
 
 
@@ -77,15 +87,24 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.invocations = Counter(
-            "gateway_function_invocation_total", "Function invocations by status code",
-            ["function_name", "code"], registry=self.registry)
+            "gateway_function_invocation_total",
+            "Function invocations by status code",
+            ["function_name", "code"],
+            registry=self.registry,
+        )
         self.duration = Histogram(
-            "gateway_functions_seconds", "Function invocation duration",
-            ["function_name", "code"], registry=self.registry,
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+            "gateway_functions_seconds",
+            "Function invocation duration",
+            ["function_name", "code"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
         self.replicas = Gauge(
-            "gateway_service_count", "Running replicas per function", ["function_name"],
-            registry=self.registry)
+            "gateway_service_count",
+            "Running replicas per function",
+            ["function_name"],
+            registry=self.registry,
+        )
 
 
 class Replica:
@@ -102,13 +121,17 @@ class Replica:
         argv: list[str]
         if use_watchdog and cfg.watchdog_bin is not None:
             upstream = free_port()
-            env.update({
-                "port": str(self.port), "mode": "http",
-                "fprocess": f"{cfg.python} index.py",
-                "upstream_url": f"http://127.0.0.1:{upstream}",
-                "ready_path": "/_/ready", "F2_UPSTREAM_PORT": str(upstream),
-                "prefix_logs": "false",
-            })
+            env.update(
+                {
+                    "port": str(self.port),
+                    "mode": "http",
+                    "fprocess": f"{cfg.python} index.py",
+                    "upstream_url": f"http://127.0.0.1:{upstream}",
+                    "ready_path": "/_/ready",
+                    "F2_UPSTREAM_PORT": str(upstream),
+                    "prefix_logs": "false",
+                }
+            )
             env.setdefault("exec_timeout", "60s")
             env.setdefault("write_timeout", "65s")
             env.setdefault("read_timeout", "65s")
@@ -118,7 +141,8 @@ class Replica:
             argv = [cfg.python, "index.py"]
         self.watchdog = use_watchdog and cfg.watchdog_bin is not None
         self.process = ManagedProcess(
-            f"{pool.spec.name}-{index}", argv, log_path, env=env, cwd=pool.context)
+            f"{pool.spec.name}-{index}", argv, log_path, env=env, cwd=pool.context
+        )
 
     @property
     def url(self) -> str:
@@ -146,8 +170,9 @@ class Replica:
 class FunctionPool:
     """The replicas of one function, started from its build folder."""
 
-    def __init__(self, spec: FunctionSpec, config: GatewayConfig, http: urllib3.PoolManager,
-                 metrics: Metrics) -> None:
+    def __init__(
+        self, spec: FunctionSpec, config: GatewayConfig, http: urllib3.PoolManager, metrics: Metrics
+    ) -> None:
         self.spec = spec
         self.config = config
         self.http = http
@@ -160,7 +185,8 @@ class FunctionPool:
         self._lock = threading.RLock()
         if not (self.context / "index.py").is_file():
             raise GatewayError(
-                f"no build folder for {spec.name!r} at {self.context}; build it first")
+                f"no build folder for {spec.name!r} at {self.context}; build it first"
+            )
 
     def secrets_dir(self) -> Path:
         """Only the secrets the function names, as OpenFaaS mounts them."""
@@ -173,13 +199,20 @@ class FunctionPool:
                 shutil.copyfile(source, target / name)
                 (target / name).chmod(0o600)
             else:
-                logger.warning("function %s: secret %s not found in %s",
-                               self.spec.name, name, self.config.secrets_dir)
+                logger.warning(
+                    "function %s: secret %s not found in %s",
+                    self.spec.name,
+                    name,
+                    self.config.secrets_dir,
+                )
         return target
 
     def environment(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if k in {"PATH", "LANG", "LC_ALL", "HOME", "TZ", "SSL_CERT_FILE"}}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k in {"PATH", "LANG", "LC_ALL", "HOME", "TZ", "SSL_CERT_FILE"}
+        }
         env.update(self.spec.environment)
         env.update(self.config.env_overrides.get("*", {}))
         env.update(self.config.env_overrides.get(self.spec.name, {}))
@@ -197,7 +230,7 @@ class FunctionPool:
                 self.secrets_dir()
             while len(self.replicas) < replicas:
                 index = next(self._counter)
-                use_watchdog = (self.config.watchdog_function == self.spec.name and index == 0)
+                use_watchdog = self.config.watchdog_function == self.spec.name and index == 0
                 replica = Replica(self, index, use_watchdog)
                 self.replicas.append(replica)
                 try:
@@ -224,8 +257,9 @@ class FunctionPool:
         with self._lock:
             for i, replica in enumerate(list(self.replicas)):
                 if replica.ready and not replica.process.alive():
-                    logger.warning("replica %s of %s died; restarting", replica.index,
-                                   self.spec.name)
+                    logger.warning(
+                        "replica %s of %s died; restarting", replica.index, self.spec.name
+                    )
                     replica.stop()
                     fresh = Replica(self, next(self._counter), replica.watchdog)
                     self.replicas[i] = fresh
@@ -281,9 +315,12 @@ class Gateway:
         """Write the ready replicas to the file-SD list when they changed."""
         if self.config.targets_file is None:
             return
-        targets = [ReplicaTarget(name, r.index, r.port)
-                   for name, pool in sorted(self.pools.items())
-                   for r in list(pool.replicas) if r.ready]
+        targets = [
+            ReplicaTarget(name, r.index, r.port)
+            for name, pool in sorted(self.pools.items())
+            for r in list(pool.replicas)
+            if r.ready
+        ]
         if targets != self._published:
             write_targets(self.config.targets_file, targets)
             self._published = targets
@@ -303,7 +340,8 @@ class Gateway:
         except (ValueError, UnicodeDecodeError):
             return False
         return hmac.compare_digest(user, self.config.auth_user) and hmac.compare_digest(
-            password, self.config.auth_password)
+            password, self.config.auth_password
+        )
 
     def describe(self, name: str) -> dict[str, Any]:
         pool = self.pools[name]
@@ -330,9 +368,15 @@ class Gateway:
                 break
             try:
                 resp = self.http.request(
-                    request.method, replica.url + url_path, body=body, headers=headers,
+                    request.method,
+                    replica.url + url_path,
+                    body=body,
+                    headers=headers,
                     timeout=urllib3.Timeout(connect=2.0, read=_timeout_seconds(pool.spec)),
-                    retries=False, preload_content=True, redirect=False)
+                    retries=False,
+                    preload_content=True,
+                    redirect=False,
+                )
             except urllib3.exceptions.NewConnectionError as exc:
                 last_error = f"replica unreachable: {exc}"
                 continue
@@ -398,8 +442,11 @@ class Gateway:
         @app.before_request
         def require_auth() -> Response | None:
             if request.path.startswith("/system/") and not self._authorized():
-                return Response("Unauthorized\n", status=401,
-                                headers={"WWW-Authenticate": 'Basic realm="Restricted"'})
+                return Response(
+                    "Unauthorized\n",
+                    status=401,
+                    headers={"WWW-Authenticate": 'Basic realm="Restricted"'},
+                )
             return None
 
         @app.get("/healthz")
@@ -412,8 +459,10 @@ class Gateway:
 
         @app.get("/system/functions")
         def list_functions() -> Response:
-            return Response(json.dumps([self.describe(n) for n in sorted(self.pools)]),
-                            mimetype="application/json")
+            return Response(
+                json.dumps([self.describe(n) for n in sorted(self.pools)]),
+                mimetype="application/json",
+            )
 
         @app.get("/system/function/<name>")
         def get_function(name: str) -> Response:
@@ -430,11 +479,12 @@ class Gateway:
                 body = json.loads(request.get_data() or b"{}")
                 replicas = int(body["replicas"])
             except (ValueError, KeyError, TypeError):
-                return Response("body must be {\"serviceName\", \"replicas\": <int>}\n", status=400)
+                return Response('body must be {"serviceName", "replicas": <int>}\n', status=400)
             if replicas < 0:
                 return Response("replicas must be >= 0\n", status=400)
-            threading.Thread(target=self._scale_quietly, args=(pool, replicas),
-                             name=f"scale-{name}", daemon=True).start()
+            threading.Thread(
+                target=self._scale_quietly, args=(pool, replicas), name=f"scale-{name}", daemon=True
+            ).start()
             return Response("", status=202)
 
         @app.route("/system/functions", methods=["POST", "PUT"])
@@ -453,13 +503,17 @@ class Gateway:
                 body = json.loads(request.get_data() or b"{}")
                 name = str(body["functionName"])
             except (ValueError, KeyError, TypeError):
-                return Response("body must be {\"functionName\": <name>}\n", status=400)
+                return Response('body must be {"functionName": <name>}\n', status=400)
             return self.remove(name)
 
-        @app.route("/function/<name>", defaults={"path": ""},
-                   methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
-        @app.route("/function/<name>/<path:path>",
-                   methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+        @app.route(
+            "/function/<name>",
+            defaults={"path": ""},
+            methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        )
+        @app.route(
+            "/function/<name>/<path:path>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"]
+        )
         def function(name: str, path: str) -> Response:
             return self.invoke(name, path)
 
@@ -482,20 +536,33 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stack", type=Path, default=Path("stack.yml"))
     parser.add_argument("--build-dir", type=Path, default=Path("build"))
     parser.add_argument("--state-dir", type=Path, default=Path(".state/gateway"))
-    parser.add_argument("--secrets-dir", type=Path, required=True,
-                        help="folder of secret files; basic-auth-user/-password guard /system")
+    parser.add_argument(
+        "--secrets-dir",
+        type=Path,
+        required=True,
+        help="folder of secret files; basic-auth-user/-password guard /system",
+    )
     parser.add_argument("--env-file", type=Path, help="JSON {fn or '*': {VAR: value}} overrides")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--threads", type=int, default=32)
     parser.add_argument("--watchdog-bin", type=Path, default=None)
-    parser.add_argument("--targets-file", type=Path, default=None,
-                        help="write the replicas as a Prometheus file-SD list here")
-    parser.add_argument("--watchdog-function", default=None,
-                        help="serve this function's first replica through of-watchdog")
+    parser.add_argument(
+        "--targets-file",
+        type=Path,
+        default=None,
+        help="write the replicas as a Prometheus file-SD list here",
+    )
+    parser.add_argument(
+        "--watchdog-function",
+        default=None,
+        help="serve this function's first replica through of-watchdog",
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.getenv("LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=os.getenv("LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
     stack = StackFile.load(args.stack)
     overrides = json.loads(args.env_file.read_text()) if args.env_file else {}
     config = GatewayConfig(
@@ -520,8 +587,15 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, shutdown)
     gateway.start_functions()
     logger.info("gateway listening on %s:%d", args.host, args.port)
-    serve(gateway.app, host=args.host, port=args.port, threads=args.threads, ident=None,
-          connection_limit=512, channel_timeout=120)
+    serve(
+        gateway.app,
+        host=args.host,
+        port=args.port,
+        threads=args.threads,
+        ident=None,
+        connection_limit=512,
+        channel_timeout=120,
+    )
 
 
 if __name__ == "__main__":

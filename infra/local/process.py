@@ -151,9 +151,7 @@ def stop_group(pid: int, timeout: float = 15.0, signum: int = signal.SIGTERM) ->
         os.killpg(pgid, signal.SIGKILL)
 
 
-def stop_pidfile(
-    pid_path: Path, timeout: float = 15.0, signum: int = signal.SIGTERM
-) -> bool:
+def stop_pidfile(pid_path: Path, timeout: float = 15.0, signum: int = signal.SIGTERM) -> bool:
     """Stop the process group whose leader's pid is in ``pid_path``. True if one was running."""
     try:
         pid = int(pid_path.read_text().strip())

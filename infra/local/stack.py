@@ -50,8 +50,16 @@ TIMESERIES_DB = "timeseries"
 PARTITIONS = 6
 MONITOR_USER = "f2-monitor"
 # Stop order: consumers of a service before the service.
-PARTS = ("prometheus", "autoscaler", "connector", "bridge", "gateway", "mosquitto", "kafka",
-         "postgres")
+PARTS = (
+    "prometheus",
+    "autoscaler",
+    "connector",
+    "bridge",
+    "gateway",
+    "mosquitto",
+    "kafka",
+    "postgres",
+)
 
 
 @dataclass
@@ -159,15 +167,24 @@ class LocalStack:
         return PostgresServer(self.state_dir / "postgres", self.ports.postgres)
 
     def kafka(self) -> KafkaServer:
-        return KafkaServer(self.state_dir / "kafka", self.ports.kafka, self.ports.kafka_controller,
-                           partitions=PARTITIONS)
+        return KafkaServer(
+            self.state_dir / "kafka",
+            self.ports.kafka,
+            self.ports.kafka_controller,
+            partitions=PARTITIONS,
+        )
 
     def mosquitto(self) -> MosquittoServer:
         server = MosquittoServer(
-            self.state_dir / "mosquitto", self.ports.mqtt, pid_path=self.pid_path("mosquitto"),
-            tls_port=self.ports.mqtt_tls, ws_port=self.ports.mqtt_ws,
+            self.state_dir / "mosquitto",
+            self.ports.mqtt,
+            pid_path=self.pid_path("mosquitto"),
+            tls_port=self.ports.mqtt_tls,
+            ws_port=self.ports.mqtt_ws,
             tls=TlsFiles.from_dir(self.certs_dir),
-            username=MONITOR_USER, password=self.secret("mqtt-monitor-password"))
+            username=MONITOR_USER,
+            password=self.secret("mqtt-monitor-password"),
+        )
         server.add_user(self.secret("mqtt-bridge-username"), self.secret("mqtt-bridge-password"))
         return server
 
@@ -179,12 +196,15 @@ class LocalStack:
         into the stack's secrets folder under the names the functions and services read."""
         certs_init(self.certs_dir, ["127.0.0.1", "localhost"])
         issued = self.certs_dir / "secrets"
-        for source, name in (("ca-key", "ca-key"), ("ca-crt", "ca-crt"),
-                             ("provision-token", "provision-token"),
-                             ("basic-auth-user", "basic-auth-user"),
-                             ("basic-auth-password", "basic-auth-password"),
-                             ("mqtt-username", "mqtt-bridge-username"),
-                             ("mqtt-password", "mqtt-bridge-password")):
+        for source, name in (
+            ("ca-key", "ca-key"),
+            ("ca-crt", "ca-crt"),
+            ("provision-token", "provision-token"),
+            ("basic-auth-user", "basic-auth-user"),
+            ("basic-auth-password", "basic-auth-password"),
+            ("mqtt-username", "mqtt-bridge-username"),
+            ("mqtt-password", "mqtt-bridge-password"),
+        ):
             value = (issued / source).read_text().strip()
             if not (self.secrets_dir / name).exists() or self.secret(name) != value:
                 self._write_secret(name, value)
@@ -197,9 +217,11 @@ class LocalStack:
                 "KAFKA_BOOTSTRAP": f"127.0.0.1:{self.ports.kafka}",
                 "LOG_LEVEL": os.environ.get("F2_FUNCTION_LOG_LEVEL", "INFO"),
             },
-            "provision": {"REGISTRY_PUBLISHER": "filesystem",
-                          "REGISTRY_DIR": str(self.certs_dir),
-                          "MOSQUITTO_PID_FILE": str(self.pid_path("mosquitto"))},
+            "provision": {
+                "REGISTRY_PUBLISHER": "filesystem",
+                "REGISTRY_DIR": str(self.certs_dir),
+                "MOSQUITTO_PID_FILE": str(self.pid_path("mosquitto")),
+            },
             # Test-only slowdown of decode (tests/integration/test_autoscaler_scaling.py).
             "decode": {k: v for k in ("DECODE_TEST_DELAY_MS",) if (v := os.environ.get(k))},
         }
@@ -265,16 +287,26 @@ class LocalStack:
             self._start_gateway()
 
         if not self._running("bridge"):
-            self._spawn("bridge", [sys.executable, "-m", "bridge"], self._bridge_env(),
-                        ready_url=f"http://127.0.0.1:{self.ports.bridge_http}/healthz")
+            self._spawn(
+                "bridge",
+                [sys.executable, "-m", "bridge"],
+                self._bridge_env(),
+                ready_url=f"http://127.0.0.1:{self.ports.bridge_http}/healthz",
+            )
         if not self._running("connector"):
-            self._spawn("connector", [sys.executable, "-m", "infra.services.connector"],
-                        self._gateway_client_env("CONNECTOR", self.ports.connector_http),
-                        ready_url=f"http://127.0.0.1:{self.ports.connector_http}/healthz")
+            self._spawn(
+                "connector",
+                [sys.executable, "-m", "infra.services.connector"],
+                self._gateway_client_env("CONNECTOR", self.ports.connector_http),
+                ready_url=f"http://127.0.0.1:{self.ports.connector_http}/healthz",
+            )
         if not self._running("autoscaler"):
-            self._spawn("autoscaler", [sys.executable, "-m", "infra.services.autoscaler"],
-                        self._gateway_client_env("AUTOSCALER", self.ports.autoscaler_http),
-                        ready_url=f"http://127.0.0.1:{self.ports.autoscaler_http}/healthz")
+            self._spawn(
+                "autoscaler",
+                [sys.executable, "-m", "infra.services.autoscaler"],
+                self._gateway_client_env("AUTOSCALER", self.ports.autoscaler_http),
+                ready_url=f"http://127.0.0.1:{self.ports.autoscaler_http}/healthz",
+            )
         if not self._running("prometheus") and shutil.which(PROMETHEUS_BIN):
             print(f"starting prometheus on 127.0.0.1:{self.ports.prometheus}", flush=True)
             self.prometheus().start(pid_path=self.pid_path("prometheus"))
@@ -297,9 +329,21 @@ class LocalStack:
     def _apply_schema(self) -> None:
         env = dict(os.environ, PYTHONPATH=_pythonpath())
         result = __import__("subprocess").run(
-            [sys.executable, "-m", "infra.deploy.schema", "--devices-dsn", self.dsn(DEVICES_DB),
-             "--timeseries-dsn", self.dsn(TIMESERIES_DB)],
-            env=env, cwd=self.root, capture_output=True, text=True, check=False)
+            [
+                sys.executable,
+                "-m",
+                "infra.deploy.schema",
+                "--devices-dsn",
+                self.dsn(DEVICES_DB),
+                "--timeseries-dsn",
+                self.dsn(TIMESERIES_DB),
+            ],
+            env=env,
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if result.returncode != 0:
             raise RuntimeError(f"schema apply failed:\n{result.stderr[-2000:]}")
         for line in (result.stdout + result.stderr).splitlines()[-3:]:
@@ -311,19 +355,39 @@ class LocalStack:
         env_file = self.state_dir / "gateway" / "function-env.json"
         env_file.parent.mkdir(parents=True, exist_ok=True)
         env_file.write_text(json.dumps(self.function_env(), indent=2))
-        argv = [sys.executable, "-m", "infra.local.gateway",
-                "--stack", str(self.root / "stack.yml"), "--build-dir", str(self.build_dir),
-                "--state-dir", str(self.state_dir / "gateway"),
-                "--secrets-dir", str(self.secrets_dir), "--env-file", str(env_file),
-                "--port", str(self.ports.gateway),
-                "--targets-file", str(self.function_targets_file)]
-        self._spawn("gateway", argv, dict(os.environ, PYTHONPATH=_pythonpath()),
-                    ready_url=f"http://127.0.0.1:{self.ports.gateway}/healthz", timeout=120)
+        argv = [
+            sys.executable,
+            "-m",
+            "infra.local.gateway",
+            "--stack",
+            str(self.root / "stack.yml"),
+            "--build-dir",
+            str(self.build_dir),
+            "--state-dir",
+            str(self.state_dir / "gateway"),
+            "--secrets-dir",
+            str(self.secrets_dir),
+            "--env-file",
+            str(env_file),
+            "--port",
+            str(self.ports.gateway),
+            "--targets-file",
+            str(self.function_targets_file),
+        ]
+        self._spawn(
+            "gateway",
+            argv,
+            dict(os.environ, PYTHONPATH=_pythonpath()),
+            ready_url=f"http://127.0.0.1:{self.ports.gateway}/healthz",
+            timeout=120,
+        )
 
     def _service_env(self, prefix: str, http_port: int, **extra: str) -> dict[str, str]:
         """Environment of a long-running service: Kafka, secrets, its ops port on loopback."""
         return dict(
-            os.environ, PYTHONPATH=_pythonpath(), F2_SECRETS_DIR=str(self.secrets_dir),
+            os.environ,
+            PYTHONPATH=_pythonpath(),
+            F2_SECRETS_DIR=str(self.secrets_dir),
             KAFKA_BOOTSTRAP=f"127.0.0.1:{self.ports.kafka}",
             **{f"{prefix}_HTTP_PORT": str(http_port), f"{prefix}_HTTP_HOST": "127.0.0.1"},
             **extra,
@@ -331,34 +395,56 @@ class LocalStack:
 
     def _bridge_env(self) -> dict[str, str]:
         return self._service_env(
-            "BRIDGE", self.ports.bridge_http, BRIDGE_CLIENT_ID="f2-bridge-local-0",
-            MQTT_HOST="127.0.0.1", MQTT_PORT=str(self.ports.mqtt),
-            MQTT_USERNAME=self.secret("mqtt-bridge-username"))
+            "BRIDGE",
+            self.ports.bridge_http,
+            BRIDGE_CLIENT_ID="f2-bridge-local-0",
+            MQTT_HOST="127.0.0.1",
+            MQTT_PORT=str(self.ports.mqtt),
+            MQTT_USERNAME=self.secret("mqtt-bridge-username"),
+        )
 
     def _gateway_client_env(self, prefix: str, http_port: int) -> dict[str, str]:
         return self._service_env(
-            prefix, http_port, GATEWAY_URL=f"http://127.0.0.1:{self.ports.gateway}",
-            GATEWAY_USERNAME=self.secret("basic-auth-user"))
+            prefix,
+            http_port,
+            GATEWAY_URL=f"http://127.0.0.1:{self.ports.gateway}",
+            GATEWAY_USERNAME=self.secret("basic-auth-user"),
+        )
 
     @property
     def function_targets_file(self) -> Path:
         return self.state_dir / "prometheus" / "function-targets.json"
 
     def prometheus(self) -> PrometheusServer:
-        return PrometheusServer(self.state_dir / "prometheus", ScrapePorts(
-            prometheus=self.ports.prometheus, gateway=self.ports.gateway,
-            bridge=self.ports.bridge_http, connector=self.ports.connector_http,
-            autoscaler=self.ports.autoscaler_http,
-            function_targets_file=self.function_targets_file))
+        return PrometheusServer(
+            self.state_dir / "prometheus",
+            ScrapePorts(
+                prometheus=self.ports.prometheus,
+                gateway=self.ports.gateway,
+                bridge=self.ports.bridge_http,
+                connector=self.ports.connector_http,
+                autoscaler=self.ports.autoscaler_http,
+                function_targets_file=self.function_targets_file,
+            ),
+        )
 
-    def _spawn(self, part: str, argv: list[str], env: dict[str, str], *, ready_url: str,
-               timeout: float = 60.0) -> None:
+    def _spawn(
+        self,
+        part: str,
+        argv: list[str],
+        env: dict[str, str],
+        *,
+        ready_url: str,
+        timeout: float = 60.0,
+    ) -> None:
         port = ready_url.split(":")[2].split("/")[0]
         print(f"starting {part} on 127.0.0.1:{port}", flush=True)
-        proc = ManagedProcess(part, argv, self.log_path(part), env=env, cwd=self.root,
-                              pid_path=self.pid_path(part)).start()
-        proc.wait_ready(lambda: requests.get(ready_url, timeout=2).status_code == 200,
-                        timeout=timeout)
+        proc = ManagedProcess(
+            part, argv, self.log_path(part), env=env, cwd=self.root, pid_path=self.pid_path(part)
+        ).start()
+        proc.wait_ready(
+            lambda: requests.get(ready_url, timeout=2).status_code == 200, timeout=timeout
+        )
 
     def _running(self, part: str) -> bool:
         try:
@@ -384,10 +470,11 @@ class LocalStack:
             ("gateway", self._check_gateway),
             ("bridge", lambda: self._check_http("bridge", self.ports.bridge_http)),
             ("connector", lambda: self._check_http("connector", self.ports.connector_http)),
-            ("autoscaler",
-             lambda: autoscaler_summary(f"http://127.0.0.1:{self.ports.autoscaler_http}")),
-            ("prometheus",
-             lambda: summarize_targets(f"http://127.0.0.1:{self.ports.prometheus}")),
+            (
+                "autoscaler",
+                lambda: autoscaler_summary(f"http://127.0.0.1:{self.ports.autoscaler_http}"),
+            ),
+            ("prometheus", lambda: summarize_targets(f"http://127.0.0.1:{self.ports.prometheus}")),
         ]
         report = []
         for part, check in checks:
@@ -398,8 +485,10 @@ class LocalStack:
         return report
 
     def _check_postgres(self) -> str:
-        with psycopg2.connect(self.dsn(TIMESERIES_DB), connect_timeout=3) as conn, \
-                conn.cursor() as cur:
+        with (
+            psycopg2.connect(self.dsn(TIMESERIES_DB), connect_timeout=3) as conn,
+            conn.cursor() as cur,
+        ):
             cur.execute("SELECT to_regclass('iot_measurements') IS NOT NULL")
             row = cur.fetchone()
             rows = "no schema"
@@ -424,15 +513,19 @@ class LocalStack:
         closed = [p for p in (self.ports.mqtt, self.ports.mqtt_tls) if not port_open(p)]
         if closed:
             raise RuntimeError(f"ports not answering: {closed}")
-        return (f"internal {self.ports.mqtt}, mTLS {self.ports.mqtt_tls}, "
-                f"websockets {self.ports.mqtt_ws}")
+        return (
+            f"internal {self.ports.mqtt}, mTLS {self.ports.mqtt_tls}, "
+            f"websockets {self.ports.mqtt_ws}"
+        )
 
     def _check_gateway(self) -> str:
         base = f"http://127.0.0.1:{self.ports.gateway}"
         requests.get(f"{base}/healthz", timeout=3).raise_for_status()
-        resp = requests.get(f"{base}/system/functions", timeout=3,
-                            auth=(self.secret("basic-auth-user"),
-                                  self.secret("basic-auth-password")))
+        resp = requests.get(
+            f"{base}/system/functions",
+            timeout=3,
+            auth=(self.secret("basic-auth-user"), self.secret("basic-auth-password")),
+        )
         resp.raise_for_status()
         fns = resp.json()
         down = [f["name"] for f in fns if f["availableReplicas"] < 1]

@@ -56,17 +56,22 @@ class PipelineWatch:
         self.stack = stack
         bootstrap = f"127.0.0.1:{stack.ports.kafka}"
         self.lag = KafkaLagReader(kafka_admin_factory(bootstrap, client_id="f2-run-watch"))
-        self.offsets = KafkaConsumer(bootstrap_servers=bootstrap, client_id="f2-run-offsets",
-                                     enable_auto_commit=False)
+        self.offsets = KafkaConsumer(
+            bootstrap_servers=bootstrap, client_id="f2-run-offsets", enable_auto_commit=False
+        )
         self.partitions = {
-            topic: [TopicPartition(topic, p) for p in sorted(
-                self.offsets.partitions_for_topic(topic) or ())]
+            topic: [
+                TopicPartition(topic, p)
+                for p in sorted(self.offsets.partitions_for_topic(topic) or ())
+            ]
             for topic in (RAW_TOPIC, DEAD_LETTER_TOPIC)
         }
 
     def _device_models(self) -> dict[str, str]:
-        with psycopg2.connect(self.stack.dsn(DEVICES_DB), connect_timeout=3) as conn, \
-                conn.cursor() as cur:
+        with (
+            psycopg2.connect(self.stack.dsn(DEVICES_DB), connect_timeout=3) as conn,
+            conn.cursor() as cur,
+        ):
             cur.execute("SELECT device_id, model FROM device")
             return dict(cur.fetchall())
 
@@ -76,8 +81,10 @@ class PipelineWatch:
         for group, lag in self.lag.read(self.GROUPS).items():
             figures.lag[self.GROUPS[group][0]] = lag.total
         models = self._device_models()
-        with psycopg2.connect(self.stack.dsn(TIMESERIES_DB), connect_timeout=3) as conn, \
-                conn.cursor() as cur:
+        with (
+            psycopg2.connect(self.stack.dsn(TIMESERIES_DB), connect_timeout=3) as conn,
+            conn.cursor() as cur,
+        ):
             cur.execute("SELECT device_id, count(*) FROM iot_measurements GROUP BY device_id")
             for device_id, count in cur.fetchall():
                 figures.rows += count
@@ -93,33 +100,59 @@ class PipelineWatch:
         self.lag.close()
 
 
-def render(snapshot: FleetSnapshot | None, figures: PipelineFigures | None,
-           previous: PipelineFigures | None, started: float) -> Group:
+def render(
+    snapshot: FleetSnapshot | None,
+    figures: PipelineFigures | None,
+    previous: PipelineFigures | None,
+    started: float,
+) -> Group:
     fleet = Table(title="simulated fleet", show_edge=False)
     for col in ("devices", "connected", "sent", "acked", "in flight", "publish rate"):
         fleet.add_column(col, justify="right")
     if snapshot is not None:
         rate = snapshot.acked / snapshot.elapsed if snapshot.elapsed > 0 else 0.0
-        fleet.add_row(str(snapshot.devices), str(snapshot.connected), str(snapshot.sent),
-                      str(snapshot.acked), str(snapshot.outstanding), f"{rate:.1f}/s")
+        fleet.add_row(
+            str(snapshot.devices),
+            str(snapshot.connected),
+            str(snapshot.sent),
+            str(snapshot.acked),
+            str(snapshot.outstanding),
+            f"{rate:.1f}/s",
+        )
     pipe = Table(title="pipeline", show_edge=False)
-    for col in ("raw records", "rows stored", "rows/s", "dead letters", "lag raw_iot_data",
-                "lag decoded_iot_data"):
+    for col in (
+        "raw records",
+        "rows stored",
+        "rows/s",
+        "dead letters",
+        "lag raw_iot_data",
+        "lag decoded_iot_data",
+    ):
         pipe.add_column(col, justify="right")
     if figures is not None:
         rate = 0.0
         if previous is not None and figures.at > previous.at:
             rate = (figures.rows - previous.rows) / (figures.at - previous.at)
-        pipe.add_row(str(figures.raw_records), str(figures.rows), f"{rate:.1f}",
-                     str(figures.dead_letters), str(figures.lag.get(RAW_TOPIC, 0)),
-                     str(figures.lag.get(DECODED_TOPIC, 0)))
+        pipe.add_row(
+            str(figures.raw_records),
+            str(figures.rows),
+            f"{rate:.1f}",
+            str(figures.dead_letters),
+            str(figures.lag.get(RAW_TOPIC, 0)),
+            str(figures.lag.get(DECODED_TOPIC, 0)),
+        )
     models = Table(title="rows per model", show_edge=False)
     for model in MODELS:
         models.add_column(model, justify="right")
     if figures is not None:
         models.add_row(*(str(figures.rows_by_model.get(m, 0)) for m in MODELS))
-    return Group(f"[bold]f2pipe[/] running for {time.monotonic() - started:.0f}s "
-                 "(Ctrl-C stops the simulation; the stack keeps running)", fleet, pipe, models)
+    return Group(
+        f"[bold]f2pipe[/] running for {time.monotonic() - started:.0f}s "
+        "(Ctrl-C stops the simulation; the stack keeps running)",
+        fleet,
+        pipe,
+        models,
+    )
 
 
 def show_examples(stack: LocalStack, console: Console) -> None:
@@ -128,7 +161,8 @@ def show_examples(stack: LocalStack, console: Console) -> None:
             "SELECT to_char(time, 'HH24:MI:SS.MS'), device_id, connector,"
             " component_type || coalesce('/' || nullif(component_id, ''), ''),"
             " round(value::numeric, 2), value_text, unit"
-            " FROM iot_measurements ORDER BY time DESC LIMIT 8")
+            " FROM iot_measurements ORDER BY time DESC LIMIT 8"
+        )
         latest = Table(title="latest rows in iot_measurements")
         for col in ("time (UTC)", "device", "conn", "component", "value", "text", "unit"):
             latest.add_column(col, overflow="fold")
@@ -138,24 +172,31 @@ def show_examples(stack: LocalStack, console: Console) -> None:
         cur.execute(
             "SELECT bucket, component_type, unit, sum(samples), round(avg(value_avg)::numeric, 3)"
             " FROM iot_measurements_hourly GROUP BY bucket, component_type, unit"
-            " ORDER BY bucket DESC, component_type LIMIT 12")
+            " ORDER BY bucket DESC, component_type LIMIT 12"
+        )
         hourly = Table(title="hourly aggregate (iot_measurements_hourly)")
         for col in ("bucket", "component", "unit", "samples", "avg value"):
             hourly.add_column(col)
         for row in cur.fetchall():
             hourly.add_row(*("" if v is None else str(v) for v in row))
         console.print(hourly)
-    console.print("Explore: [bold]eval \"$(make -s env)\"[/], then [bold]make db-timescale[/], "
-                  "[bold]make kafka-decoded[/], [bold]make mqtt-monitor[/]; "
-                  "[bold]make down[/] stops the stack.")
+    console.print(
+        'Explore: [bold]eval "$(make -s env)"[/], then [bold]make db-timescale[/], '
+        "[bold]make kafka-decoded[/], [bold]make mqtt-monitor[/]; "
+        "[bold]make down[/] stops the stack."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.tools.demo", description=__doc__)
     parser.add_argument("--per-model", type=int, default=2, help="devices per model (default 2)")
     parser.add_argument("--rate", type=float, default=1.0, help="messages/s per device")
-    parser.add_argument("--duration", type=float, default=60.0,
-                        help="seconds to simulate (0: until Ctrl-C; default 60)")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=60.0,
+        help="seconds to simulate (0: until Ctrl-C; default 60)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-live", action="store_true", help="plain progress lines")
     args = parser.parse_args(argv)
@@ -167,14 +208,22 @@ def main(argv: list[str] | None = None) -> int:
     env = stack.env()
     config = FleetConfig(
         mix=parse_mix(",".join(f"{m}:{args.per_model}" for m in MODELS), None),
-        seed=args.seed, rate=args.rate, gateway_url=env["GATEWAY_URL"],
-        provision_token=SecretStr(env["PROVISION_TOKEN"]), mqtt_host=env["MQTT_HOST"],
-        mqtt_port=int(env["MQTT_TLS_PORT"]), ca_cert=Path(env["CA_CERT"]),
-        devices_dsn=SecretStr(env["DEVICES_DSN"]), cert_dir=stack.certs_dir / "devices",
-        record_acks=False)
+        seed=args.seed,
+        rate=args.rate,
+        gateway_url=env["GATEWAY_URL"],
+        provision_token=SecretStr(env["PROVISION_TOKEN"]),
+        mqtt_host=env["MQTT_HOST"],
+        mqtt_port=int(env["MQTT_TLS_PORT"]),
+        ca_cert=Path(env["CA_CERT"]),
+        devices_dsn=SecretStr(env["DEVICES_DSN"]),
+        cert_dir=stack.certs_dir / "devices",
+        record_acks=False,
+    )
     fleet = Fleet(config)
-    console.print(f"[bold]provisioning {len(fleet.identities)} devices[/] through "
-                  f"{env['GATEWAY_URL']}/function/provision (CSR, mTLS certificates)")
+    console.print(
+        f"[bold]provisioning {len(fleet.identities)} devices[/] through "
+        f"{env['GATEWAY_URL']}/function/provision (CSR, mTLS certificates)"
+    )
     creds = fleet.provision_all()
     console.print(f"{len(creds)} devices have certificates in {config.cert_dir}")
 
@@ -193,8 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     def simulate() -> None:
         try:
             result["report"] = fleet.run(
-                duration=args.duration or None, stop=stop,
-                on_tick=lambda snap: state.__setitem__("snapshot", snap))
+                duration=args.duration or None,
+                stop=stop,
+                on_tick=lambda snap: state.__setitem__("snapshot", snap),
+            )
         except Exception as exc:
             result["error"] = exc
             stop.set()
@@ -204,8 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     previous: PipelineFigures | None = None
     figures: PipelineFigures | None = None
     settle_until: float | None = None
-    with Live(console=console, refresh_per_second=2, transient=False,
-              auto_refresh=not args.no_live) as live:
+    with Live(
+        console=console, refresh_per_second=2, transient=False, auto_refresh=not args.no_live
+    ) as live:
         while True:
             previous, figures = figures, watch.read()
             view = render(state["snapshot"], figures, previous, started)
@@ -218,10 +270,12 @@ def main(argv: list[str] | None = None) -> int:
                 settle_until = settle_until or time.monotonic() + 30
                 # Drained: no lag on either topic, and no new raw record since the last look
                 # (the bridge may still hold the fleet's last messages).
-                drained = (figures.lag.get(RAW_TOPIC, 0) == 0
-                           and figures.lag.get(DECODED_TOPIC, 0) == 0
-                           and previous is not None
-                           and previous.raw_records == figures.raw_records)
+                drained = (
+                    figures.lag.get(RAW_TOPIC, 0) == 0
+                    and figures.lag.get(DECODED_TOPIC, 0) == 0
+                    and previous is not None
+                    and previous.raw_records == figures.raw_records
+                )
                 if drained or time.monotonic() > settle_until:
                     break
             time.sleep(1.0 if not args.no_live else 5.0)
@@ -231,12 +285,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     report = result.get("report")
     if report is not None:
-        console.print(f"fleet: {report.total('acked')} of {report.total('sent')} messages "
-                      f"acknowledged by the broker in {report.duration_s:.1f}s")
+        console.print(
+            f"fleet: {report.total('acked')} of {report.total('sent')} messages "
+            f"acknowledged by the broker in {report.duration_s:.1f}s"
+        )
     if figures is not None:
         missing = [m for m in MODELS if not figures.rows_by_model.get(m)]
-        console.print(f"pipeline: {figures.rows} rows stored, {figures.dead_letters} dead "
-                      f"letters; models without rows: {missing or 'none'}")
+        console.print(
+            f"pipeline: {figures.rows} rows stored, {figures.dead_letters} dead "
+            f"letters; models without rows: {missing or 'none'}"
+        )
     show_examples(stack, console)
     return 0
 

@@ -24,10 +24,11 @@ def main(argv: list[str] | None = None) -> int:
         host, port = os.environ["MQTT_HOST"], int(os.environ["MQTT_PORT"])
         user, password = os.environ["MQTT_USERNAME"], os.environ["MQTT_PASSWORD"]
     except KeyError as exc:
-        print(f"{exc.args[0]} is not set: run `eval \"$(make -s env)\"` first", file=sys.stderr)
+        print(f'{exc.args[0]} is not set: run `eval "$(make -s env)"` first', file=sys.stderr)
         return 2
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"f2-monitor-{os.getpid()}",
-                         protocol=mqtt.MQTTv5)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"f2-monitor-{os.getpid()}", protocol=mqtt.MQTTv5
+    )
     client.username_pw_set(user, password)
 
     def on_connect(c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:

@@ -35,8 +35,10 @@ def new_device(stack: LocalStack, model: str = "F2-403") -> str:
         _mac_counter[0] += 1
         device_id = f"f2-02f2e2e{_mac_counter[0]:05x}"
     with psycopg2.connect(stack.dsn(DEVICES_DB)) as conn, conn.cursor() as cur:
-        cur.execute("INSERT INTO device (device_id, model, serial_number) VALUES (%s, %s, %s)",
-                    (device_id, model, f"E2E-{device_id}"))
+        cur.execute(
+            "INSERT INTO device (device_id, model, serial_number) VALUES (%s, %s, %s)",
+            (device_id, model, f"E2E-{device_id}"),
+        )
     return device_id
 
 
@@ -46,7 +48,8 @@ def parameters(stack: LocalStack, device_id: str) -> list[dict[str, Any]]:
             "SELECT connector_mode, connector, component_type, component_id, encoding_type,"
             " units, scaling_factor, value_width_bits FROM device_parameters"
             " WHERE device_id = %s ORDER BY connector, component_type, component_id",
-            (device_id,))
+            (device_id,),
+        )
         cols = [c.name for c in cur.description]
         return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
@@ -56,7 +59,9 @@ def rows(stack: LocalStack, device_id: str) -> list[dict[str, Any]]:
         cur.execute(
             "SELECT time, connector_mode, connector, component_type, component_id, value,"
             " value_text, unit, topic FROM iot_measurements WHERE device_id = %s"
-            " ORDER BY topic, component_id, time", (device_id,))
+            " ORDER BY topic, component_id, time",
+            (device_id,),
+        )
         cols = [c.name for c in cur.description]
         return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
@@ -94,7 +99,9 @@ def component_name(param: dict[str, Any]) -> str:
     return f"{param['component_type']}-{cid}" if cid else param["component_type"]
 
 
-def payload_for(param: dict[str, Any], offset_ms: int) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
+def payload_for(
+    param: dict[str, Any], offset_ms: int
+) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
     """A payload for one component and the (component_id, expected value) rows it must give."""
     ts = stamp(offset_ms)
     encoding = param["encoding_type"]
@@ -103,8 +110,10 @@ def payload_for(param: dict[str, Any], offset_ms: int) -> tuple[dict[str, Any], 
         return {"timestamp": ts, "status": True}, [(cid, 1.0)]
     if encoding == "boolean_map":
         member = param["component_type"].rstrip("s")
-        return ({"timestamp": ts, f"{member}-1": True, f"{member}-2": False},
-                [(f"{member}-1", 1.0), (f"{member}-2", 0.0)])
+        return (
+            {"timestamp": ts, f"{member}-1": True, f"{member}-2": False},
+            [(f"{member}-1", 1.0), (f"{member}-2", 0.0)],
+        )
     if encoding == "hex_to_float":
         return {"timestamp": ts, "data": "00fa"}, [(cid, 250 * param["scaling_factor"])]
     if encoding == "raw_string":
@@ -113,16 +122,25 @@ def payload_for(param: dict[str, Any], offset_ms: int) -> tuple[dict[str, Any], 
 
 
 def test_every_component_kind_is_decoded_and_stored(
-        local_stack: LocalStack, publisher: Publisher) -> None:
+    local_stack: LocalStack, publisher: Publisher
+) -> None:
     device = new_device(local_stack, "F2-403")
     params = parameters(local_stack, device)
     kinds = {p["component_type"] for p in params}
-    assert {"strike", "door-sensors", "reader", "exit-buttons", "siren", "motion-sensor",
-            "sensor"} <= kinds, kinds
+    assert {
+        "strike",
+        "door-sensors",
+        "reader",
+        "exit-buttons",
+        "siren",
+        "motion-sensor",
+        "sensor",
+    } <= kinds, kinds
     expected: dict[tuple[str, str], tuple[Any, Any]] = {}
     for i, param in enumerate(params):
-        topic = (f"cmnd/{device}/{param['connector_mode']}/{param['connector']}/"
-                 f"{component_name(param)}")
+        topic = (
+            f"cmnd/{device}/{param['connector_mode']}/{param['connector']}/{component_name(param)}"
+        )
         payload, produced = payload_for(param, i)
         publisher.publish_json(topic, payload)
         for cid, value in produced:
@@ -143,19 +161,24 @@ def test_every_component_kind_is_decoded_and_stored(
 
 
 def test_republishing_the_same_messages_adds_no_row(
-        local_stack: LocalStack, publisher: Publisher) -> None:
+    local_stack: LocalStack, publisher: Publisher
+) -> None:
     device = new_device(local_stack, "F2-212")
     params = [p for p in parameters(local_stack, device) if p["encoding_type"] == "boolean"][:2]
     assert params
     messages = []
     for i in range(20):
         param = params[i % len(params)]
-        topic = (f"cmnd/{device}/{param['connector_mode']}/{param['connector']}/"
-                 f"{component_name(param)}")
+        topic = (
+            f"cmnd/{device}/{param['connector_mode']}/{param['connector']}/{component_name(param)}"
+        )
         messages.append((topic, {"timestamp": stamp(i), "status": i % 2 == 0}))
     for topic, payload in messages:
         publisher.publish_json(topic, payload)
-    assert len(wait_for(lambda: len(rows(local_stack, device)) >= 20 and rows(local_stack, device))) == 20
+    assert (
+        len(wait_for(lambda: len(rows(local_stack, device)) >= 20 and rows(local_stack, device)))
+        == 20
+    )
     for topic, payload in messages:
         publisher.publish_json(topic, payload)
     # The redelivered copies travel the whole path; wait until the sink has seen them.
@@ -168,12 +191,15 @@ def test_republishing_the_same_messages_adds_no_row(
 
 def dead_letters(stack: LocalStack, since: float) -> list[dict[str, Any]]:
     """The dead letters written since ``since`` (whatever the topic holds after 3 s of reading)."""
-    records = read_topic(f"127.0.0.1:{stack.ports.kafka}", "iot_dead_letter", lambda rs: False, timeout=3)
+    records = read_topic(
+        f"127.0.0.1:{stack.ports.kafka}", "iot_dead_letter", lambda rs: False, timeout=3
+    )
     return [json.loads(m.value) for m in records if m.timestamp / 1000 >= since - 5]
 
 
 def test_bad_inputs_are_dead_lettered_with_stage_and_reason_and_valid_ones_still_stored(
-        local_stack: LocalStack, publisher: Publisher) -> None:
+    local_stack: LocalStack, publisher: Publisher
+) -> None:
     started = time.time()
     device = new_device(local_stack, "F2-403")
     params = parameters(local_stack, device)
@@ -185,19 +211,29 @@ def test_bad_inputs_are_dead_lettered_with_stage_and_reason_and_valid_ones_still
 
     unknown_device = "f2-0000000dead0"
     bad = {
-        "unknown_device": (f"cmnd/{unknown_device}/access-control-mode/J1/strike-1",
-                           {"timestamp": stamp(), "status": True}),
-        "unknown_component": (topic_of("strike", "strike-9"), {"timestamp": stamp(), "status": True}),
+        "unknown_device": (
+            f"cmnd/{unknown_device}/access-control-mode/J1/strike-1",
+            {"timestamp": stamp(), "status": True},
+        ),
+        "unknown_component": (
+            topic_of("strike", "strike-9"),
+            {"timestamp": stamp(), "status": True},
+        ),
         "bad_json": (topic_of("strike"), "{not json"),
         "bad_hex": (topic_of("sensor"), {"timestamp": stamp(), "data": "zz-not-hex"}),
         "missing_timestamp": (topic_of("siren"), {"status": True}),
-        "bad_topic": (f"cmnd/{device}/nonsense-mode/J9/strike-1", {"timestamp": stamp(), "status": True}),
+        "bad_topic": (
+            f"cmnd/{device}/nonsense-mode/J9/strike-1",
+            {"timestamp": stamp(), "status": True},
+        ),
     }
     for topic, payload in bad.values():
         publisher.publish_json(topic, payload)
     good_topic = topic_of("strike")
     publisher.publish_json(good_topic, {"timestamp": stamp(5), "status": False})
-    assert wait_for(lambda: rows(local_stack, device)), "the valid message after the bad ones was not stored"
+    assert wait_for(lambda: rows(local_stack, device)), (
+        "the valid message after the bad ones was not stored"
+    )
 
     def letters_for_this_test() -> list[dict[str, Any]]:
         found = []
@@ -207,7 +243,9 @@ def test_bad_inputs_are_dead_lettered_with_stage_and_reason_and_valid_ones_still
                 found.append(letter)
         return found
 
-    letters = wait_for(lambda: (ls := letters_for_this_test()) and len(ls) >= len(bad) and ls, timeout=60)
+    letters = wait_for(
+        lambda: (ls := letters_for_this_test()) and len(ls) >= len(bad) and ls, timeout=60
+    )
     assert letters and len(letters) >= len(bad), letters
     for letter in letters:
         assert letter["stage"] and letter["reason"] and letter["error"], letter
@@ -218,30 +256,44 @@ def test_bad_inputs_are_dead_lettered_with_stage_and_reason_and_valid_ones_still
 
 
 def test_a_single_record_as_openfaas_connector_sends_it_works_like_a_batch(
-        local_stack: LocalStack) -> None:
+    local_stack: LocalStack,
+) -> None:
     device = new_device(local_stack, "F2-212")
     param = next(p for p in parameters(local_stack, device) if p["encoding_type"] == "boolean")
     topic = f"cmnd/{device}/{param['connector_mode']}/{param['connector']}/{component_name(param)}"
-    raw = {"topic": topic, "payload": json.dumps({"timestamp": stamp(), "status": True}),
-           "received_at": datetime.now(UTC).isoformat(), "qos": 1}
+    raw = {
+        "topic": topic,
+        "payload": json.dumps({"timestamp": stamp(), "status": True}),
+        "received_at": datetime.now(UTC).isoformat(),
+        "qos": 1,
+    }
     resp = requests.post(
-        f"http://127.0.0.1:{local_stack.ports.gateway}/function/decode", data=json.dumps(raw),
-        headers={"Content-Type": "application/json", "X-Topic": "raw_iot_data",
-                 "X-Kafka-Partition": "0", "X-Kafka-Offset": "0", "X-Kafka-Key": device},
-        timeout=30)
+        f"http://127.0.0.1:{local_stack.ports.gateway}/function/decode",
+        data=json.dumps(raw),
+        headers={
+            "Content-Type": "application/json",
+            "X-Topic": "raw_iot_data",
+            "X-Kafka-Partition": "0",
+            "X-Kafka-Offset": "0",
+            "X-Kafka-Key": device,
+        },
+        timeout=30,
+    )
     assert resp.status_code == 200, resp.text
     assert wait_for(lambda: rows(local_stack, device)), "single record not stored"
 
 
 def test_killing_the_bridge_and_a_function_mid_stream_loses_nothing_and_doubles_nothing(
-        local_stack: LocalStack, publisher: Publisher) -> None:
+    local_stack: LocalStack, publisher: Publisher
+) -> None:
     device = new_device(local_stack, "F2-212")
     param = next(p for p in parameters(local_stack, device) if p["encoding_type"] == "boolean")
     topic = f"cmnd/{device}/{param['connector_mode']}/{param['connector']}/{component_name(param)}"
     total = 600
     for i in range(total):
-        publisher.client.publish(topic, json.dumps({"timestamp": stamp(i), "status": i % 2 == 0}),
-                                 qos=1)
+        publisher.client.publish(
+            topic, json.dumps({"timestamp": stamp(i), "status": i % 2 == 0}), qos=1
+        )
         if i == 150:
             bridge_pid = int(local_stack.pid_path("bridge").read_text())
             os.kill(bridge_pid, signal.SIGKILL)
@@ -250,8 +302,9 @@ def test_killing_the_bridge_and_a_function_mid_stream_loses_nothing_and_doubles_
             assert any(gateway_logs.glob("sink-*.log"))
             _kill_one_replica(local_stack, "sink")
     local_stack.up()  # restarts the bridge; the gateway's supervisor restarted the sink replica
-    stored = wait_for(lambda: len(rows(local_stack, device)) >= total and rows(local_stack, device),
-                      timeout=120)
+    stored = wait_for(
+        lambda: len(rows(local_stack, device)) >= total and rows(local_stack, device), timeout=120
+    )
     assert stored and len(stored) == total, len(rows(local_stack, device))
     time.sleep(3)
     assert len(rows(local_stack, device)) == total

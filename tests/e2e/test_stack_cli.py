@@ -21,8 +21,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _run(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "infra.local", *args], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "infra.local", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def _processes_under(path: Path) -> list[str]:
@@ -43,8 +50,12 @@ def _processes_under(path: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def cli_env(runtime_root: Path) -> Iterator[dict[str, str]]:
     state = runtime_root / "stack-cli"
-    env = dict(os.environ, F2_STATE_DIR=str(state), F2_CERTS_DIR=str(state / "certs"),
-               F2_BUILD_DIR=str(state / "build"))
+    env = dict(
+        os.environ,
+        F2_STATE_DIR=str(state),
+        F2_CERTS_DIR=str(state / "certs"),
+        F2_BUILD_DIR=str(state / "build"),
+    )
     for name in vars(StackPorts()):
         env[f"F2_PORT_{name.upper()}"] = str(free_port())
     yield env
@@ -68,14 +79,30 @@ def test_up_status_env_down_leaves_no_process(cli_env: dict[str, str]) -> None:
     assert env_out.returncode == 0
     exported = dict(
         shlex.split(line.removeprefix("export "))[0].split("=", 1)
-        for line in env_out.stdout.splitlines())
-    for key in ("GATEWAY_URL", "GATEWAY_USERNAME", "GATEWAY_PASSWORD", "MQTT_HOST", "MQTT_PORT",
-                "MQTT_TLS_PORT", "MQTT_USERNAME", "MQTT_PASSWORD", "KAFKA_BOOTSTRAP",
-                "DEVICES_DSN", "TIMESERIES_DSN", "CA_CERT", "PROVISION_TOKEN"):
+        for line in env_out.stdout.splitlines()
+    )
+    for key in (
+        "GATEWAY_URL",
+        "GATEWAY_USERNAME",
+        "GATEWAY_PASSWORD",
+        "MQTT_HOST",
+        "MQTT_PORT",
+        "MQTT_TLS_PORT",
+        "MQTT_USERNAME",
+        "MQTT_PASSWORD",
+        "KAFKA_BOOTSTRAP",
+        "DEVICES_DSN",
+        "TIMESERIES_DSN",
+        "CA_CERT",
+        "PROVISION_TOKEN",
+    ):
         assert exported.get(key), key
     assert exported["GATEWAY_URL"].endswith(cli_env["F2_PORT_GATEWAY"])
-    fns = requests.get(f"{exported['GATEWAY_URL']}/system/functions", timeout=5,
-                       auth=(exported["GATEWAY_USERNAME"], exported["GATEWAY_PASSWORD"])).json()
+    fns = requests.get(
+        f"{exported['GATEWAY_URL']}/system/functions",
+        timeout=5,
+        auth=(exported["GATEWAY_USERNAME"], exported["GATEWAY_PASSWORD"]),
+    ).json()
     assert {f["name"] for f in fns} == {"decode", "sink", "provision"}
 
     again = _run(cli_env, "up")  # idempotent: nothing restarted, still healthy

@@ -51,7 +51,9 @@ class S3Server:
 
     def client(self) -> Any:
         return boto3.client(
-            "s3", endpoint_url=self.url, region_name="us-east-1",
+            "s3",
+            endpoint_url=self.url,
+            region_name="us-east-1",
             aws_access_key_id=S3_KEYS["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=S3_KEYS["AWS_SECRET_ACCESS_KEY"],
         )
@@ -63,7 +65,8 @@ def s3(runtime_root: Path) -> Iterator[S3Server]:
     port = free_port()
     moto = Path(sys.executable).parent / "moto_server"
     process = ManagedProcess(
-        "moto", [str(moto), "-H", "127.0.0.1", "-p", str(port)],
+        "moto",
+        [str(moto), "-H", "127.0.0.1", "-p", str(port)],
         runtime_root / "moto" / "moto.log",
     ).start()
     process.wait_ready(lambda: port_open(port), timeout=60)
@@ -87,37 +90,51 @@ def edge_dir(runtime_root: Path, certs_dir: Path) -> Path:
 @pytest.fixture(scope="module")
 def edge_broker(runtime_root: Path, edge_dir: Path) -> Iterator[MosquittoServer]:
     ensure_mosquitto_installed()
-    server = MosquittoServer(runtime_root / "mosquitto-edge", free_port(), tls_port=free_port(),
-                             tls=tls_files(edge_dir)).start()
+    server = MosquittoServer(
+        runtime_root / "mosquitto-edge", free_port(), tls_port=free_port(), tls=tls_files(edge_dir)
+    ).start()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def aclsync(runtime_root: Path, s3: S3Server, edge_dir: Path,
-            edge_broker: MosquittoServer) -> Iterator[ManagedProcess]:
+def aclsync(
+    runtime_root: Path, s3: S3Server, edge_dir: Path, edge_broker: MosquittoServer
+) -> Iterator[ManagedProcess]:
     secrets_dir = runtime_root / "aclsync-secrets"
     secrets_dir.mkdir(mode=0o700)
     (secrets_dir / "s3-access-key-id").write_text(S3_KEYS["AWS_ACCESS_KEY_ID"])
     (secrets_dir / "s3-secret-access-key").write_text(S3_KEYS["AWS_SECRET_ACCESS_KEY"])
     # The names the faasd compose file and the Helm chart use (the ACLSYNC_* ones work too).
     env = {
-        "PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1", "F2_SECRETS_DIR": str(secrets_dir),
-        "S3_ENDPOINT_URL": s3.url, "REGISTRY_S3_BUCKET": BUCKET, "REGISTRY_S3_PREFIX": PREFIX,
-        "ACLSYNC_TARGET_DIR": str(edge_dir), "ACLSYNC_PID_FILE": str(edge_broker.pid_path),
-        "ACLSYNC_POLL_SECONDS": "0.3", "ACLSYNC_HTTP_PORT": str(AGENT_HTTP_PORT),
+        "PATH": "/usr/bin:/bin",
+        "PYTHONUNBUFFERED": "1",
+        "F2_SECRETS_DIR": str(secrets_dir),
+        "S3_ENDPOINT_URL": s3.url,
+        "REGISTRY_S3_BUCKET": BUCKET,
+        "REGISTRY_S3_PREFIX": PREFIX,
+        "ACLSYNC_TARGET_DIR": str(edge_dir),
+        "ACLSYNC_PID_FILE": str(edge_broker.pid_path),
+        "ACLSYNC_POLL_SECONDS": "0.3",
+        "ACLSYNC_HTTP_PORT": str(AGENT_HTTP_PORT),
         "ACLSYNC_HTTP_HOST": "127.0.0.1",
     }
-    process = ManagedProcess("aclsync", [sys.executable, "-m", "infra.services.aclsync"],
-                             runtime_root / "aclsync.log", env=env, cwd=ROOT).start()
+    process = ManagedProcess(
+        "aclsync",
+        [sys.executable, "-m", "infra.services.aclsync"],
+        runtime_root / "aclsync.log",
+        env=env,
+        cwd=ROOT,
+    ).start()
     process.wait_ready(lambda: "aclsync:" in process.log_path.read_text(), timeout=30)
     yield process
     process.stop()
 
 
 @pytest.fixture(scope="module")
-def provision_s3(runtime_root: Path, certs_dir: Path, registry_db: str,
-                 s3: S3Server) -> Iterator[FunctionEndpoint]:
+def provision_s3(
+    runtime_root: Path, certs_dir: Path, registry_db: str, s3: S3Server
+) -> Iterator[FunctionEndpoint]:
     secrets_dir = certs_dir / "secrets"
     endpoint = serve_provision(
         runtime_root / "provision-s3",
@@ -129,8 +146,12 @@ def provision_s3(runtime_root: Path, certs_dir: Path, registry_db: str,
             "s3-access-key-id": S3_KEYS["AWS_ACCESS_KEY_ID"],
             "s3-secret-access-key": S3_KEYS["AWS_SECRET_ACCESS_KEY"],
         },
-        env={"REGISTRY_PUBLISHER": "s3", "REGISTRY_S3_BUCKET": BUCKET,
-             "REGISTRY_S3_PREFIX": PREFIX, "S3_ENDPOINT_URL": s3.url},
+        env={
+            "REGISTRY_PUBLISHER": "s3",
+            "REGISTRY_S3_BUCKET": BUCKET,
+            "REGISTRY_S3_PREFIX": PREFIX,
+            "S3_ENDPOINT_URL": s3.url,
+        },
     )
     yield endpoint
     endpoint.process.stop()
@@ -140,8 +161,14 @@ def provision(fn: FunctionEndpoint, tmp: Path) -> DeviceCredentials:
     raw = bytearray(secrets.token_bytes(6))
     raw[0] &= 0xFE
     key = generate_key()
-    answer = fn.post({"mac": raw.hex(), "model": "F2-401", "serial_number": "SN-S3",
-                      "csr": generate_csr(key, "x").decode()})
+    answer = fn.post(
+        {
+            "mac": raw.hex(),
+            "model": "F2-401",
+            "serial_number": "SN-S3",
+            "csr": generate_csr(key, "x").decode(),
+        }
+    )
     assert answer.status_code == 201, answer.text
     body = answer.json()
     (tmp / "d.crt").write_text(body["certificate"])
@@ -150,8 +177,12 @@ def provision(fn: FunctionEndpoint, tmp: Path) -> DeviceCredentials:
 
 
 def test_s3_path__device_provisioned_through_s3_connects_and_is_locked_out_after_revocation(
-    provision_s3: FunctionEndpoint, aclsync: ManagedProcess, edge_broker: MosquittoServer,
-    edge_dir: Path, s3: S3Server, tmp_path: Path,
+    provision_s3: FunctionEndpoint,
+    aclsync: ManagedProcess,
+    edge_broker: MosquittoServer,
+    edge_dir: Path,
+    s3: S3Server,
+    tmp_path: Path,
 ) -> None:
     device = provision(provision_s3, tmp_path)
     keys = {o["Key"] for o in s3.client().list_objects_v2(Bucket=BUCKET)["Contents"]}
@@ -159,11 +190,16 @@ def test_s3_path__device_provisioned_through_s3_connects_and_is_locked_out_after
     assert any(k.startswith(f"{PREFIX}/issued/{device.device_id}/") for k in keys)
     assert wait_for(lambda: f"user {device.device_id}" in (edge_dir / "devices.acl").read_text())
 
-    internal = mqtt_connect(edge_broker.host, edge_broker.port, username=edge_broker.username,
-                            password=edge_broker.password)
+    internal = mqtt_connect(
+        edge_broker.host,
+        edge_broker.port,
+        username=edge_broker.username,
+        password=edge_broker.password,
+    )
     subscribe(internal, "cmnd/#")
-    conn: Connection = mqtt_connect(edge_broker.host, edge_broker.tls_port or 0,
-                                    ca_cert=edge_dir / "ca.crt", device=device)
+    conn: Connection = mqtt_connect(
+        edge_broker.host, edge_broker.tls_port or 0, ca_cert=edge_dir / "ca.crt", device=device
+    )
     try:
         assert conn.accepted, conn.reason
         topic = f"cmnd/{device.device_id}/sensor-mode/J1/sensor-1"
@@ -175,10 +211,19 @@ def test_s3_path__device_provisioned_through_s3_connects_and_is_locked_out_after
 
     pid = edge_broker.pid
     assert provision_s3.delete(device.device_id).status_code == 200
-    assert wait_for(lambda: f"user {device.device_id}" not in
-                    (edge_dir / "devices.acl").read_text())
-    assert wait_for(lambda: not mqtt_connect(edge_broker.host, edge_broker.tls_port or 0,
-                                             ca_cert=edge_dir / "ca.crt", device=device).accepted)
+    assert wait_for(
+        lambda: f"user {device.device_id}" not in (edge_dir / "devices.acl").read_text()
+    )
+    assert wait_for(
+        lambda: (
+            not mqtt_connect(
+                edge_broker.host,
+                edge_broker.tls_port or 0,
+                ca_cert=edge_dir / "ca.crt",
+                device=device,
+            ).accepted
+        )
+    )
     assert edge_broker.pid == pid
     health = requests.get(f"http://127.0.0.1:{AGENT_HTTP_PORT}/healthz", timeout=5)
     assert health.status_code == 200 and health.json()["crl_current"] is True
@@ -188,15 +233,21 @@ def publish_raw(s3: S3Server, files: dict[str, bytes], *, version: int) -> None:
     client = s3.client()
     for name, data in files.items():
         client.put_object(Bucket=BUCKET, Key=f"{PREFIX}/{name}", Body=data)
-    manifest = {"version": version, "generated_at": "2030-01-01T00:00:00+00:00",
-                "files": {n: hashlib.sha256(d).hexdigest() for n, d in files.items()}}
-    client.put_object(Bucket=BUCKET, Key=f"{PREFIX}/{MANIFEST}",
-                      Body=json.dumps(manifest).encode())
+    manifest = {
+        "version": version,
+        "generated_at": "2030-01-01T00:00:00+00:00",
+        "files": {n: hashlib.sha256(d).hexdigest() for n, d in files.items()},
+    }
+    client.put_object(Bucket=BUCKET, Key=f"{PREFIX}/{MANIFEST}", Body=json.dumps(manifest).encode())
 
 
 @pytest.mark.parametrize("tamper", ["acl_grants_wildcard", "crl_from_other_ca", "foreign_ca"])
 def test_aclsync__refuses_a_tampered_publication_and_keeps_the_installed_files(
-    tamper: str, aclsync: ManagedProcess, edge_dir: Path, s3: S3Server, certs_dir: Path,
+    tamper: str,
+    aclsync: ManagedProcess,
+    edge_dir: Path,
+    s3: S3Server,
+    certs_dir: Path,
     test_ca: CertificateAuthority,
 ) -> None:
     before = {n: (edge_dir / n).read_bytes() for n in ("devices.acl", "crl.pem")}

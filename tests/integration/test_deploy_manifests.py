@@ -40,14 +40,27 @@ RELEASE, NAMESPACE = "f2pipe", "f2pipe"
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
 LONG_RUNNING = {"Deployment", "StatefulSet", "DaemonSet"}
 # what faasd reads from a service (pkg/supervisor.go ParseCompose), as the issue lists them
-FAASD_KEYS = {"image", "command", "environment", "volumes", "ports", "restart", "depends_on",
-              "user"}
+FAASD_KEYS = {
+    "image",
+    "command",
+    "environment",
+    "volumes",
+    "ports",
+    "restart",
+    "depends_on",
+    "user",
+}
 FAASD_CORE = {"gateway", "nats", "prometheus", "basic-auth-plugin", "queue-worker"}
-IMAGE_TARGETS = {"bridge": "bridge", "connector": "infra.services.connector",
-                 "autoscaler": "infra.services.autoscaler", "aclsync": "infra.services.aclsync"}
+IMAGE_TARGETS = {
+    "bridge": "bridge",
+    "connector": "infra.services.connector",
+    "autoscaler": "infra.services.autoscaler",
+    "aclsync": "infra.services.aclsync",
+}
 
 
 # --- helm --------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def helm() -> Path:
@@ -55,8 +68,12 @@ def helm() -> Path:
     if not binary.exists():
         if shutil.which("go") is None:
             pytest.skip("helm is not built and go is missing; run `make setup`")
-        result = subprocess.run(["bash", str(REPO / "infra" / "tools" / "setup" / "install-helm.sh")],
-                                capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            ["bash", str(REPO / "infra" / "tools" / "setup" / "install-helm.sh")],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert result.returncode == 0, result.stdout + result.stderr
     return binary
 
@@ -66,23 +83,42 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A CA, broker certificate, CRL and ACL made by the project's own `python -m certs`."""
     directory = tmp_path_factory.mktemp("certs")
     result = subprocess.run(
-        [sys.executable, "-m", "certs", "--dir", str(directory), "init",
-         "--hosts", "mqtt.example.com,10.0.0.5"],
-        cwd=REPO, capture_output=True, text=True, check=False,
-        env={**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'functions'}"})
+        [
+            sys.executable,
+            "-m",
+            "certs",
+            "--dir",
+            str(directory),
+            "init",
+            "--hosts",
+            "mqtt.example.com,10.0.0.5",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'functions'}"},
+    )
     assert result.returncode == 0, result.stderr
     return directory
 
 
 def chart_args(certs: Path, *extra: str) -> list[str]:
     return [
-        "--set", "openfaas.basicAuth.password=gateway-pw",
-        "--set-file", f"pki.caCrt={certs / 'ca.crt'}",
-        "--set-file", f"pki.caKey={certs / 'secrets' / 'ca-key'}",
-        "--set-file", f"pki.serverCrt={certs / 'server.crt'}",
-        "--set-file", f"pki.serverKey={certs / 'server.key'}",
-        "--set-file", f"pki.crl={certs / 'crl.pem'}",
-        "--set-file", f"pki.acl={certs / 'devices.acl'}",
+        "--set",
+        "openfaas.basicAuth.password=gateway-pw",
+        "--set-file",
+        f"pki.caCrt={certs / 'ca.crt'}",
+        "--set-file",
+        f"pki.caKey={certs / 'secrets' / 'ca-key'}",
+        "--set-file",
+        f"pki.serverCrt={certs / 'server.crt'}",
+        "--set-file",
+        f"pki.serverKey={certs / 'server.key'}",
+        "--set-file",
+        f"pki.crl={certs / 'crl.pem'}",
+        "--set-file",
+        f"pki.acl={certs / 'devices.acl'}",
         *extra,
     ]
 
@@ -91,7 +127,10 @@ def helm_template(helm: Path, certs: Path | None, *extra: str) -> subprocess.Com
     args = chart_args(certs, *extra) if certs is not None else list(extra)
     return subprocess.run(
         [str(helm), "template", RELEASE, str(CHART), "--namespace", NAMESPACE, *args],
-        capture_output=True, text=True, check=False)
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def render(helm: Path, certs: Path, *extra: str) -> list[dict[str, Any]]:
@@ -141,28 +180,43 @@ def is_pinned(image: str) -> bool:
 
 
 def test_helm_lint_passes_strict(helm: Path, certs: Path) -> None:
-    result = subprocess.run([str(helm), "lint", "--strict", str(CHART), *chart_args(certs)],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [str(helm), "lint", "--strict", str(CHART), *chart_args(certs)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
 
 
 def test_helm_template_renders_every_part(manifests: list[dict[str, Any]]) -> None:
     kinds = {(d["kind"], d["metadata"]["name"]) for d in manifests}
-    for expected in [("Kafka", "f2pipe-kafka"), ("KafkaNodePool", "f2pipe-kafka-dual"),
-                     ("KafkaTopic", "raw-iot-data"), ("KafkaTopic", "decoded-iot-data"),
-                     ("KafkaTopic", "iot-dead-letter"), ("StatefulSet", "f2pipe-timescaledb"),
-                     ("StatefulSet", "f2pipe-mosquitto"), ("StatefulSet", "f2pipe-bridge"),
-                     ("Deployment", "f2pipe-connector"), ("Deployment", "f2pipe-autoscaler"),
-                     ("StatefulSet", "f2pipe-minio"), ("Job", "f2pipe-bootstrap"),
-                     ("CronJob", "f2pipe-crl-refresh")]:
+    for expected in [
+        ("Kafka", "f2pipe-kafka"),
+        ("KafkaNodePool", "f2pipe-kafka-dual"),
+        ("KafkaTopic", "raw-iot-data"),
+        ("KafkaTopic", "decoded-iot-data"),
+        ("KafkaTopic", "iot-dead-letter"),
+        ("StatefulSet", "f2pipe-timescaledb"),
+        ("StatefulSet", "f2pipe-mosquitto"),
+        ("StatefulSet", "f2pipe-bridge"),
+        ("Deployment", "f2pipe-connector"),
+        ("Deployment", "f2pipe-autoscaler"),
+        ("StatefulSet", "f2pipe-minio"),
+        ("Job", "f2pipe-bootstrap"),
+        ("CronJob", "f2pipe-crl-refresh"),
+    ]:
         assert expected in kinds, expected
     topics = {d["spec"]["topicName"]: d["spec"] for d in manifests if d["kind"] == "KafkaTopic"}
     assert set(topics) == {"raw_iot_data", "decoded_iot_data", "iot_dead_letter"}
     pool = next(d for d in manifests if d["kind"] == "KafkaNodePool")
     assert sorted(pool["spec"]["roles"]) == ["broker", "controller"]  # KRaft, no ZooKeeper
-    bridge = next(d for d in manifests if d["metadata"]["name"] == "f2pipe-bridge"
-                  and d["kind"] == "StatefulSet")
+    bridge = next(
+        d
+        for d in manifests
+        if d["metadata"]["name"] == "f2pipe-bridge" and d["kind"] == "StatefulSet"
+    )
     assert bridge["spec"]["replicas"] >= 2
 
 
@@ -246,8 +300,10 @@ def references(doc: dict[str, Any]) -> Iterator[tuple[str, str, str | None]]:
 def test_every_referenced_secret_and_configmap_is_defined_with_its_keys(
     manifests: list[dict[str, Any]],
 ) -> None:
-    available = {"Secret": defined(manifests, "Secret"),
-                 "ConfigMap": defined(manifests, "ConfigMap")}
+    available = {
+        "Secret": defined(manifests, "Secret"),
+        "ConfigMap": defined(manifests, "ConfigMap"),
+    }
     checked, problems = 0, []
     for doc in manifests:
         for kind, name, key in references(doc):
@@ -262,15 +318,19 @@ def test_every_referenced_secret_and_configmap_is_defined_with_its_keys(
 
 
 def test_every_service_selects_pods_of_the_chart(manifests: list[dict[str, Any]]) -> None:
-    pods = [(namespace_of(d), d["spec"]["template"]["metadata"]["labels"])
-            for d in manifests if d["kind"] in LONG_RUNNING]
+    pods = [
+        (namespace_of(d), d["spec"]["template"]["metadata"]["labels"])
+        for d in manifests
+        if d["kind"] in LONG_RUNNING
+    ]
     orphans = []
     for doc in manifests:
         if doc["kind"] != "Service" or doc["spec"].get("type") == "ExternalName":
             continue
         selector = doc["spec"]["selector"]
-        if not any(ns == namespace_of(doc) and selector.items() <= labels.items()
-                   for ns, labels in pods):
+        if not any(
+            ns == namespace_of(doc) and selector.items() <= labels.items() for ns, labels in pods
+        ):
             orphans.append(doc["metadata"]["name"])
     assert not orphans, orphans
 
@@ -293,8 +353,11 @@ def test_function_namespace_has_every_secret_stack_yml_names(
 def test_function_namespace_aliases_resolve_stack_yml_addresses(
     manifests: list[dict[str, Any]],
 ) -> None:
-    aliases = {d["metadata"]["name"]: d["spec"]["externalName"] for d in manifests
-               if d["kind"] == "Service" and namespace_of(d) == "openfaas-fn"}
+    aliases = {
+        d["metadata"]["name"]: d["spec"]["externalName"]
+        for d in manifests
+        if d["kind"] == "Service" and namespace_of(d) == "openfaas-fn"
+    }
     assert aliases["kafka"] == "f2pipe-kafka-kafka-bootstrap.f2pipe.svc.cluster.local"
     assert aliases["minio"] == "f2pipe-minio.f2pipe.svc.cluster.local"
     for fn in stack_functions().values():
@@ -321,13 +384,18 @@ def test_chart_function_scaling_values_equal_stack_yml() -> None:
 def test_generated_passwords_are_consistent_across_secrets(
     manifests: list[dict[str, Any]],
 ) -> None:
-    secrets = {(namespace_of(d), d["metadata"]["name"]): d["stringData"]
-               for d in manifests if d["kind"] == "Secret"}
+    secrets = {
+        (namespace_of(d), d["metadata"]["name"]): d["stringData"]
+        for d in manifests
+        if d["kind"] == "Secret"
+    }
     database = secrets[(NAMESPACE, "f2pipe-database")]
     assert f":{database['f2pipe-password']}@" in database["devices-dsn"]
     assert secrets[("openfaas-fn", "devices-dsn")]["devices-dsn"] == database["devices-dsn"]
-    assert (secrets[("openfaas-fn", "provision-token")]["provision-token"]
-            == secrets[(NAMESPACE, "f2pipe-provision")]["provision-token"])
+    assert (
+        secrets[("openfaas-fn", "provision-token")]["provision-token"]
+        == secrets[(NAMESPACE, "f2pipe-provision")]["provision-token"]
+    )
     assert len(database["postgres-password"]) >= 32
 
 
@@ -340,23 +408,32 @@ def test_template_refuses_to_render_without_credentials(helm: Path) -> None:
 def test_keda_and_autoscaler_are_alternatives(helm: Path, certs: Path) -> None:
     both = helm_template(helm, certs, "--set", "keda.enabled=true")
     assert both.returncode != 0 and "alternatives" in both.stderr
-    keda_only = render(helm, certs, "--set", "keda.enabled=true",
-                       "--set", "autoscaler.enabled=false")
+    keda_only = render(
+        helm, certs, "--set", "keda.enabled=true", "--set", "autoscaler.enabled=false"
+    )
     assert not [d for d in keda_only if d["metadata"]["name"] == "f2pipe-autoscaler"]
 
 
 def test_topic_with_fewer_partitions_than_max_replicas_is_refused(
-    helm: Path, certs: Path,
+    helm: Path,
+    certs: Path,
 ) -> None:
     result = helm_template(helm, certs, "--set", "kafka.topics.raw_iot_data.partitions=2")
     assert result.returncode != 0
     assert "kafka.topics.raw_iot_data.partitions must be >= functions.decode.maxReplicas" in (
-        result.stderr)
+        result.stderr
+    )
 
 
 def test_external_s3_store_replaces_minio(helm: Path, certs: Path) -> None:
-    docs = render(helm, certs, "--set", "minio.enabled=false",
-                  "--set", "s3.endpoint=https://s3.eu-west-1.amazonaws.com")
+    docs = render(
+        helm,
+        certs,
+        "--set",
+        "minio.enabled=false",
+        "--set",
+        "s3.endpoint=https://s3.eu-west-1.amazonaws.com",
+    )
     assert not [d for d in docs if "minio" in d["metadata"]["name"]]
     bootstrap = next(d for d in docs if d["kind"] == "Job")
     env = {e["name"]: e.get("value") for e in pod_spec(bootstrap)["containers"][0]["env"]}
@@ -374,6 +451,7 @@ def test_faasd_installs_the_charts_broker_and_database_files() -> None:
 
 # --- faasd -------------------------------------------------------------------------------------
 
+
 def faasd_services() -> dict[str, Any]:
     return dict(yaml.safe_load((FAASD / "docker-compose.f2pipe.yaml").read_text())["services"])
 
@@ -382,8 +460,9 @@ def test_faasd_compose_parses_and_uses_only_keys_faasd_supports() -> None:
     doc = yaml.safe_load((FAASD / "docker-compose.f2pipe.yaml").read_text())
     assert set(doc) <= {"version", "services"}
     services = doc["services"]
-    assert {"mosquitto", "aclsync", "kafka", "timescaledb", "minio", "bridge",
-            "connector"} <= set(services)
+    assert {"mosquitto", "aclsync", "kafka", "timescaledb", "minio", "bridge", "connector"} <= set(
+        services
+    )
     for name, spec in services.items():
         assert set(spec) <= FAASD_KEYS, (name, set(spec) - FAASD_KEYS)
         assert is_pinned(spec["image"]), (name, spec["image"])
@@ -396,7 +475,9 @@ def test_faasd_compose_parses_and_uses_only_keys_faasd_supports() -> None:
         for item in spec.get("environment") or []:
             key = str(item).split("=", 1)[0]
             assert not re.search(r"PASSWORD$|SECRET|TOKEN$", key) or key.endswith("_FILE"), (
-                name, key)
+                name,
+                key,
+            )
 
 
 def test_faasd_compose_publishes_only_mtls_and_gateway_facing_ports_publicly() -> None:
@@ -426,9 +507,20 @@ services:
 def test_faasd_compose_merge_is_idempotent_and_keeps_faasd_services(tmp_path: Path) -> None:
     compose = tmp_path / "docker-compose.yaml"
     compose.write_text(FAASD_LIKE)
-    argv = ["--compose", str(compose), "--additions", str(FAASD / "docker-compose.f2pipe.yaml"),
-            "--registry", "registry.example.com/acme/", "--tag", "1.2.3",
-            "--cluster-id", "6BKKIEVwTmSKSVphpG8rog", "--gateway-user", "ops"]
+    argv = [
+        "--compose",
+        str(compose),
+        "--additions",
+        str(FAASD / "docker-compose.f2pipe.yaml"),
+        "--registry",
+        "registry.example.com/acme/",
+        "--tag",
+        "1.2.3",
+        "--cluster-id",
+        "6BKKIEVwTmSKSVphpG8rog",
+        "--gateway-user",
+        "ops",
+    ]
     assert faasd_compose.main(argv) == 0
     first = compose.read_text()
     assert faasd_compose.main(argv) == 0
@@ -446,28 +538,45 @@ def test_faasd_compose_merge_is_idempotent_and_keeps_faasd_services(tmp_path: Pa
 def test_faasd_compose_merge_refuses_a_file_it_cannot_append_to(tmp_path: Path) -> None:
     compose = tmp_path / "docker-compose.yaml"
     compose.write_text(FAASD_LIKE + "networks:\n  default: {}\n")
-    argv = ["--compose", str(compose), "--additions", str(FAASD / "docker-compose.f2pipe.yaml"),
-            "--registry", "r", "--tag", "1", "--cluster-id", "x"]
+    argv = [
+        "--compose",
+        str(compose),
+        "--additions",
+        str(FAASD / "docker-compose.f2pipe.yaml"),
+        "--registry",
+        "r",
+        "--tag",
+        "1",
+        "--cluster-id",
+        "x",
+    ]
     assert faasd_compose.main(argv) == 1
     assert faasd_compose.BEGIN not in compose.read_text()
 
 
 def test_shell_scripts_pass_bash_syntax_and_shellcheck() -> None:
-    scripts = [FAASD / "install.sh", CHART / "files" / "run-broker.sh",
-               CHART / "files" / "010-f2pipe-databases.sh", REPO / "infra" / "tools" / "setup" / "install-helm.sh"]
+    scripts = [
+        FAASD / "install.sh",
+        CHART / "files" / "run-broker.sh",
+        CHART / "files" / "010-f2pipe-databases.sh",
+        REPO / "infra" / "tools" / "setup" / "install-helm.sh",
+    ]
     for script in scripts:
         shell = "bash" if script.name.endswith(("install.sh", "install-helm.sh")) else "sh"
-        result = subprocess.run([shell, "-n", str(script)], capture_output=True, text=True,
-                                check=False)
+        result = subprocess.run(
+            [shell, "-n", str(script)], capture_output=True, text=True, check=False
+        )
         assert result.returncode == 0, (script, result.stderr)
     if shutil.which("shellcheck") is None:
         pytest.skip("shellcheck not installed (apt-get install shellcheck); syntax checked only")
-    result = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run(
+        ["shellcheck", *map(str, scripts)], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout
 
 
 # --- images --------------------------------------------------------------------------------------
+
 
 def dockerfile_stages() -> dict[str, dict[str, Any]]:
     """Stage name -> {base, instructions}; ARG defaults substituted into FROM."""
@@ -499,8 +608,9 @@ def resolve(stages: dict[str, dict[str, Any]], name: str, word: str) -> list[str
     while name in stages:
         chain.append(name)
         name = stages[name]["base"]
-    return [rest for stage in reversed(chain) for w, rest in stages[stage]["instructions"]
-            if w == word]
+    return [
+        rest for stage in reversed(chain) for w, rest in stages[stage]["instructions"] if w == word
+    ]
 
 
 def test_dockerfile_bases_are_pinned_and_targets_run_unprivileged_with_health_checks() -> None:
@@ -531,8 +641,11 @@ def test_dockerfile_bakes_in_no_secrets() -> None:
 
 
 def test_dockerfile_commands_name_modules_that_exist() -> None:
-    missing = [module for module in IMAGE_TARGETS.values()
-               if not (REPO / module.replace(".", "/") / "__main__.py").exists()]
+    missing = [
+        module
+        for module in IMAGE_TARGETS.values()
+        if not (REPO / module.replace(".", "/") / "__main__.py").exists()
+    ]
     if missing:
         pytest.skip(f"entry points not in the tree yet: {missing}")
 
@@ -543,24 +656,40 @@ def test_healthcheck_exits_zero_only_on_200(tmp_path: Path) -> None:
     from infra.services.kit.ops_http import OpsServer
 
     state = {"healthy": False}
-    server = OpsServer("127.0.0.1", 0, CollectorRegistry(),
-                       lambda: (state["healthy"], {"state": state["healthy"]})).start()
+    server = OpsServer(
+        "127.0.0.1", 0, CollectorRegistry(), lambda: (state["healthy"], {"state": state["healthy"]})
+    ).start()
     script = REPO / "infra" / "deploy" / "docker" / "healthcheck.py"
     env = {**os.environ, "SOME_HTTP_PORT": str(server.port)}
     try:
-        run = lambda: subprocess.run(  # noqa: E731
-            [sys.executable, str(script), "SOME_HTTP_PORT", "1"], env=env,
-            capture_output=True, text=True, check=False).returncode
+
+        def run() -> int:
+            return subprocess.run(
+                [sys.executable, str(script), "SOME_HTTP_PORT", "1"],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            ).returncode
+
         assert run() == 1
         state["healthy"] = True
         assert run() == 0
     finally:
         server.stop()
-    assert subprocess.run([sys.executable, str(script), "SOME_HTTP_PORT", "1"], env=env,
-                          capture_output=True, check=False).returncode == 1
+    assert (
+        subprocess.run(
+            [sys.executable, str(script), "SOME_HTTP_PORT", "1"],
+            env=env,
+            capture_output=True,
+            check=False,
+        ).returncode
+        == 1
+    )
 
 
 # --- bootstrap helpers against real services ---------------------------------------------------
+
 
 def test_create_topics_creates_then_only_grows_partitions(kafka: Any) -> None:
     names = [f"deploy_test_{os.getpid()}_a", f"deploy_test_{os.getpid()}_b"]
@@ -606,45 +735,66 @@ def test_mosquitto_passwd_writes_a_verifiable_hash_and_keeps_a_matching_file(
 @pytest.fixture
 def own_postgres(runtime_root: Path) -> Iterator[PostgresServer]:
     """A cluster of its own: the init script creates roles and databases cluster-wide."""
-    server = PostgresServer(runtime_root / f"pg-init-{os.getpid()}-{time.monotonic_ns()}",
-                            free_port()).start()
+    server = PostgresServer(
+        runtime_root / f"pg-init-{os.getpid()}-{time.monotonic_ns()}", free_port()
+    ).start()
     yield server
     server.stop()
 
 
 def test_database_init_script_creates_role_and_databases_idempotently(
-    own_postgres: PostgresServer, tmp_path: Path,
+    own_postgres: PostgresServer,
+    tmp_path: Path,
 ) -> None:
     password_file = tmp_path / "f2pipe-db-password"
     password_file.write_text("app-pw-123\n")
-    env = {**os.environ, "PGHOST": "127.0.0.1", "PGPORT": str(own_postgres.port),
-           "PGPASSWORD": own_postgres.password, "F2PIPE_DB_PASSWORD_FILE": str(password_file),
-           "POSTGRES_USER": "postgres"}
+    env = {
+        **os.environ,
+        "PGHOST": "127.0.0.1",
+        "PGPORT": str(own_postgres.port),
+        "PGPASSWORD": own_postgres.password,
+        "F2PIPE_DB_PASSWORD_FILE": str(password_file),
+        "POSTGRES_USER": "postgres",
+    }
     script = CHART / "files" / "010-f2pipe-databases.sh"
     for _ in range(2):
-        result = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True,
-                                check=False)
+        result = subprocess.run(
+            ["sh", str(script)], env=env, capture_output=True, text=True, check=False
+        )
         assert result.returncode == 0, result.stderr
         assert "app-pw-123" not in result.stdout + result.stderr
     for db in ("devices", "timeseries"):
         dsn = f"postgresql://f2pipe:app-pw-123@127.0.0.1:{own_postgres.port}/{db}"
         with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-            cur.execute("SELECT pg_get_userbyid(datdba) FROM pg_database"
-                        " WHERE datname = current_database()")
+            cur.execute(
+                "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"
+            )
             assert cur.fetchone() == ("f2pipe",)
             cur.execute("CREATE TABLE deploy_probe (id int)")
         conn.close()
     schema = subprocess.run(
-        [sys.executable, "-m", "infra.deploy.schema", "--timescaledb", "auto",
-         "--devices-dsn", f"postgresql://f2pipe:app-pw-123@127.0.0.1:{own_postgres.port}/devices",
-         "--timeseries-dsn",
-         f"postgresql://f2pipe:app-pw-123@127.0.0.1:{own_postgres.port}/timeseries"],
-        cwd=REPO, capture_output=True, text=True, check=False,
-        env={**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'functions'}"})
+        [
+            sys.executable,
+            "-m",
+            "infra.deploy.schema",
+            "--timescaledb",
+            "auto",
+            "--devices-dsn",
+            f"postgresql://f2pipe:app-pw-123@127.0.0.1:{own_postgres.port}/devices",
+            "--timeseries-dsn",
+            f"postgresql://f2pipe:app-pw-123@127.0.0.1:{own_postgres.port}/timeseries",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'functions'}"},
+    )
     assert schema.returncode == 0, schema.stderr
 
 
 # --- the broker as deployed: shipped mosquitto.conf under run-broker.sh ------------------------
+
 
 class Broker:
     """The shipped mosquitto.conf with its /mosquitto paths and ports moved into a temp dir."""
@@ -671,8 +821,9 @@ class Broker:
         self.bridge_password = "bridge-pw"
         pw = root / "bridge-pw"
         pw.write_text(self.bridge_password)
-        mosquitto_passwd.write_password_file(root / "auth" / "passwd",
-                                             [("f2-bridge", self.bridge_password)])
+        mosquitto_passwd.write_password_file(
+            root / "auth" / "passwd", [("f2-bridge", self.bridge_password)]
+        )
         (root / "auth" / "passwd").chmod(0o644)
         shutil.chown(root / "data", "mosquitto", "mosquitto")
         self.process: subprocess.Popen[bytes] | None = None
@@ -686,16 +837,25 @@ class Broker:
         tmp.replace(target)
 
     def start(self) -> None:
-        env = {**os.environ, "MOSQUITTO_CONF": str(self.root / "config" / "mosquitto.conf"),
-               "MOSQUITTO_WATCH_FILES": " ".join(str(self.root / p) for p in (
-                   "registry/devices.acl", "registry/crl.pem", "auth/passwd")),
-               "MOSQUITTO_WAIT_FOR": str(self.root / "registry" / "devices.acl"),
-               "MOSQUITTO_WATCH_SECONDS": "0.5",
-               "MOSQUITTO_BIN": shutil.which("mosquitto") or "/usr/sbin/mosquitto"}
+        env = {
+            **os.environ,
+            "MOSQUITTO_CONF": str(self.root / "config" / "mosquitto.conf"),
+            "MOSQUITTO_WATCH_FILES": " ".join(
+                str(self.root / p)
+                for p in ("registry/devices.acl", "registry/crl.pem", "auth/passwd")
+            ),
+            "MOSQUITTO_WAIT_FOR": str(self.root / "registry" / "devices.acl"),
+            "MOSQUITTO_WATCH_SECONDS": "0.5",
+            "MOSQUITTO_BIN": shutil.which("mosquitto") or "/usr/sbin/mosquitto",
+        }
         self.log = (self.root / "broker.log").open("wb")
         self.process = subprocess.Popen(
-            ["sh", str(CHART / "files" / "run-broker.sh")], env=env, stdout=self.log,
-            stderr=subprocess.STDOUT, start_new_session=True)
+            ["sh", str(CHART / "files" / "run-broker.sh")],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 20
         while not (port_open(self.port) and port_open(self.tls_port)):
             assert self.process.poll() is None, (self.root / "broker.log").read_text()
@@ -745,7 +905,8 @@ def broker(runtime_root: Path) -> Iterator[Broker]:
 
 
 def test_deployed_broker_config_reloads_device_acl_without_restart(
-    broker: Broker, tmp_path: Path,
+    broker: Broker,
+    tmp_path: Path,
 ) -> None:
     device_id = "f2-0a1b2c3d4e5f"
     issued = broker.ca.issue_client_certificate(device_id, days=1)
@@ -756,21 +917,27 @@ def test_deployed_broker_config_reloads_device_acl_without_restart(
     pid_before = broker.process.pid if broker.process else None
 
     received: list[str] = []
-    bridge = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="deploy-test-bridge",
-                         protocol=mqtt.MQTTv5)
+    bridge = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id="deploy-test-bridge", protocol=mqtt.MQTTv5
+    )
     bridge.username_pw_set("f2-bridge", broker.bridge_password)
     bridge.on_message = lambda c, u, m: received.append(m.topic)
     assert _connect(bridge, broker.port) == 0
     bridge.subscribe("$share/g/cmnd/#", qos=1)
 
     def publish_once(suffix: str) -> None:
-        device = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device_id,
-                             protocol=mqtt.MQTTv5)
-        device.tls_set(ca_certs=str(tmp_path / "ca.crt"), certfile=str(tmp_path / "device.crt"),
-                       keyfile=str(tmp_path / "device.key"))
+        device = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=device_id, protocol=mqtt.MQTTv5
+        )
+        device.tls_set(
+            ca_certs=str(tmp_path / "ca.crt"),
+            certfile=str(tmp_path / "device.crt"),
+            keyfile=str(tmp_path / "device.key"),
+        )
         assert _connect(device, broker.tls_port) == 0
-        device.publish(f"cmnd/{device_id}/access-control-mode/J1/{suffix}", b"{}", qos=1
-                       ).wait_for_publish(5)
+        device.publish(
+            f"cmnd/{device_id}/access-control-mode/J1/{suffix}", b"{}", qos=1
+        ).wait_for_publish(5)
         device.disconnect()
         device.loop_stop()
 
@@ -798,8 +965,9 @@ def test_deployed_broker_reloads_password_file_and_stops_cleanly(broker: Broker)
     rotated.username_pw_set("f2-bridge", "rotated-pw")
     assert _connect(rotated, broker.port) != 0
     rotated.loop_stop()
-    mosquitto_passwd.write_password_file(broker.root / "auth" / "passwd",
-                                         [("f2-bridge", "rotated-pw")])
+    mosquitto_passwd.write_password_file(
+        broker.root / "auth" / "passwd", [("f2-bridge", "rotated-pw")]
+    )
     (broker.root / "auth" / "passwd").chmod(0o644)
     time.sleep(2.0)
     again = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="deploy-test-rotated-2")
@@ -833,11 +1001,23 @@ def test_crl_refresh_posts_to_the_provision_function_with_the_token(tmp_path: Pa
     (tmp_path / "provision-token").write_text("tok-123\n")
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "infra.deploy.docker.refresh_crl", "--gateway",
-             f"http://127.0.0.1:{server.server_address[1]}"],
-            cwd=REPO, capture_output=True, text=True, check=False,
-            env={**os.environ, "F2_SECRETS_DIR": str(tmp_path),
-                 "PYTHONPATH": f"{REPO}:{REPO / 'functions'}"})
+            [
+                sys.executable,
+                "-m",
+                "infra.deploy.docker.refresh_crl",
+                "--gateway",
+                f"http://127.0.0.1:{server.server_address[1]}",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+            env={
+                **os.environ,
+                "F2_SECRETS_DIR": str(tmp_path),
+                "PYTHONPATH": f"{REPO}:{REPO / 'functions'}",
+            },
+        )
     finally:
         server.shutdown()
     assert result.returncode == 0, result.stderr

@@ -129,13 +129,21 @@ def _consumer(kafka: KafkaServer, **config: Any) -> KafkaConsumer:
 
 
 def _group_member(
-    kafka: KafkaServer, topic: str, group: str, shared: Shared, until: threading.Event,
+    kafka: KafkaServer,
+    topic: str,
+    group: str,
+    shared: Shared,
+    until: threading.Event,
     name: str,
 ) -> Callable[[], None]:
     def work() -> None:
         consumer = _consumer(
-            kafka, group_id=group, client_id=name, auto_offset_reset="earliest",
-            enable_auto_commit=False, max_poll_records=200,
+            kafka,
+            group_id=group,
+            client_id=name,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            max_poll_records=200,
         )
         consumer.subscribe([topic])
         try:
@@ -156,8 +164,9 @@ def _group_member(
                         position = consumer.position(tp)
                         committed = consumer.committed(tp)
                         assert ends[tp] >= position >= (committed or 0)
-                    consumer.offsets_for_times({tp: int(time.time() * 1000) - 20_000
-                                                for tp in assigned})
+                    consumer.offsets_for_times(
+                        {tp: int(time.time() * 1000) - 20_000 for tp in assigned}
+                    )
                     with shared.lock:
                         shared.offset_lookups += 1
                     next_lookup = time.monotonic() + 7
@@ -167,9 +176,7 @@ def _group_member(
     return work
 
 
-def _lag_exporter(
-    kafka: KafkaServer, topic: str, group: str, shared: Shared
-) -> Callable[[], None]:
+def _lag_exporter(kafka: KafkaServer, topic: str, group: str, shared: Shared) -> Callable[[], None]:
     partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
 
     def work() -> None:
@@ -251,17 +258,24 @@ def test_pinned_client__runs_minutes_against_pinned_broker_without_protocol_erro
 
     second_member_leaves = threading.Event()
     threads = [
-        threading.Thread(target=shared.guard(
-            "member-1", _group_member(kafka, topic, group, shared, shared.stop_consuming,
-                                      "member-1"))),
-        threading.Thread(target=shared.guard("lag-exporter",
-                                             _lag_exporter(kafka, topic, group, shared))),
+        threading.Thread(
+            target=shared.guard(
+                "member-1",
+                _group_member(kafka, topic, group, shared, shared.stop_consuming, "member-1"),
+            )
+        ),
+        threading.Thread(
+            target=shared.guard("lag-exporter", _lag_exporter(kafka, topic, group, shared))
+        ),
     ]
     for thread in threads:
         thread.start()
 
     producer = KafkaProducer(
-        bootstrap_servers=kafka.bootstrap, acks="all", linger_ms=10, client_id="compat-producer",
+        bootstrap_servers=kafka.bootstrap,
+        acks="all",
+        linger_ms=10,
+        client_id="compat-producer",
         **CLIENT_TIMERS,
     )
     futures = []
@@ -270,9 +284,12 @@ def test_pinned_client__runs_minutes_against_pinned_broker_without_protocol_erro
     while time.monotonic() - started < DURATION and not shared.stop_producing.is_set():
         elapsed = time.monotonic() - started
         if member_2 is None and elapsed > DURATION / 3:  # a rebalance while records flow
-            member_2 = threading.Thread(target=shared.guard(
-                "member-2", _group_member(kafka, topic, group, shared, second_member_leaves,
-                                          "member-2")))
+            member_2 = threading.Thread(
+                target=shared.guard(
+                    "member-2",
+                    _group_member(kafka, topic, group, shared, second_member_leaves, "member-2"),
+                )
+            )
             member_2.start()
         if member_2 is not None and elapsed > 2 * DURATION / 3:
             second_member_leaves.set()

@@ -62,8 +62,10 @@ def test_round_trip__every_record_produced_with_acks_all_is_consumed(
 ) -> None:
     producer = _producer(kafka)
     sent = {f"value-{i}".encode() for i in range(200)}
-    metadata = [producer.send(topic, key=b"f2-0000000000%02d" % (i % 7), value=value)
-                for i, value in enumerate(sorted(sent))]
+    metadata = [
+        producer.send(topic, key=b"f2-0000000000%02d" % (i % 7), value=value)
+        for i, value in enumerate(sorted(sent))
+    ]
     producer.flush()
     offsets = [future.get(timeout=10) for future in metadata]
     producer.close()
@@ -175,8 +177,9 @@ def test_restart__keeps_topics_records_and_committed_offsets(tmp_path: Path) -> 
         assert server.list_topics() == ["durable"]
         received = _consume(server, "durable", expected=30)
         assert sorted(int(value) for _, _, _, value in received) == list(range(30))
-        consumer = KafkaConsumer(bootstrap_servers=server.bootstrap, group_id="restart-group",
-                                 enable_auto_commit=False)
+        consumer = KafkaConsumer(
+            bootstrap_servers=server.bootstrap, group_id="restart-group", enable_auto_commit=False
+        )
         try:
             committed = sum(consumer.committed(TopicPartition("durable", p)) or 0 for p in (0, 1))
         finally:

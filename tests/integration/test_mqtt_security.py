@@ -33,8 +33,14 @@ def random_mac() -> str:
 def provision(fn: FunctionEndpoint, tmp: Path, model: str = "F2-212") -> DeviceCredentials:
     mac = random_mac()
     key = generate_key()
-    answer = fn.post({"mac": mac, "model": model, "serial_number": f"SN-{mac}",
-                      "csr": generate_csr(key, "ignored").decode()})
+    answer = fn.post(
+        {
+            "mac": mac,
+            "model": model,
+            "serial_number": f"SN-{mac}",
+            "csr": generate_csr(key, "ignored").decode(),
+        }
+    )
     assert answer.status_code == 201, answer.text
     body = answer.json()
     device = tmp / body["device_id"]
@@ -44,17 +50,30 @@ def provision(fn: FunctionEndpoint, tmp: Path, model: str = "F2-212") -> DeviceC
     return DeviceCredentials(device / "device.crt", device / "device.key", body["device_id"])
 
 
-def device_connect(broker: MosquittoServer, certs_dir: Path,
-                   device: DeviceCredentials | None, port: int | None = None,
-                   transport: str = "tcp") -> Connection:
-    return mqtt_connect(broker.host, port or broker.tls_port or 0, ca_cert=certs_dir / "ca.crt",
-                        device=device, transport=transport)
+def device_connect(
+    broker: MosquittoServer,
+    certs_dir: Path,
+    device: DeviceCredentials | None,
+    port: int | None = None,
+    transport: str = "tcp",
+) -> Connection:
+    return mqtt_connect(
+        broker.host,
+        port or broker.tls_port or 0,
+        ca_cert=certs_dir / "ca.crt",
+        device=device,
+        transport=transport,
+    )
 
 
 @pytest.fixture
 def internal(secure_mosquitto: MosquittoServer) -> Connection:
-    conn = mqtt_connect(secure_mosquitto.host, secure_mosquitto.port,
-                        username=secure_mosquitto.username, password=secure_mosquitto.password)
+    conn = mqtt_connect(
+        secure_mosquitto.host,
+        secure_mosquitto.port,
+        username=secure_mosquitto.username,
+        password=secure_mosquitto.password,
+    )
     assert conn.accepted, conn.reason
     subscribe(conn, "cmnd/#")
     yield conn
@@ -62,8 +81,11 @@ def internal(secure_mosquitto: MosquittoServer) -> Connection:
 
 
 def test_provisioned_device__reaches_internal_subscriber_only_on_its_own_topics(
-    provision_fn: FunctionEndpoint, secure_mosquitto: MosquittoServer, certs_dir: Path,
-    internal: Connection, tmp_path: Path,
+    provision_fn: FunctionEndpoint,
+    secure_mosquitto: MosquittoServer,
+    certs_dir: Path,
+    internal: Connection,
+    tmp_path: Path,
 ) -> None:
     device = provision(provision_fn, tmp_path)
     other = provision(provision_fn, tmp_path)
@@ -83,14 +105,17 @@ def test_provisioned_device__reaches_internal_subscriber_only_on_its_own_topics(
 
 
 def test_connect__without_client_certificate_is_rejected(
-    secure_mosquitto: MosquittoServer, certs_dir: Path,
+    secure_mosquitto: MosquittoServer,
+    certs_dir: Path,
 ) -> None:
     conn = device_connect(secure_mosquitto, certs_dir, None)
     assert not conn.accepted
 
 
 def test_connect__with_certificate_from_another_ca_is_rejected(
-    secure_mosquitto: MosquittoServer, certs_dir: Path, tmp_path: Path,
+    secure_mosquitto: MosquittoServer,
+    certs_dir: Path,
+    tmp_path: Path,
 ) -> None:
     rogue = CertificateAuthority.generate("rogue CA")
     issued = rogue.issue_client_certificate(f"f2-{random_mac()}")
@@ -100,19 +125,25 @@ def test_connect__with_certificate_from_another_ca_is_rejected(
 
 
 def test_connect__with_expired_certificate_is_rejected(
-    secure_mosquitto: MosquittoServer, certs_dir: Path, test_ca: CertificateAuthority,
+    secure_mosquitto: MosquittoServer,
+    certs_dir: Path,
+    test_ca: CertificateAuthority,
     tmp_path: Path,
 ) -> None:
     now = dt.datetime.now(dt.UTC)
     issued = test_ca.issue_client_certificate(
-        f"f2-{random_mac()}", not_before=now - dt.timedelta(days=30),
-        not_after=now - dt.timedelta(days=1))
+        f"f2-{random_mac()}",
+        not_before=now - dt.timedelta(days=30),
+        not_after=now - dt.timedelta(days=1),
+    )
     conn = device_connect(secure_mosquitto, certs_dir, write_device(tmp_path, "old", issued))
     assert not conn.accepted
 
 
 def test_connect__with_revoked_certificate_is_rejected_without_broker_restart(
-    provision_fn: FunctionEndpoint, secure_mosquitto: MosquittoServer, certs_dir: Path,
+    provision_fn: FunctionEndpoint,
+    secure_mosquitto: MosquittoServer,
+    certs_dir: Path,
     tmp_path: Path,
 ) -> None:
     device = provision(provision_fn, tmp_path)
@@ -129,14 +160,22 @@ def test_connect__with_revoked_certificate_is_rejected_without_broker_restart(
 
 
 def test_reprovisioning__rotates_the_certificate_and_revokes_the_old_one(
-    provision_fn: FunctionEndpoint, secure_mosquitto: MosquittoServer, certs_dir: Path,
+    provision_fn: FunctionEndpoint,
+    secure_mosquitto: MosquittoServer,
+    certs_dir: Path,
     tmp_path: Path,
 ) -> None:
     old = provision(provision_fn, tmp_path)
     mac = old.device_id.removeprefix("f2-")
     key = generate_key()
-    answer = provision_fn.post({"mac": mac, "model": "F2-214", "serial_number": "SN-rotated",
-                                "csr": generate_csr(key, "x").decode()})
+    answer = provision_fn.post(
+        {
+            "mac": mac,
+            "model": "F2-214",
+            "serial_number": "SN-rotated",
+            "csr": generate_csr(key, "x").decode(),
+        }
+    )
     assert answer.status_code == 201, answer.text
     new_dir = tmp_path / "new"
     new_dir.mkdir()
@@ -150,12 +189,16 @@ def test_reprovisioning__rotates_the_certificate_and_revokes_the_old_one(
 
 
 def test_websockets_listener__accepts_a_device_and_gates_it_by_the_acl(
-    provision_fn: FunctionEndpoint, secure_mosquitto: MosquittoServer, certs_dir: Path,
-    internal: Connection, tmp_path: Path,
+    provision_fn: FunctionEndpoint,
+    secure_mosquitto: MosquittoServer,
+    certs_dir: Path,
+    internal: Connection,
+    tmp_path: Path,
 ) -> None:
     device = provision(provision_fn, tmp_path)
-    conn = device_connect(secure_mosquitto, certs_dir, device, port=secure_mosquitto.ws_port,
-                          transport="websockets")
+    conn = device_connect(
+        secure_mosquitto, certs_dir, device, port=secure_mosquitto.ws_port, transport="websockets"
+    )
     assert conn.accepted, conn.reason
     try:
         own = f"cmnd/{device.device_id}/alarm-mode/J2/siren-1"
@@ -166,31 +209,40 @@ def test_websockets_listener__accepts_a_device_and_gates_it_by_the_acl(
 
 
 def test_websockets_listener__rejects_a_client_without_certificate(
-    secure_mosquitto: MosquittoServer, certs_dir: Path,
+    secure_mosquitto: MosquittoServer,
+    certs_dir: Path,
 ) -> None:
-    conn = device_connect(secure_mosquitto, certs_dir, None, port=secure_mosquitto.ws_port,
-                          transport="websockets")
+    conn = device_connect(
+        secure_mosquitto, certs_dir, None, port=secure_mosquitto.ws_port, transport="websockets"
+    )
     assert not conn.accepted
 
 
 def test_websockets_listener__revoked_device_cannot_publish_even_without_crl_check(
-    provision_fn: FunctionEndpoint, secure_mosquitto: MosquittoServer, certs_dir: Path,
-    internal: Connection, tmp_path: Path,
+    provision_fn: FunctionEndpoint,
+    secure_mosquitto: MosquittoServer,
+    certs_dir: Path,
+    internal: Connection,
+    tmp_path: Path,
 ) -> None:
     """Mosquitto 2.0.11 does no CRL check on websockets (upstream 3042): the ACL is the guard."""
     device = provision(provision_fn, tmp_path)
     assert provision_fn.delete(device.device_id).status_code == 200
-    conn = device_connect(secure_mosquitto, certs_dir, device, port=secure_mosquitto.ws_port,
-                          transport="websockets")
+    conn = device_connect(
+        secure_mosquitto, certs_dir, device, port=secure_mosquitto.ws_port, transport="websockets"
+    )
     if not conn.accepted:
         return  # a broker that checks the CRL here refuses outright, which is as good
     try:
         own = f"cmnd/{device.device_id}/alarm-mode/J2/siren-1"
         conn.client.publish(own, b'{"status": true}', qos=1).wait_for_publish(5)
         marker = f"cmnd/f2-000000000000/probe/{secrets.token_hex(4)}"
-        probe = mqtt_connect(secure_mosquitto.host, secure_mosquitto.port,
-                             username=secure_mosquitto.username,
-                             password=secure_mosquitto.password)
+        probe = mqtt_connect(
+            secure_mosquitto.host,
+            secure_mosquitto.port,
+            username=secure_mosquitto.username,
+            password=secure_mosquitto.password,
+        )
         probe.client.publish(marker, b"{}", qos=1).wait_for_publish(5)
         probe.close()
         assert wait_for(lambda: any(m.topic == marker for m in internal.received))

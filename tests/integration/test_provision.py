@@ -36,8 +36,12 @@ def random_mac() -> str:
 
 def valid_body(**overrides: Any) -> dict[str, Any]:
     mac = random_mac()
-    body = {"mac": mac, "model": "F2-215", "serial_number": f"SN-{mac}",
-            "csr": generate_csr(generate_key(), "any").decode()}
+    body = {
+        "mac": mac,
+        "model": "F2-215",
+        "serial_number": f"SN-{mac}",
+        "csr": generate_csr(generate_key(), "any").decode(),
+    }
     body.update(overrides)
     return {k: v for k, v in body.items() if v is not None}
 
@@ -46,20 +50,31 @@ def tampered_csr() -> str:
     csr = x509.load_pem_x509_csr(generate_csr(generate_key(), "x"))
     der = bytearray(csr.public_bytes(serialization.Encoding.DER))
     der[-3] ^= 0x01
-    return ("-----BEGIN CERTIFICATE REQUEST-----\n" + base64.encodebytes(bytes(der)).decode()
-            + "-----END CERTIFICATE REQUEST-----\n")
+    return (
+        "-----BEGIN CERTIFICATE REQUEST-----\n"
+        + base64.encodebytes(bytes(der)).decode()
+        + "-----END CERTIFICATE REQUEST-----\n"
+    )
 
 
 def rsa_csr() -> str:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")]))
-           .sign(key, hashes.SHA256()))
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")]))
+        .sign(key, hashes.SHA256())
+    )
     return csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def raw_post(fn: FunctionEndpoint, data: bytes, *, token: str | None = None,
-             content_type: str = "application/json", auth: str | None = None) -> requests.Response:
+def raw_post(
+    fn: FunctionEndpoint,
+    data: bytes,
+    *,
+    token: str | None = None,
+    content_type: str = "application/json",
+    auth: str | None = None,
+) -> requests.Response:
     headers = {"Content-Type": content_type}
     if auth is not None:
         headers["Authorization"] = auth
@@ -72,48 +87,81 @@ Case = Callable[[FunctionEndpoint], requests.Response]
 
 BAD_REQUESTS: dict[str, tuple[Case, int, str]] = {
     "missing token": (
-        lambda fn: raw_post(fn, json.dumps(valid_body()).encode()), 401, "missing_token"),
+        lambda fn: raw_post(fn, json.dumps(valid_body()).encode()),
+        401,
+        "missing_token",
+    ),
     "wrong token": (
         lambda fn: raw_post(fn, json.dumps(valid_body()).encode(), token="not-the-token"),
-        401, "invalid_token"),
+        401,
+        "invalid_token",
+    ),
     "basic instead of bearer": (
         lambda fn: raw_post(fn, json.dumps(valid_body()).encode(), auth="Basic YWRtaW46eA=="),
-        401, "invalid_authorization"),
+        401,
+        "invalid_authorization",
+    ),
     "malformed mac": (lambda fn: fn.post(valid_body(mac="zz:11:22:33:44:55")), 400, "invalid_mac"),
     "short mac": (lambda fn: fn.post(valid_body(mac="aabbccddee")), 400, "invalid_mac"),
     "mixed separators": (
-        lambda fn: fn.post(valid_body(mac="aa:bb-cc:dd:ee:f0")), 400, "invalid_mac"),
+        lambda fn: fn.post(valid_body(mac="aa:bb-cc:dd:ee:f0")),
+        400,
+        "invalid_mac",
+    ),
     "multicast mac": (lambda fn: fn.post(valid_body(mac="01:00:5e:00:00:01")), 400, "invalid_mac"),
     "unknown model": (lambda fn: fn.post(valid_body(model="F2-999")), 400, "unknown_model"),
     "missing serial number": (
-        lambda fn: fn.post(valid_body(serial_number=None)), 400, "missing_field"),
+        lambda fn: fn.post(valid_body(serial_number=None)),
+        400,
+        "missing_field",
+    ),
     "bad serial number": (
         lambda fn: fn.post(valid_body(serial_number="SN 1; DROP TABLE device")),
-        400, "invalid_serial_number"),
+        400,
+        "invalid_serial_number",
+    ),
     "mac not a string": (lambda fn: fn.post(valid_body(mac=123456)), 400, "invalid_field"),
     "unknown field": (lambda fn: fn.post(valid_body(role="admin")), 400, "unknown_field"),
     "csr not pem": (lambda fn: fn.post(valid_body(csr="hello")), 400, "invalid_csr"),
     "csr garbage pem": (
-        lambda fn: fn.post(valid_body(csr="-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n"
-                                          "-----END CERTIFICATE REQUEST-----\n")),
-        400, "invalid_csr"),
+        lambda fn: fn.post(
+            valid_body(
+                csr="-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"
+            )
+        ),
+        400,
+        "invalid_csr",
+    ),
     "csr mis-signed": (lambda fn: fn.post(valid_body(csr=tampered_csr())), 400, "invalid_csr"),
     "csr rsa key": (lambda fn: fn.post(valid_body(csr=rsa_csr())), 400, "invalid_csr"),
     "oversized body": (
-        lambda fn: fn.post(valid_body(serial_number="S" * 40_000)), 413, "body_too_large"),
+        lambda fn: fn.post(valid_body(serial_number="S" * 40_000)),
+        413,
+        "body_too_large",
+    ),
     "wrong content type": (
-        lambda fn: raw_post(fn, json.dumps(valid_body()).encode(), token=fn.token,
-                            content_type="text/plain"), 415, "unsupported_media_type"),
-    "invalid json": (
-        lambda fn: raw_post(fn, b'{"mac": ', token=fn.token), 400, "invalid_json"),
+        lambda fn: raw_post(
+            fn, json.dumps(valid_body()).encode(), token=fn.token, content_type="text/plain"
+        ),
+        415,
+        "unsupported_media_type",
+    ),
+    "invalid json": (lambda fn: raw_post(fn, b'{"mac": ', token=fn.token), 400, "invalid_json"),
     "json array": (lambda fn: fn.post([valid_body()]), 400, "invalid_body"),
     "get on collection": (
-        lambda fn: requests.get(fn.url, headers={"Authorization": f"Bearer {fn.token}"},
-                                timeout=30), 405, "method_not_allowed"),
+        lambda fn: requests.get(
+            fn.url, headers={"Authorization": f"Bearer {fn.token}"}, timeout=30
+        ),
+        405,
+        "method_not_allowed",
+    ),
     "revoke unknown device": (lambda fn: fn.delete(f"f2-{random_mac()}"), 404, "unknown_device"),
     "revoke malformed id": (lambda fn: fn.delete("f2-nothex"), 400, "invalid_mac"),
     "revoke with wrong token": (
-        lambda fn: fn.delete("f2-0a1b2c3d4e5f", token="nope"), 401, "invalid_token"),
+        lambda fn: fn.delete("f2-0a1b2c3d4e5f", token="nope"),
+        401,
+        "invalid_token",
+    ),
 }
 
 
@@ -121,15 +169,21 @@ def registry_state(dsn: str, certs_dir: Path) -> tuple[Any, ...]:
     conn = psycopg2.connect(dsn)
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT device_id, status, certificate_serial, updated_at FROM device"
-                        " ORDER BY device_id")
+            cur.execute(
+                "SELECT device_id, status, certificate_serial, updated_at FROM device"
+                " ORDER BY device_id"
+            )
             devices = cur.fetchall()
             cur.execute("SELECT serial, revoked_at FROM device_certificate ORDER BY serial")
             certificates = cur.fetchall()
     finally:
         conn.close()
-    return (devices, certificates, (certs_dir / "devices.acl").read_bytes(),
-            (certs_dir / "crl.pem").read_bytes())
+    return (
+        devices,
+        certificates,
+        (certs_dir / "devices.acl").read_bytes(),
+        (certs_dir / "crl.pem").read_bytes(),
+    )
 
 
 def test_bad_requests__are_at_least_fifteen_distinct_cases() -> None:
@@ -138,7 +192,10 @@ def test_bad_requests__are_at_least_fifteen_distinct_cases() -> None:
 
 @pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
 def test_bad_request__gets_named_4xx_json_and_changes_nothing(
-    case: str, provision_fn: FunctionEndpoint, registry_db: str, certs_dir: Path,
+    case: str,
+    provision_fn: FunctionEndpoint,
+    registry_db: str,
+    certs_dir: Path,
 ) -> None:
     call, status, code = BAD_REQUESTS[case]
     before = registry_state(registry_db, certs_dir)
@@ -152,7 +209,9 @@ def test_bad_request__gets_named_4xx_json_and_changes_nothing(
 
 
 def test_provision__records_device_row_linked_to_model_template(
-    provision_fn: FunctionEndpoint, registry_db: str, certs_dir: Path,
+    provision_fn: FunctionEndpoint,
+    registry_db: str,
+    certs_dir: Path,
 ) -> None:
     body = valid_body(model="F2-403")
     answer = provision_fn.post(body)
@@ -168,17 +227,25 @@ def test_provision__records_device_row_linked_to_model_template(
                 "SELECT d.model, d.serial_number, d.certificate_serial, d.certificate_fingerprint,"
                 " d.certificate_not_after, d.status, t.model, t.is_default FROM device d"
                 " JOIN device_template t USING (template_id) WHERE d.device_id = %s",
-                (result["device_id"],))
+                (result["device_id"],),
+            )
             row = cur.fetchone()
-            cur.execute("SELECT count(*) FROM device_parameters WHERE device_id = %s",
-                        (result["device_id"],))
+            cur.execute(
+                "SELECT count(*) FROM device_parameters WHERE device_id = %s",
+                (result["device_id"],),
+            )
             parameters = cur.fetchone()[0]
     finally:
         conn.close()
     assert row is not None
     model, serial_number, cert_serial, fingerprint, not_after, status, t_model, default = row
     assert (model, serial_number, status, t_model, default) == (
-        "F2-403", body["serial_number"], "active", "F2-403", True)
+        "F2-403",
+        body["serial_number"],
+        "active",
+        "F2-403",
+        True,
+    )
     assert cert_serial == result["serial"] == format(cert.serial_number, "x")
     assert fingerprint == cert.fingerprint(hashes.SHA256()).hex()
     assert not_after == cert.not_valid_after_utc
@@ -201,13 +268,15 @@ def test_provision__without_csr_returns_a_matching_private_key_once(
 
 
 def test_provision__twenty_concurrent_calls_all_land_in_the_acl(
-    provision_fn: FunctionEndpoint, certs_dir: Path,
+    provision_fn: FunctionEndpoint,
+    certs_dir: Path,
 ) -> None:
     bodies = [valid_body(csr=None) if i % 2 else valid_body() for i in range(20)]
     with ThreadPoolExecutor(max_workers=20) as pool:
         answers = list(pool.map(provision_fn.post, bodies))
-    assert [a.status_code for a in answers] == [201] * 20, [a.text for a in answers if
-                                                             a.status_code != 201]
+    assert [a.status_code for a in answers] == [201] * 20, [
+        a.text for a in answers if a.status_code != 201
+    ]
     acl = (certs_dir / "devices.acl").read_text()
     for answer in answers:
         device_id = answer.json()["device_id"]
@@ -215,7 +284,8 @@ def test_provision__twenty_concurrent_calls_all_land_in_the_acl(
 
 
 def test_crl_refresh__re_signs_only_when_due_or_forced(
-    provision_fn: FunctionEndpoint, certs_dir: Path,
+    provision_fn: FunctionEndpoint,
+    certs_dir: Path,
 ) -> None:
     headers = {"Authorization": f"Bearer {provision_fn.token}"}
     before = (certs_dir / "crl.pem").read_bytes()
@@ -224,10 +294,16 @@ def test_crl_refresh__re_signs_only_when_due_or_forced(
     assert (certs_dir / "crl.pem").read_bytes() == before
     forced = requests.post(provision_fn.url + "/crl?force=true", headers=headers, timeout=30)
     assert forced.status_code == 200 and forced.json() == {"resigned": True}
-    number = x509.load_pem_x509_crl((certs_dir / "crl.pem").read_bytes()).extensions \
-        .get_extension_for_class(x509.CRLNumber).value.crl_number
-    old = x509.load_pem_x509_crl(before).extensions.get_extension_for_class(
-        x509.CRLNumber).value.crl_number
+    number = (
+        x509.load_pem_x509_crl((certs_dir / "crl.pem").read_bytes())
+        .extensions.get_extension_for_class(x509.CRLNumber)
+        .value.crl_number
+    )
+    old = (
+        x509.load_pem_x509_crl(before)
+        .extensions.get_extension_for_class(x509.CRLNumber)
+        .value.crl_number
+    )
     assert number > old
 
 
@@ -241,15 +317,36 @@ def test_logs__hold_no_token_and_no_private_key(provision_fn: FunctionEndpoint) 
 
 
 def test_register_cli__writes_device_folder_and_the_device_connects(
-    provision_fn: FunctionEndpoint, secure_mosquitto: Any, certs_dir: Path, tmp_path: Path,
+    provision_fn: FunctionEndpoint,
+    secure_mosquitto: Any,
+    certs_dir: Path,
+    tmp_path: Path,
 ) -> None:
     mac = random_mac()
     env = dict(os.environ, PROVISION_TOKEN=provision_fn.token)
     done = subprocess.run(
-        [sys.executable, "-m", "certs", "register", ":".join(mac[i:i + 2] for i in range(0, 12, 2)),
-         "--model", "F2-301", "--serial-number", "SN-CLI-1", "--url", provision_fn.url,
-         "--out", str(tmp_path), "--dir", str(certs_dir)],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
+        [
+            sys.executable,
+            "-m",
+            "certs",
+            "register",
+            ":".join(mac[i : i + 2] for i in range(0, 12, 2)),
+            "--model",
+            "F2-301",
+            "--serial-number",
+            "SN-CLI-1",
+            "--url",
+            provision_fn.url,
+            "--out",
+            str(tmp_path),
+            "--dir",
+            str(certs_dir),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     folder = tmp_path / f"f2-{mac}"
@@ -257,7 +354,8 @@ def test_register_cli__writes_device_folder_and_the_device_connects(
     assert json.loads((folder / "device.json").read_text())["device_id"] == f"f2-{mac}"
     assert provision_fn.token not in done.stdout + done.stderr
     device = DeviceCredentials(folder / "device.crt", folder / "device.key", f"f2-{mac}")
-    conn = mqtt_connect(secure_mosquitto.host, secure_mosquitto.tls_port,
-                        ca_cert=folder / "ca.crt", device=device)
+    conn = mqtt_connect(
+        secure_mosquitto.host, secure_mosquitto.tls_port, ca_cert=folder / "ca.crt", device=device
+    )
     assert conn.accepted, conn.reason
     conn.close()

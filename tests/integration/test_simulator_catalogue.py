@@ -15,18 +15,24 @@ DEMO_DEVICES = {"f2-e4fd45f654be": "F2-403", "f2-0a1b2c3d4e5f": "F2-214"}
 def test_components_of_demo_devices_come_from_device_parameters_with_pin_members(
     devices_db: str,
 ) -> None:
-    found = load_device_components(lambda: psycopg2.connect(devices_db),
-                                   [*DEMO_DEVICES, "f2-02f2ffffffff"])
+    found = load_device_components(
+        lambda: psycopg2.connect(devices_db), [*DEMO_DEVICES, "f2-02f2ffffffff"]
+    )
 
     assert set(found) == set(DEMO_DEVICES)  # an unknown device is absent, never guessed
     for device_id, model in DEMO_DEVICES.items():
         assert sorted(found[device_id], key=repr) == sorted(
-            BUILTIN_CATALOGUE[model].components, key=repr), model
+            BUILTIN_CATALOGUE[model].components, key=repr
+        ), model
     door = next(c for c in found["f2-e4fd45f654be"] if c.component_type == "door-sensors")
     assert door.members == ("door-sensor-1", "door-sensor-2")
     temperature = next(c for c in found["f2-e4fd45f654be"] if c.component == "sensor-3")
-    assert (temperature.scaling_factor, temperature.value_signed,
-            temperature.value_width_bits, temperature.units) == (0.1, True, 16, "celsius")
+    assert (
+        temperature.scaling_factor,
+        temperature.value_signed,
+        temperature.value_width_bits,
+        temperature.units,
+    ) == (0.1, True, 16, "celsius")
 
 
 def test_every_model_template_in_the_database_matches_the_builtin_catalogue(
@@ -48,9 +54,20 @@ def test_every_model_template_in_the_database_matches_the_builtin_catalogue(
     for model, *rest in rows:
         in_db.setdefault(model, set()).add(tuple(rest))
     builtin = {
-        model: {(c.connector_mode, c.connector, c.component_type, c.component_id,
-                 c.encoding_type, c.units, c.scaling_factor, c.value_signed, c.value_width_bits)
-                for c in template.components}
+        model: {
+            (
+                c.connector_mode,
+                c.connector,
+                c.component_type,
+                c.component_id,
+                c.encoding_type,
+                c.units,
+                c.scaling_factor,
+                c.value_signed,
+                c.value_width_bits,
+            )
+            for c in template.components
+        }
         for model, template in BUILTIN_CATALOGUE.items()
     }
     assert in_db == builtin

@@ -41,8 +41,9 @@ class InternalListener:
         self.received: list[tuple[str, bytes]] = []
         self._lock = threading.Lock()
         subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="sim-test-monitor",
-                                  protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id="sim-test-monitor", protocol=mqtt.MQTTv5
+        )
         self.client.username_pw_set(broker.username, broker.password)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe("cmnd/#", qos=1)
         self.client.on_subscribe = lambda c, u, mid, codes, p: subscribed.set()
@@ -71,8 +72,14 @@ def listener(secure_mosquitto: MosquittoServer) -> Iterator[InternalListener]:
     monitor.close()
 
 
-def _config(tmp_path: Path, fn: FunctionEndpoint, broker: MosquittoServer, certs_dir: Path,
-            registry_db: str, **kw: object) -> FleetConfig:
+def _config(
+    tmp_path: Path,
+    fn: FunctionEndpoint,
+    broker: MosquittoServer,
+    certs_dir: Path,
+    registry_db: str,
+    **kw: object,
+) -> FleetConfig:
     values: dict[str, object] = dict(
         mix=parse_mix("all", PER_MODEL * len(MODELS)),
         seed=SEED,
@@ -100,8 +107,12 @@ def _wait_for(listener: InternalListener, report: FleetReport, timeout: float = 
 
 
 def test_fleet_of_every_model_provisions_publishes_and_every_ack_reaches_the_broker(
-    tmp_path: Path, provision_fn: FunctionEndpoint, secure_mosquitto: MosquittoServer,
-    certs_dir: Path, registry_db: str, listener: InternalListener,
+    tmp_path: Path,
+    provision_fn: FunctionEndpoint,
+    secure_mosquitto: MosquittoServer,
+    certs_dir: Path,
+    registry_db: str,
+    listener: InternalListener,
 ) -> None:
     fleet = Fleet(_config(tmp_path, provision_fn, secure_mosquitto, certs_dir, registry_db))
 
@@ -110,8 +121,10 @@ def test_fleet_of_every_model_provisions_publishes_and_every_ack_reaches_the_bro
 
     assert len(credentials) == PER_MODEL * len(MODELS) and all(c.provisioned for c in credentials)
     with psycopg2.connect(registry_db) as conn, conn.cursor() as cur:
-        cur.execute("SELECT device_id, model FROM device WHERE device_id = ANY(%s)",
-                    ([i.device_id for i in fleet.identities],))
+        cur.execute(
+            "SELECT device_id, model FROM device WHERE device_id = ANY(%s)",
+            ([i.device_id for i in fleet.identities],),
+        )
         assert dict(cur.fetchall()) == {i.device_id: i.model for i in fleet.identities}
     totals = report.to_dict()["totals"]
     assert totals["sent"] == MESSAGES * PER_MODEL * len(MODELS)
@@ -127,16 +140,26 @@ def test_fleet_of_every_model_provisions_publishes_and_every_ack_reaches_the_bro
     # each device reported every component of its template, on its own topics only
     for identity in fleet.identities:
         topics = {t for t, _ in acked if t.startswith(f"cmnd/{identity.device_id}/")}
-        assert topics == {c.topic(identity.device_id)
-                          for c in fleet.components[identity.device_id]}
+        assert topics == {c.topic(identity.device_id) for c in fleet.components[identity.device_id]}
 
 
 def test_second_run_with_the_same_seed_reuses_certificates_and_sends_the_same_payloads(
-    tmp_path: Path, provision_fn: FunctionEndpoint, secure_mosquitto: MosquittoServer,
-    certs_dir: Path, registry_db: str, listener: InternalListener,
+    tmp_path: Path,
+    provision_fn: FunctionEndpoint,
+    secure_mosquitto: MosquittoServer,
+    certs_dir: Path,
+    registry_db: str,
+    listener: InternalListener,
 ) -> None:
-    config = _config(tmp_path, provision_fn, secure_mosquitto, certs_dir, registry_db,
-                     mix={"F2-215": 1, "F2-401": 1}, record_acks=True)
+    config = _config(
+        tmp_path,
+        provision_fn,
+        secure_mosquitto,
+        certs_dir,
+        registry_db,
+        mix={"F2-215": 1, "F2-401": 1},
+        record_acks=True,
+    )
     first = Fleet(config)
     first.provision_all()
     report = first.run(messages=6)
@@ -153,17 +176,27 @@ def test_second_run_with_the_same_seed_reuses_certificates_and_sends_the_same_pa
     assert not any(c.provisioned for c in reused)
     assert report_again.complete
     strip = [(t, {k: v for k, v in p.items() if k != "timestamp"}) for t, p in payloads_first]
-    strip_again = [(t, {k: v for k, v in p.items() if k != "timestamp"})
-                   for t, p in payloads_again]
+    strip_again = [(t, {k: v for k, v in p.items() if k != "timestamp"}) for t, p in payloads_again]
     assert sorted(map(str, strip)) == sorted(map(str, strip_again))
 
 
 def test_a_broker_that_is_not_listening_fails_the_run_before_publishing(
-    tmp_path: Path, provision_fn: FunctionEndpoint, secure_mosquitto: MosquittoServer,
-    certs_dir: Path, registry_db: str,
+    tmp_path: Path,
+    provision_fn: FunctionEndpoint,
+    secure_mosquitto: MosquittoServer,
+    certs_dir: Path,
+    registry_db: str,
 ) -> None:
-    config = _config(tmp_path, provision_fn, secure_mosquitto, certs_dir, registry_db,
-                     mix={"F2-212": 1}, mqtt_port=free_port(), connect_timeout=3.0)
+    config = _config(
+        tmp_path,
+        provision_fn,
+        secure_mosquitto,
+        certs_dir,
+        registry_db,
+        mix={"F2-212": 1},
+        mqtt_port=free_port(),
+        connect_timeout=3.0,
+    )
     fleet = Fleet(config)
     fleet.provision_all()
     with pytest.raises(SimulatorError, match=r"could not connect to 127\.0\.0\.1:\d+ over mTLS"):
@@ -171,14 +204,24 @@ def test_a_broker_that_is_not_listening_fails_the_run_before_publishing(
 
 
 def test_a_certificate_from_another_ca_is_refused_by_the_broker(
-    tmp_path: Path, provision_fn: FunctionEndpoint, secure_mosquitto: MosquittoServer,
-    certs_dir: Path, registry_db: str,
+    tmp_path: Path,
+    provision_fn: FunctionEndpoint,
+    secure_mosquitto: MosquittoServer,
+    certs_dir: Path,
+    registry_db: str,
 ) -> None:
     rogue = CertificateAuthority.generate("rogue CA")
     rogue_ca = tmp_path / "rogue-ca.crt"
     rogue_ca.write_bytes(rogue.certificate_pem)
-    config = _config(tmp_path, provision_fn, secure_mosquitto, certs_dir, registry_db,
-                     mix={"F2-212": 1}, connect_timeout=5.0)
+    config = _config(
+        tmp_path,
+        provision_fn,
+        secure_mosquitto,
+        certs_dir,
+        registry_db,
+        mix={"F2-212": 1},
+        connect_timeout=5.0,
+    )
     fleet = Fleet(config)
     fleet.provision_all()
     # Replace the device's certificate by one of a CA the broker does not trust.
@@ -199,11 +242,23 @@ def test_a_certificate_from_another_ca_is_refused_by_the_broker(
 
 
 def test_publishes_refused_by_the_acl_count_as_rejected_not_acknowledged(
-    tmp_path: Path, provision_fn: FunctionEndpoint, secure_mosquitto: MosquittoServer,
-    certs_dir: Path, registry_db: str,
+    tmp_path: Path,
+    provision_fn: FunctionEndpoint,
+    secure_mosquitto: MosquittoServer,
+    certs_dir: Path,
+    registry_db: str,
 ) -> None:
-    config = _config(tmp_path, provision_fn, secure_mosquitto, certs_dir, registry_db,
-                     mix={"F2-301": 1}, seed=SEED + 1, rate=20.0, drain_timeout=3.0)
+    config = _config(
+        tmp_path,
+        provision_fn,
+        secure_mosquitto,
+        certs_dir,
+        registry_db,
+        mix={"F2-301": 1},
+        seed=SEED + 1,
+        rate=20.0,
+        drain_timeout=3.0,
+    )
     fleet = Fleet(config)
     fleet.provision_all()
     device_id = fleet.identities[0].device_id
@@ -230,11 +285,22 @@ def test_publishes_refused_by_the_acl_count_as_rejected_not_acknowledged(
 
 
 def test_qos0_counts_written_messages_and_lists_no_acknowledgements(
-    tmp_path: Path, provision_fn: FunctionEndpoint, secure_mosquitto: MosquittoServer,
-    certs_dir: Path, registry_db: str, listener: InternalListener,
+    tmp_path: Path,
+    provision_fn: FunctionEndpoint,
+    secure_mosquitto: MosquittoServer,
+    certs_dir: Path,
+    registry_db: str,
+    listener: InternalListener,
 ) -> None:
-    config = _config(tmp_path, provision_fn, secure_mosquitto, certs_dir, registry_db,
-                     mix={"F2-213": 1, "F2-403": 1}, qos=0)
+    config = _config(
+        tmp_path,
+        provision_fn,
+        secure_mosquitto,
+        certs_dir,
+        registry_db,
+        mix={"F2-213": 1, "F2-403": 1},
+        qos=0,
+    )
     fleet = Fleet(config)
     fleet.provision_all()
     report = fleet.run(messages=10)
@@ -244,22 +310,40 @@ def test_qos0_counts_written_messages_and_lists_no_acknowledgements(
     assert report.complete
     ours = {i.device_id for i in fleet.identities}
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and sum(
-            t.split("/")[1] in ours for t, _ in listener.received) < 20:
+    while (
+        time.monotonic() < deadline
+        and sum(t.split("/")[1] in ours for t, _ in listener.received) < 20
+    ):
         time.sleep(0.1)
     assert sum(t.split("/")[1] in ours for t, _ in listener.received) == 20  # loopback: no loss
 
 
 def test_a_broker_restart_mid_run_is_survived_and_every_message_is_acknowledged(
-    tmp_path: Path, runtime_root: Path, provision_fn: FunctionEndpoint, certs_dir: Path,
-    registry_db: str, secure_mosquitto: MosquittoServer,
+    tmp_path: Path,
+    runtime_root: Path,
+    provision_fn: FunctionEndpoint,
+    certs_dir: Path,
+    registry_db: str,
+    secure_mosquitto: MosquittoServer,
 ) -> None:
     from tests.fixtures.provision import tls_files
 
-    broker = MosquittoServer(runtime_root / f"mosquitto-restart-{uuid.uuid4().hex[:6]}",
-                             free_port(), tls_port=free_port(), tls=tls_files(certs_dir))
-    config = _config(tmp_path, provision_fn, broker, certs_dir, registry_db,
-                     mix={"F2-212": 1, "F2-401": 1}, rate=10.0, drain_timeout=20.0)
+    broker = MosquittoServer(
+        runtime_root / f"mosquitto-restart-{uuid.uuid4().hex[:6]}",
+        free_port(),
+        tls_port=free_port(),
+        tls=tls_files(certs_dir),
+    )
+    config = _config(
+        tmp_path,
+        provision_fn,
+        broker,
+        certs_dir,
+        registry_db,
+        mix={"F2-212": 1, "F2-401": 1},
+        rate=10.0,
+        drain_timeout=20.0,
+    )
     fleet = Fleet(config)
     fleet.provision_all()  # before the broker starts: the function reloads only its own broker
     broker.start()

@@ -28,8 +28,10 @@ PIPELINE_TIMEOUT = 180.0
 def _config(stack: LocalStack, cert_dir: Path) -> FleetConfig:
     env = stack.env()
     if not port_open(int(env["MQTT_TLS_PORT"])):
-        pytest.skip("PENDING: the local stack does not open Mosquitto's mTLS listener "
-                    f"(MQTT_TLS_PORT={env['MQTT_TLS_PORT']} is closed)")
+        pytest.skip(
+            "PENDING: the local stack does not open Mosquitto's mTLS listener "
+            f"(MQTT_TLS_PORT={env['MQTT_TLS_PORT']} is closed)"
+        )
     if not Path(env["CA_CERT"]).exists():
         pytest.skip(f"PENDING: the local stack has no CA certificate at {env['CA_CERT']}")
     return FleetConfig(
@@ -59,15 +61,22 @@ GROUP BY e.topic, e.ts, e.n
 def _stored(dsn: str, report: FleetReport) -> list[tuple[str, str, int, int]]:
     acked = report.acknowledged
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute(EXPECTED_ROWS, ([m.topic for m in acked], [m.timestamp for m in acked],
-                                    [m.measurements for m in acked]))
+        cur.execute(
+            EXPECTED_ROWS,
+            (
+                [m.topic for m in acked],
+                [m.timestamp for m in acked],
+                [m.measurements for m in acked],
+            ),
+        )
         return list(cur.fetchall())
 
 
 def _rows_of(dsn: str, device_ids: list[str]) -> int:
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM iot_measurements WHERE device_id = ANY(%s)",
-                    (device_ids,))
+        cur.execute(
+            "SELECT count(*) FROM iot_measurements WHERE device_id = ANY(%s)", (device_ids,)
+        )
         row = cur.fetchone()
         return int(row[0]) if row else 0
 
@@ -97,6 +106,8 @@ def test_every_acknowledged_message_is_stored_exactly_once(
     assert not wrong, f"messages stored with the wrong number of rows: {wrong[:3]}"
     assert _rows_of(dsn, device_ids) == expected, "rows beyond the acknowledged messages"
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute("SELECT DISTINCT device_id FROM iot_measurements WHERE device_id = ANY(%s)",
-                    (device_ids,))
+        cur.execute(
+            "SELECT DISTINCT device_id FROM iot_measurements WHERE device_id = ANY(%s)",
+            (device_ids,),
+        )
         assert {r[0] for r in cur.fetchall()} == set(device_ids), "a model stored nothing"

@@ -427,8 +427,14 @@ def test_devices_of__collects_device_ids_from_topics_and_skips_junk() -> None:
 
 @pytest.mark.parametrize(
     ("number", "factor", "expected"),
-    [(10194, 0.1, 1019.4), (2793, 0.01, 27.93), (-200, 0.1, -20.0), (7, 1.0, 7.0),
-     (123456789, 0.001, 123456.789), (3, 2.5, 7.5)],
+    [
+        (10194, 0.1, 1019.4),
+        (2793, 0.01, 27.93),
+        (-200, 0.1, -20.0),
+        (7, 1.0, 7.0),
+        (123456789, 0.001, 123456.789),
+        (3, 2.5, 7.5),
+    ],
 )
 def test_scale__removes_binary_noise_of_the_multiplication(
     number: int, factor: float, expected: float

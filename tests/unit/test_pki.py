@@ -91,25 +91,32 @@ def test_sign_csr__rejects_a_csr_whose_signature_does_not_verify(
     csr = x509.load_pem_x509_csr(generate_csr(generate_key(), "f2-0a1b2c3d4e5f"))
     der = bytearray(csr.public_bytes(serialization.Encoding.DER))
     der[-3] ^= 0x01  # flip a bit of the signature
-    tampered = (b"-----BEGIN CERTIFICATE REQUEST-----\n" + base64.encodebytes(bytes(der))
-                + b"-----END CERTIFICATE REQUEST-----\n")
+    tampered = (
+        b"-----BEGIN CERTIFICATE REQUEST-----\n"
+        + base64.encodebytes(bytes(der))
+        + b"-----END CERTIFICATE REQUEST-----\n"
+    )
     with pytest.raises(CertificateError):
         ca.sign_csr(tampered, "f2-0a1b2c3d4e5f")
 
 
 def test_sign_csr__rejects_an_rsa_key(ca: CertificateAuthority) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")]))
-           .sign(key, hashes.SHA256()))
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")]))
+        .sign(key, hashes.SHA256())
+    )
     with pytest.raises(CertificateError, match="P-256"):
         ca.sign_csr(csr.public_bytes(serialization.Encoding.PEM), "f2-0a1b2c3d4e5f")
 
 
 def test_sign_csr__rejects_garbage(ca: CertificateAuthority) -> None:
     with pytest.raises(CertificateError):
-        ca.sign_csr(b"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n"
-                    b"-----END CERTIFICATE REQUEST-----\n", "f2-0a1b2c3d4e5f")
+        ca.sign_csr(
+            b"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
+            "f2-0a1b2c3d4e5f",
+        )
 
 
 def test_crl__lists_revoked_serials_and_verifies_against_the_ca(ca: CertificateAuthority) -> None:
@@ -150,6 +157,8 @@ def test_client_certificate__explicit_validity_can_be_in_the_past(
 ) -> None:
     now = dt.datetime.now(dt.UTC)
     issued = ca.issue_client_certificate(
-        "f2-0a1b2c3d4e5f", not_before=now - dt.timedelta(days=10),
-        not_after=now - dt.timedelta(days=1))
+        "f2-0a1b2c3d4e5f",
+        not_before=now - dt.timedelta(days=10),
+        not_after=now - dt.timedelta(days=1),
+    )
     assert issued.not_after < now

@@ -28,9 +28,19 @@ def test_normalize_mac__accepts_the_three_spellings(raw: str) -> None:
     assert normalize_mac(raw) == "e4fd45f654be"
 
 
-@pytest.mark.parametrize("raw", ["e4:fd:45:f6:54", "e4:fd-45:f6:54:be", "g4fd45f654be",
-                                 "000000000000", "ffffffffffff", "01005e000001", "",
-                                 "e4fd45f654be0"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "e4:fd:45:f6:54",
+        "e4:fd-45:f6:54:be",
+        "g4fd45f654be",
+        "000000000000",
+        "ffffffffffff",
+        "01005e000001",
+        "",
+        "e4fd45f654be0",
+    ],
+)
 def test_normalize_mac__refuses_malformed_and_non_unicast(raw: str) -> None:
     with pytest.raises(ProvisioningError) as caught:
         normalize_mac(raw)
@@ -49,13 +59,16 @@ def test_acl__lets_each_device_write_only_its_own_subtree() -> None:
     assert validate_acl(acl) == ["f2-0a1b2c3d4e5f", "f2-e4fd45f654be"]
 
 
-@pytest.mark.parametrize("text", [
-    "user f2-0a1b2c3d4e5f\ntopic readwrite #\n",
-    "user f2-0a1b2c3d4e5f\ntopic write cmnd/f2-e4fd45f654be/#\n",
-    "pattern write cmnd/%u/#\n",
-    "topic write cmnd/#\n",
-    "user f2-0a1b2c3d4e5f\n",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "user f2-0a1b2c3d4e5f\ntopic readwrite #\n",
+        "user f2-0a1b2c3d4e5f\ntopic write cmnd/f2-e4fd45f654be/#\n",
+        "pattern write cmnd/%u/#\n",
+        "topic write cmnd/#\n",
+        "user f2-0a1b2c3d4e5f\n",
+    ],
+)
 def test_validate_acl__refuses_anything_but_device_entries(text: str) -> None:
     with pytest.raises(RegistryError):
         validate_acl(text)
@@ -101,15 +114,18 @@ def test_parse_provision_body__normalises_the_mac() -> None:
     assert parse_provision_body(body())["mac"] == "e4fd45f654be"
 
 
-@pytest.mark.parametrize(("data", "code"), [
-    (b"[]", "invalid_body"),
-    (b"\xff", "invalid_json"),
-    (body(model="F2-999"), "unknown_model"),
-    (body(model=None), "missing_field"),
-    (body(extra=1), "unknown_field"),
-    (body(serial_number=""), "invalid_field"),
-    (body(csr="x" * 9000), "invalid_csr"),
-])
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"[]", "invalid_body"),
+        (b"\xff", "invalid_json"),
+        (body(model="F2-999"), "unknown_model"),
+        (body(model=None), "missing_field"),
+        (body(extra=1), "unknown_field"),
+        (body(serial_number=""), "invalid_field"),
+        (body(csr="x" * 9000), "invalid_csr"),
+    ],
+)
 def test_parse_provision_body__names_the_problem(data: bytes, code: str) -> None:
     with pytest.raises(ProvisioningError) as caught:
         parse_provision_body(data)

@@ -52,20 +52,24 @@ class FakeProvisionFunction:
                 if self.path != "/function/provision":
                     return self._send(404, {"error": "not_found"})
                 if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-                    return self._send(401, {"error": "invalid_token",
-                                            "message": "the bearer token is not valid"})
+                    return self._send(
+                        401, {"error": "invalid_token", "message": "the bearer token is not valid"}
+                    )
                 if fake.fail_next:
                     return self._send(fake.fail_next.pop(0), {"error": "unavailable"})
                 fake.requests.append(body)
                 device_id = "f2-" + body["mac"].replace(":", "")
                 issued = fake.ca.sign_csr(body["csr"].encode(), device_id)
-                return self._send(201, {
-                    "device_id": device_id,
-                    "certificate": issued.certificate_pem.decode(),
-                    "ca_certificate": fake.ca.certificate_pem.decode(),
-                    "not_after": issued.not_after.isoformat(),
-                    "serial": issued.serial,
-                })
+                return self._send(
+                    201,
+                    {
+                        "device_id": device_id,
+                        "certificate": issued.certificate_pem.decode(),
+                        "ca_certificate": fake.ca.certificate_pem.decode(),
+                        "not_after": issued.not_after.isoformat(),
+                        "serial": issued.serial,
+                    },
+                )
 
             def _send(self, status: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body).encode()
@@ -92,8 +96,13 @@ def function(ca: CertificateAuthority) -> Iterator[FakeProvisionFunction]:
     fake.server.shutdown()
 
 
-def _provisioner(tmp_path: Path, fake: FakeProvisionFunction, ca_path: Path | None = None,
-                 token: str = TOKEN, **kw: Any) -> DeviceProvisioner:
+def _provisioner(
+    tmp_path: Path,
+    fake: FakeProvisionFunction,
+    ca_path: Path | None = None,
+    token: str = TOKEN,
+    **kw: Any,
+) -> DeviceProvisioner:
     client = ProvisioningClient(fake.url, SecretStr(token), attempts=3, backoff=0.01)
     return DeviceProvisioner(CredentialStore(tmp_path / "devices", ca_path, **kw), client)
 

@@ -32,7 +32,8 @@ TIMESTAMP_RE = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{6}$"
 
 def _spec(encoding: str, ctype: str, cid: str | None = "1", **kw: object) -> ComponentSpec:
     mode = {"sensor": "sensor-mode", "siren": "alarm-mode", "motion-sensor": "alarm-mode"}.get(
-        ctype, "access-control-mode")
+        ctype, "access-control-mode"
+    )
     return ComponentSpec(mode, "J1", ctype, cid, encoding, **kw)  # type: ignore[arg-type]
 
 
@@ -43,16 +44,31 @@ def _fixed_clock(start: datetime | None = None):
 
 def _params(device_id: str, components: tuple[ComponentSpec, ...]) -> DeviceParameters:
     return DeviceParameters.from_rows(
-        DataPointParams(device_id, c.connector_mode, c.connector, c.component_type,
-                        c.component_id, c.encoding_type, c.units, c.scaling_factor,
-                        c.value_signed, c.value_width_bits)
-        for c in components)
+        DataPointParams(
+            device_id,
+            c.connector_mode,
+            c.connector,
+            c.component_type,
+            c.component_id,
+            c.encoding_type,
+            c.units,
+            c.scaling_factor,
+            c.value_signed,
+            c.value_width_bits,
+        )
+        for c in components
+    )
 
 
 def _record(topic: str, payload: bytes, offset: int) -> ConnectorRecord:
     raw = RawRecord.from_mqtt(topic, payload, 1)
-    return ConnectorRecord(topic="raw_iot_data", partition=0, offset=offset,
-                           key=parse_topic(topic).device_id, value=raw.model_dump())
+    return ConnectorRecord(
+        topic="raw_iot_data",
+        partition=0,
+        offset=offset,
+        key=parse_topic(topic).device_id,
+        value=raw.model_dump(),
+    )
 
 
 # --- shapes --------------------------------------------------------------------------------------
@@ -73,8 +89,7 @@ def test_strike_alternates_energised_and_released() -> None:
 
 
 def test_door_sensor_map_changes_one_member_per_event_and_sends_all() -> None:
-    spec = _spec("boolean_map", "door-sensors", None,
-                 members=("door-sensor-1", "door-sensor-2"))
+    spec = _spec("boolean_map", "door-sensors", None, members=("door-sensor-1", "door-sensor-2"))
     behaviour = behaviour_for(spec, random.Random(2))
     before = dict.fromkeys(spec.members, False)
     for _ in range(20):
@@ -88,7 +103,9 @@ def test_door_sensor_map_changes_one_member_per_event_and_sends_all() -> None:
 def test_map_members_default_to_singular_names_when_the_template_has_no_pins() -> None:
     assert _spec("boolean_map", "exit-buttons", None).member_names() == ("exit-button-1",)
     assert _spec("boolean_map", "door-sensors", None).member_names() == (
-        "door-sensor-1", "door-sensor-2")
+        "door-sensor-1",
+        "door-sensor-2",
+    )
 
 
 def test_reader_data_is_a_python_bytes_literal_of_printable_card_data() -> None:
@@ -103,7 +120,8 @@ def test_reader_data_is_a_python_bytes_literal_of_printable_card_data() -> None:
 def test_bytes_literal_matches_the_seed_example() -> None:
     assert bytes_literal(b'"Hello World"') == "b'\"Hello World\"'"
     assert json.dumps({"data": bytes_literal(b'"Hello World"')}) == (
-        '{"data": "b\'\\"Hello World\\"\'"}')
+        '{"data": "b\'\\"Hello World\\"\'"}'
+    )
 
 
 def test_timestamps_use_the_devices_format_in_utc() -> None:
@@ -141,9 +159,17 @@ def test_encode_hex_clamps_values_beyond_the_register() -> None:
     assert encode_hex(-3.0, 1.0, 16, False) == "0000"
 
 
-@pytest.mark.parametrize(("width", "signed", "scale"),
-                         [(16, True, 0.1), (16, False, 0.1), (32, False, 0.1), (8, True, 0.5),
-                          (None, False, 1.0), (24, True, 0.01)])
+@pytest.mark.parametrize(
+    ("width", "signed", "scale"),
+    [
+        (16, True, 0.1),
+        (16, False, 0.1),
+        (32, False, 0.1),
+        (8, True, 0.5),
+        (None, False, 1.0),
+        (24, True, 0.01),
+    ],
+)
 def test_hex_round_trip_gives_the_value_back_within_half_a_step(
     width: int | None, signed: bool, scale: float
 ) -> None:
@@ -158,17 +184,37 @@ def test_hex_round_trip_gives_the_value_back_within_half_a_step(
         assert abs(decode_hex(text, scale, width, signed) - value) <= scale / 2 + 1e-9
 
 
-@pytest.mark.parametrize(("units", "low", "high"),
-                         [("celsius", -20, 50), ("percent", 5, 95), ("hPa", 950, 1060),
-                          ("ppm", 400, 2500), ("lux", 0, 2000)])
+@pytest.mark.parametrize(
+    ("units", "low", "high"),
+    [
+        ("celsius", -20, 50),
+        ("percent", 5, 95),
+        ("hPa", 950, 1060),
+        ("ppm", 400, 2500),
+        ("lux", 0, 2000),
+    ],
+)
 def test_sensor_values_stay_plausible_for_their_unit(units: str, low: float, high: float) -> None:
-    spec = _spec("hex_to_float", "sensor", "1", units=units,
-                 scaling_factor=0.1 if units in ("celsius", "percent", "hPa") else 1.0,
-                 value_signed=units == "celsius", value_width_bits=32 if units == "hPa" else 16)
+    spec = _spec(
+        "hex_to_float",
+        "sensor",
+        "1",
+        units=units,
+        scaling_factor=0.1 if units in ("celsius", "percent", "hPa") else 1.0,
+        value_signed=units == "celsius",
+        value_width_bits=32 if units == "hPa" else 16,
+    )
     behaviour = behaviour_for(spec, random.Random(11))
     assert isinstance(behaviour, SensorBehaviour)
-    values = [decode_hex(behaviour.fields()["data"], spec.scaling_factor, spec.value_width_bits,
-                         spec.value_signed) for _ in range(2000)]
+    values = [
+        decode_hex(
+            behaviour.fields()["data"],
+            spec.scaling_factor,
+            spec.value_width_bits,
+            spec.value_signed,
+        )
+        for _ in range(2000)
+    ]
     assert low - 0.1 <= min(values) and max(values) <= high + 0.1
     assert max(values) - min(values) > 0  # it moves
 
@@ -195,8 +241,9 @@ def test_same_seed_gives_the_same_traffic_and_another_seed_differs() -> None:
 
 
 def test_timestamps_strictly_increase_even_when_the_clock_stands_still() -> None:
-    stream = MessageStream(DEVICE, BUILTIN_CATALOGUE["F2-212"].components, random.Random(1),
-                           _fixed_clock())
+    stream = MessageStream(
+        DEVICE, BUILTIN_CATALOGUE["F2-212"].components, random.Random(1), _fixed_clock()
+    )
     stamps = [stream.next_message().timestamp for _ in range(20)]
     assert stamps == sorted(set(stamps))
     assert stamps[0] == "2023-05-26 18:34:04.928538"
@@ -222,14 +269,26 @@ def test_every_model_s_traffic_decodes_without_dead_letters(model: str) -> None:
             assert measurement.value is not None and -20 <= measurement.value <= 2500
         if measurement.component_type == "reader":
             assert measurement.value_text and measurement.value_text.isprintable()
-        if measurement.component_type in ("strike", "siren", "motion-sensor",
-                                          "door-sensors", "exit-buttons"):
+        if measurement.component_type in (
+            "strike",
+            "siren",
+            "motion-sensor",
+            "door-sensors",
+            "exit-buttons",
+        ):
             assert measurement.value in (0.0, 1.0)
 
 
 def test_decoded_sensor_value_equals_the_simulated_one_within_the_scale() -> None:
-    spec = _spec("hex_to_float", "sensor", "3", units="celsius", scaling_factor=0.1,
-                 value_signed=True, value_width_bits=16)
+    spec = _spec(
+        "hex_to_float",
+        "sensor",
+        "3",
+        units="celsius",
+        scaling_factor=0.1,
+        value_signed=True,
+        value_width_bits=16,
+    )
     stream = MessageStream(DEVICE, (spec,), random.Random(9), _fixed_clock())
     behaviour = stream.behaviours[0]
     assert isinstance(behaviour, SensorBehaviour)

@@ -91,7 +91,9 @@ MAC = "f2-a1b2c3d4e5f6"
     ],
 )
 @pytest.mark.parametrize("mode", ["access-control-mode", "alarm-mode", "sensor-mode"])
-def test_parse_topic__accepts_every_mode_and_component_kind_for_the_bridge(mode: str, component: str) -> None:
+def test_parse_topic__accepts_every_mode_and_component_kind_for_the_bridge(
+    mode: str, component: str
+) -> None:
     parsed = parse_topic(f"cmnd/{MAC}/{mode}/J3/{component}", stage="bridge")
     assert (parsed.device_id, parsed.connector_mode, parsed.connector, parsed.component) == (
         MAC,
@@ -118,7 +120,9 @@ def test_parse_topic__accepts_every_mode_and_component_kind_for_the_bridge(mode:
         (f"cmnd/{MAC}/alarm-mode/J1/", "component ''"),
     ],
 )
-def test_parse_topic__names_the_wrong_part_with_the_callers_stage(topic: str, fragment: str) -> None:
+def test_parse_topic__names_the_wrong_part_with_the_callers_stage(
+    topic: str, fragment: str
+) -> None:
     with pytest.raises(TopicError, match=fragment) as caught:
         parse_topic(topic, stage="bridge")
     assert caught.value.reason == "bad_topic"

@@ -23,6 +23,7 @@ from f2lib.errors import StreamError
 
 logger = logging.getLogger(__name__)
 
+
 def partition_counts(admin: Any, names: Sequence[str]) -> dict[str, int]:
     """Partitions per existing topic among ``names``."""
     existing = set(admin.list_topics())
@@ -42,8 +43,9 @@ def ensure_topics(
     actions: dict[str, str] = {}
     missing = [name for name in names if name not in counts]
     if missing:
-        spec = {n: {"num_partitions": partitions, "replication_factor": replication}
-                for n in missing}
+        spec = {
+            n: {"num_partitions": partitions, "replication_factor": replication} for n in missing
+        }
         result = admin.create_topics(spec, raise_errors=False)
         for topic in result["topics"]:
             code = topic["error_code"]
@@ -61,13 +63,19 @@ def ensure_topics(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.deploy.docker.create_topics",
-                                     description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.deploy.docker.create_topics",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
     parser.add_argument("--bootstrap", required=True, help="host:port of a broker")
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--replication", type=int, default=1)
-    parser.add_argument("--topic", action="append", dest="topics",
-                        help="topic name (repeatable; default: the three pipeline topics)")
+    parser.add_argument(
+        "--topic",
+        action="append",
+        dest="topics",
+        help="topic name (repeatable; default: the three pipeline topics)",
+    )
     parser.add_argument("--wait-seconds", type=float, default=120.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
@@ -75,8 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     deadline = time.monotonic() + args.wait_seconds
     while True:
         try:
-            with KafkaAdminClient(bootstrap_servers=args.bootstrap,
-                                  client_id="f2pipe-create-topics") as admin:
+            with KafkaAdminClient(
+                bootstrap_servers=args.bootstrap, client_id="f2pipe-create-topics"
+            ) as admin:
                 actions = ensure_topics(admin, names, args.partitions, args.replication)
             break
         except KafkaError as exc:

@@ -37,8 +37,9 @@ def deploy_body(spec: FunctionSpec, fprocess: str = "python index.py") -> dict[s
     }
 
 
-def deploy(session: requests.Session, gateway: str, spec: FunctionSpec,
-           timeout: float = 120.0) -> int:
+def deploy(
+    session: requests.Session, gateway: str, spec: FunctionSpec, timeout: float = 120.0
+) -> int:
     """Update the function, or create it when the gateway answers 404; the final status."""
     url = gateway.rstrip("/") + "/system/functions"
     body = deploy_body(spec)
@@ -54,8 +55,10 @@ def remove(session: requests.Session, gateway: str, name: str, timeout: float = 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.deploy.docker.deploy_functions",
-                                     description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.deploy.docker.deploy_functions",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
     parser.add_argument("-f", "--stack", type=Path, default=Path("stack.yml"))
     parser.add_argument("--gateway", default=os.environ.get("GATEWAY_URL", "http://127.0.0.1:8080"))
     parser.add_argument("--filter", action="append", dest="names", help="function (repeatable)")
@@ -68,8 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"not in {args.stack}: {', '.join(unknown)}")
     session = requests.Session()
-    session.auth = (os.environ.get("GATEWAY_USERNAME", "admin"),
-                    os.environ.get("GATEWAY_PASSWORD", ""))
+    session.auth = (
+        os.environ.get("GATEWAY_USERNAME", "admin"),
+        os.environ.get("GATEWAY_PASSWORD", ""),
+    )
     failed = 0
     for name in names:
         try:
@@ -82,8 +87,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         ok = status in (200, 201, 202)
         failed += not ok
-        print(f"{name}: {'removed' if args.remove else 'deployed'} (HTTP {status})" if ok
-              else f"{name}: HTTP {status}")
+        print(
+            f"{name}: {'removed' if args.remove else 'deployed'} (HTTP {status})"
+            if ok
+            else f"{name}: HTTP {status}"
+        )
     return 1 if failed else 0
 
 

@@ -50,13 +50,19 @@ def make_client(endpoint: str | None, region: str, secrets: SecretStore) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.deploy.docker.ensure_bucket",
-                                     description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.deploy.docker.ensure_bucket",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
     parser.add_argument("--endpoint", default=os.environ.get("S3_ENDPOINT_URL"))
     parser.add_argument("--region", default=os.environ.get("S3_REGION", "us-east-1"))
     parser.add_argument("--bucket", default=os.environ.get("REGISTRY_S3_BUCKET"))
-    parser.add_argument("--wait-seconds", type=float, default=120.0,
-                        help="keep retrying while the store is not reachable yet")
+    parser.add_argument(
+        "--wait-seconds",
+        type=float,
+        default=120.0,
+        help="keep retrying while the store is not reachable yet",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
     if not args.bucket:

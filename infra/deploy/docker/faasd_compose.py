@@ -37,7 +37,7 @@ def rewrite_services(
         spec = dict(spec)
         image = str(spec["image"])
         if image.startswith(OWN_PREFIX):
-            repo = image[len(OWN_PREFIX):].split(":", 1)[0]
+            repo = image[len(OWN_PREFIX) :].split(":", 1)[0]
             spec["image"] = f"{registry.rstrip('/')}/{repo}:{tag}"
         items = []
         for item in spec.get("environment", []):
@@ -59,8 +59,7 @@ def merge(base_text: str, services: Mapping[str, Any]) -> str:
     clash = set(services) & set(base["services"] or {})
     if clash:
         raise ComposeMergeError(f"services defined outside the f2pipe block: {sorted(clash)}")
-    dumped = yaml.safe_dump({"services": dict(services)}, sort_keys=False,
-                            default_flow_style=False)
+    dumped = yaml.safe_dump({"services": dict(services)}, sort_keys=False, default_flow_style=False)
     body = "".join(line + "\n" for line in dumped.splitlines()[1:])  # under "services:"
     merged = f"{text}{BEGIN}\n{body}{END}\n"
     result = yaml.safe_load(merged)["services"]
@@ -71,8 +70,10 @@ def merge(base_text: str, services: Mapping[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.deploy.docker.faasd_compose",
-                                     description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.deploy.docker.faasd_compose",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
     parser.add_argument("--compose", type=Path, required=True, help="faasd's docker-compose.yaml")
     parser.add_argument("--additions", type=Path, required=True)
     parser.add_argument("--registry", required=True, help="prefix of the f2pipe images")
@@ -81,9 +82,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gateway-user", default="admin")
     args = parser.parse_args(argv)
     additions = yaml.safe_load(args.additions.read_text())["services"]
-    services = rewrite_services(additions, args.registry, args.tag,
-                                {"CLUSTER_ID": args.cluster_id,
-                                 "GATEWAY_USERNAME": args.gateway_user})
+    services = rewrite_services(
+        additions,
+        args.registry,
+        args.tag,
+        {"CLUSTER_ID": args.cluster_id, "GATEWAY_USERNAME": args.gateway_user},
+    )
     try:
         merged = merge(args.compose.read_text(), services)
     except ComposeMergeError as exc:

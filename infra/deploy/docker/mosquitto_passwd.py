@@ -48,8 +48,10 @@ def write_password_file(out: Path, users: Sequence[tuple[str, str]]) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.deploy.docker.mosquitto_passwd",
-                                     description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.deploy.docker.mosquitto_passwd",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("users", nargs="+", metavar="USER=PASSWORD_FILE")
     args = parser.parse_args(argv)

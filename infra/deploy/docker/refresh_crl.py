@@ -21,8 +21,9 @@ from f2lib.secrets import SecretStore
 logger = logging.getLogger(__name__)
 
 
-def refresh_crl(gateway_url: str, token: str, *, force: bool = False,
-                timeout: float = 60.0) -> requests.Response:
+def refresh_crl(
+    gateway_url: str, token: str, *, force: bool = False, timeout: float = 60.0
+) -> requests.Response:
     url = gateway_url.rstrip("/") + "/function/provision/crl"
     return requests.post(
         url,
@@ -34,8 +35,10 @@ def refresh_crl(gateway_url: str, token: str, *, force: bool = False,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.deploy.docker.refresh_crl",
-                                     description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.deploy.docker.refresh_crl",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
     parser.add_argument("--gateway", default=os.environ.get("GATEWAY_URL", "http://127.0.0.1:8080"))
     parser.add_argument("--force", action="store_true", help="re-sign even if not due")
     args = parser.parse_args(argv)

@@ -16,14 +16,17 @@ from infra.local.process import ManagedProcess, make_traversable
 
 logger = logging.getLogger(__name__)
 
-PG_BIN_CANDIDATES = ("/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin",
-                     "/usr/lib/postgresql/15/bin")
+PG_BIN_CANDIDATES = (
+    "/usr/lib/postgresql/17/bin",
+    "/usr/lib/postgresql/16/bin",
+    "/usr/lib/postgresql/15/bin",
+)
 
 
 def pg_bin_dir() -> Path:
     """The directory of the installed PostgreSQL server binaries."""
     override = os.environ.get("F2_PG_BIN")
-    for candidate in ((override,) if override else PG_BIN_CANDIDATES):
+    for candidate in (override,) if override else PG_BIN_CANDIDATES:
         if (Path(candidate) / "postgres").exists():
             return Path(candidate)
     raise FileNotFoundError("PostgreSQL server binaries not found; run `make setup`")
@@ -80,9 +83,19 @@ class PostgresServer:
         try:
             init = ManagedProcess(
                 "initdb",
-                [str(pg_bin_dir() / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
-                 "--auth-host=scram-sha-256", "--auth-local=scram-sha-256",
-                 f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C.UTF-8"],
+                [
+                    str(pg_bin_dir() / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    "postgres",
+                    "--auth-host=scram-sha-256",
+                    "--auth-local=scram-sha-256",
+                    f"--pwfile={pwfile}",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                ],
                 self.state_dir / "initdb.log",
                 user=self.run_as,
             ).start()
@@ -102,11 +115,25 @@ class PostgresServer:
         self._chown(self.log_path)
         self.process = ManagedProcess(
             "postgres",
-            [str(pg_bin_dir() / "postgres"), "-D", str(self.data_dir),
-             "-c", "listen_addresses=127.0.0.1", "-c", f"port={self.port}",
-             "-c", f"unix_socket_directories={socket_dir}",
-             "-c", "max_connections=200", "-c", "shared_buffers=128MB",
-             "-c", "synchronous_commit=on", "-c", "fsync=on"],
+            [
+                str(pg_bin_dir() / "postgres"),
+                "-D",
+                str(self.data_dir),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                f"port={self.port}",
+                "-c",
+                f"unix_socket_directories={socket_dir}",
+                "-c",
+                "max_connections=200",
+                "-c",
+                "shared_buffers=128MB",
+                "-c",
+                "synchronous_commit=on",
+                "-c",
+                "fsync=on",
+            ],
             self.log_path,
             user=self.run_as,
             pid_path=pid_path,

@@ -16,6 +16,7 @@ from f2lib.errors import GatewayError
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True, slots=True)
 class FunctionTarget:
     """A function that asked, by its ``topic`` annotation, to be fed Kafka topics."""

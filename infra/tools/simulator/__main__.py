@@ -38,49 +38,83 @@ EXIT_UNACKED = 3
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m infra.tools.simulator",
-        description="Simulated F2 controllers: provision with a CSR, publish over MQTT/mTLS.")
+        description="Simulated F2 controllers: provision with a CSR, publish over MQTT/mTLS.",
+    )
     fleet = parser.add_argument_group("fleet")
     fleet.add_argument("--devices", type=int, help="number of devices (default: one per model)")
-    fleet.add_argument("--models", default="all",
-                       help=f"'all', a list ({MODELS[0]},{MODELS[5]}) spread over --devices, "
-                            f"or counts ({MODELS[0]}:2,{MODELS[5]}:1); default all")
-    fleet.add_argument("--rate", type=float, default=1.0,
-                       help="messages per second per device (default 1)")
+    fleet.add_argument(
+        "--models",
+        default="all",
+        help=f"'all', a list ({MODELS[0]},{MODELS[5]}) spread over --devices, "
+        f"or counts ({MODELS[0]}:2,{MODELS[5]}:1); default all",
+    )
+    fleet.add_argument(
+        "--rate", type=float, default=1.0, help="messages per second per device (default 1)"
+    )
     stop = fleet.add_mutually_exclusive_group()
     stop.add_argument("--duration", type=float, help="seconds to publish (default: until Ctrl-C)")
     stop.add_argument("--messages", type=int, help="messages per device, then stop")
     fleet.add_argument("--qos", type=int, choices=(0, 1), default=1, help="MQTT QoS (default 1)")
-    fleet.add_argument("--seed", type=int, default=1,
-                       help="seed of MACs and traffic; the same seed is the same fleet (default 1)")
+    fleet.add_argument(
+        "--seed",
+        type=int,
+        default=1,
+        help="seed of MACs and traffic; the same seed is the same fleet (default 1)",
+    )
     ends = parser.add_argument_group("endpoints (default: the environment of `make -s env`)")
     ends.add_argument("--gateway", help="gateway URL ($GATEWAY_URL)")
-    ends.add_argument("--token",
-                      help="provisioning bearer token ($PROVISION_TOKEN; prefer the env)")
+    ends.add_argument(
+        "--token", help="provisioning bearer token ($PROVISION_TOKEN; prefer the env)"
+    )
     ends.add_argument("--mqtt-host", help="broker host ($MQTT_HOST)")
     ends.add_argument("--mqtt-port", type=int, help="broker mTLS port ($MQTT_TLS_PORT)")
     ends.add_argument("--ca", type=Path, help="CA certificate ($CA_CERT)")
     ends.add_argument("--devices-dsn", help="device-management database ($DEVICES_DSN)")
-    ends.add_argument("--cert-dir", type=Path, default=DEFAULT_CERT_DIR,
-                      help="where each device keeps its key and certificate "
-                           "(default certs/devices/)")
+    ends.add_argument(
+        "--cert-dir",
+        type=Path,
+        default=DEFAULT_CERT_DIR,
+        help="where each device keeps its key and certificate (default certs/devices/)",
+    )
     run = parser.add_argument_group("run")
-    run.add_argument("--catalogue", choices=("database", "builtin"), default="database",
-                     help="components from device_parameters (default) or the built-in copy "
-                          "of the templates (dry runs and tests only)")
-    run.add_argument("--reprovision", action="store_true",
-                     help="issue new certificates even when stored ones are valid")
-    run.add_argument("--provision-only", action="store_true",
-                     help="provision the fleet and exit")
-    run.add_argument("--dry-run", action="store_true",
-                     help="print the messages the fleet would send (no network; built-in "
-                          "catalogue); --messages per device, default 3")
+    run.add_argument(
+        "--catalogue",
+        choices=("database", "builtin"),
+        default="database",
+        help="components from device_parameters (default) or the built-in copy "
+        "of the templates (dry runs and tests only)",
+    )
+    run.add_argument(
+        "--reprovision",
+        action="store_true",
+        help="issue new certificates even when stored ones are valid",
+    )
+    run.add_argument("--provision-only", action="store_true", help="provision the fleet and exit")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the messages the fleet would send (no network; built-in "
+        "catalogue); --messages per device, default 3",
+    )
     run.add_argument("--no-progress", action="store_true", help="plain log lines, no live panel")
-    run.add_argument("--report", type=Path, help="write a JSON report (per-device counts and "
-                                                 "every acknowledged message's topic, timestamp)")
-    run.add_argument("--devices-per-thread", type=int, default=200,
-                     help="devices multiplexed by one network thread (default 200)")
-    run.add_argument("--drain-timeout", type=float, default=15.0,
-                     help="seconds to wait for outstanding acknowledgements at the end")
+    run.add_argument(
+        "--report",
+        type=Path,
+        help="write a JSON report (per-device counts and "
+        "every acknowledged message's topic, timestamp)",
+    )
+    run.add_argument(
+        "--devices-per-thread",
+        type=int,
+        default=200,
+        help="devices multiplexed by one network thread (default 200)",
+    )
+    run.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=15.0,
+        help="seconds to wait for outstanding acknowledgements at the end",
+    )
     run.add_argument("--log-level", default=os.getenv("LOG_LEVEL", "WARNING"))
     return parser
 
@@ -89,14 +123,20 @@ def _endpoints(args: argparse.Namespace) -> SimulatorEnvConfig:
     env = SimulatorEnvConfig()
     if env.gateway_url is None and env.provision_token is None:
         env = from_local_stack(env.f2_state_dir) or env
-    return env.model_copy(update={k: v for k, v in {
-        "gateway_url": args.gateway,
-        "provision_token": SecretStr(args.token) if args.token else None,
-        "mqtt_host": args.mqtt_host,
-        "mqtt_tls_port": args.mqtt_port,
-        "ca_cert": args.ca,
-        "devices_dsn": SecretStr(args.devices_dsn) if args.devices_dsn else None,
-    }.items() if v is not None})
+    return env.model_copy(
+        update={
+            k: v
+            for k, v in {
+                "gateway_url": args.gateway,
+                "provision_token": SecretStr(args.token) if args.token else None,
+                "mqtt_host": args.mqtt_host,
+                "mqtt_tls_port": args.mqtt_port,
+                "ca_cert": args.ca,
+                "devices_dsn": SecretStr(args.devices_dsn) if args.devices_dsn else None,
+            }.items()
+            if v is not None
+        }
+    )
 
 
 def _config(args: argparse.Namespace, env: SimulatorEnvConfig) -> FleetConfig:
@@ -124,8 +164,15 @@ def _dry_run(fleet: Fleet, messages: int) -> int:
     for device_id, stream in fleet.streams().items():
         for _ in range(messages):
             message = stream.next_message()
-            print(json.dumps({"device_id": device_id, "topic": message.topic,
-                              "payload": message.payload.decode()}))
+            print(
+                json.dumps(
+                    {
+                        "device_id": device_id,
+                        "topic": message.topic,
+                        "payload": message.payload.decode(),
+                    }
+                )
+            )
     return 0
 
 
@@ -145,30 +192,45 @@ def run(args: argparse.Namespace, console: Console) -> int:
     fleet = Fleet(config)
     if args.dry_run:
         return _dry_run(fleet, args.messages or 3)
-    console.print(f"provisioning {len(fleet.identities)} devices "
-                  f"({', '.join(f'{m}x{n}' for m, n in config.mix.items())}), seed {config.seed}")
+    console.print(
+        f"provisioning {len(fleet.identities)} devices "
+        f"({', '.join(f'{m}x{n}' for m, n in config.mix.items())}), seed {config.seed}"
+    )
     credentials = fleet.provision_all(force=args.reprovision)
     fresh = sum(c.provisioned for c in credentials)
-    console.print(f"certificates: {fresh} issued now, {len(credentials) - fresh} reused "
-                  f"(in {config.cert_dir})")
+    console.print(
+        f"certificates: {fresh} issued now, {len(credentials) - fresh} reused "
+        f"(in {config.cert_dir})"
+    )
     if args.provision_only:
         return 0
     fleet.load_components()
     stop = threading.Event()
     _stop_on_interrupt(stop, console)
-    target = (f"{args.duration:g}s" if args.duration is not None else
-              f"{args.messages} messages per device" if args.messages is not None else
-              "until Ctrl-C")
-    console.print(f"publishing to {config.mqtt_host}:{config.mqtt_port} at {config.rate:g} "
-                  f"msg/s per device, QoS {config.qos}, {target}")
+    target = (
+        f"{args.duration:g}s"
+        if args.duration is not None
+        else f"{args.messages} messages per device"
+        if args.messages is not None
+        else "until Ctrl-C"
+    )
+    console.print(
+        f"publishing to {config.mqtt_host}:{config.mqtt_port} at {config.rate:g} "
+        f"msg/s per device, QoS {config.qos}, {target}"
+    )
     report: FleetReport
     if args.no_progress:
-        report = fleet.run(duration=args.duration, messages=args.messages, stop=stop,
-                           on_tick=QuietProgress(console))
+        report = fleet.run(
+            duration=args.duration,
+            messages=args.messages,
+            stop=stop,
+            on_tick=QuietProgress(console),
+        )
     else:
         with LiveProgress(console) as progress:
-            report = fleet.run(duration=args.duration, messages=args.messages, stop=stop,
-                               on_tick=progress)
+            report = fleet.run(
+                duration=args.duration, messages=args.messages, stop=stop, on_tick=progress
+            )
     console.print()
     console.print(render_summary(report))
     if args.report is not None:
@@ -176,16 +238,19 @@ def run(args: argparse.Namespace, console: Console) -> int:
         console.print(f"report written to {args.report}")
     if not report.complete:
         totals = report.to_dict()["totals"]
-        console.print(f"[bold red]{totals['unacknowledged']} messages unacknowledged, "
-                      f"{totals['rejected'] + totals['dropped']} refused or dropped[/]")
+        console.print(
+            f"[bold red]{totals['unacknowledged']} messages unacknowledged, "
+            f"{totals['rejected'] + totals['dropped']} refused or dropped[/]"
+        )
         return EXIT_UNACKED
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     console = Console(stderr=args.dry_run)
     try:
         return run(args, console)
@@ -193,8 +258,9 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[bold red]simulator: {escape(str(exc))}[/]", highlight=False)
         return EXIT_FAILED
     except ValidationError as exc:
-        console.print(f"[bold red]simulator: invalid settings: {escape(str(exc))}[/]",
-                      highlight=False)
+        console.print(
+            f"[bold red]simulator: invalid settings: {escape(str(exc))}[/]", highlight=False
+        )
         return EXIT_FAILED
     except KeyboardInterrupt:
         console.print("[bold red]interrupted[/]")

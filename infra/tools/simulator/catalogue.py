@@ -24,10 +24,21 @@ logger = logging.getLogger(__name__)
 
 
 # The contract's columns of device_parameters; the others are optional (defaults below).
-REQUIRED_COLUMNS = ("device_id", "connector_mode", "connector", "component_type", "component_id",
-                    "encoding_type", "units", "scaling_factor")
-OPTIONAL_COLUMNS = {"value_signed": "false", "value_width_bits": "NULL::int",
-                    "data_point_id": "NULL::int"}
+REQUIRED_COLUMNS = (
+    "device_id",
+    "connector_mode",
+    "connector",
+    "component_type",
+    "component_id",
+    "encoding_type",
+    "units",
+    "scaling_factor",
+)
+OPTIONAL_COLUMNS = {
+    "value_signed": "false",
+    "value_width_bits": "NULL::int",
+    "data_point_id": "NULL::int",
+}
 MEMBERS_QUERY = """
 SELECT data_point_id, member
 FROM pin
@@ -84,11 +95,25 @@ def _access(connector: str, n: str) -> list[ComponentSpec]:
     mode = "access-control-mode"
     return [
         ComponentSpec(mode, connector, "strike", n, "boolean", "state"),
-        ComponentSpec(mode, connector, "door-sensors", None, "boolean_map", "state",
-                      members=("door-sensor-1", "door-sensor-2")),
+        ComponentSpec(
+            mode,
+            connector,
+            "door-sensors",
+            None,
+            "boolean_map",
+            "state",
+            members=("door-sensor-1", "door-sensor-2"),
+        ),
         ComponentSpec(mode, connector, "reader", n, "raw_string", "text"),
-        ComponentSpec(mode, connector, "exit-buttons", None, "boolean_map", "state",
-                      members=("exit-button-1",)),
+        ComponentSpec(
+            mode,
+            connector,
+            "exit-buttons",
+            None,
+            "boolean_map",
+            "state",
+            members=("exit-button-1",),
+        ),
     ]
 
 
@@ -97,10 +122,12 @@ def _alarm(connector: str, kind: str, n: str) -> ComponentSpec:
     return ComponentSpec("alarm-mode", connector, kind, n, "boolean", units)
 
 
-def _sensor(connector: str, n: str, units: str, scale: float, signed: bool,
-            width: int) -> ComponentSpec:
-    return ComponentSpec("sensor-mode", connector, "sensor", n, "hex_to_float", units, scale,
-                         signed, width)
+def _sensor(
+    connector: str, n: str, units: str, scale: float, signed: bool, width: int
+) -> ComponentSpec:
+    return ComponentSpec(
+        "sensor-mode", connector, "sensor", n, "hex_to_float", units, scale, signed, width
+    )
 
 
 def _temperature(connector: str, n: str) -> ComponentSpec:
@@ -116,38 +143,74 @@ BUILTIN_CATALOGUE: Mapping[str, ModelTemplate] = {
     t.model: t
     for t in (
         ModelTemplate("F2-212", (*_access("J1", "1"), *_access("J2", "2"))),
-        ModelTemplate("F2-213", (
-            *_access("J1", "1"),
-            _alarm("J2", "siren", "1"), _alarm("J2", "motion-sensor", "1"),
-            _alarm("J2", "motion-sensor", "2"),
-        )),
-        ModelTemplate("F2-214", tuple(
-            c for j, n in (("J1", "1"), ("J2", "2"), ("J3", "3"), ("J4", "4"))
-            for c in _access(j, n)
-        )),
-        ModelTemplate("F2-215", (
-            *_access("J1", "1"), *_access("J2", "2"),
-            _alarm("J3", "siren", "1"), _alarm("J3", "motion-sensor", "1"),
-            _temperature("J4", "1"), _humidity("J4", "2"),
-        )),
-        ModelTemplate("F2-301", (
-            _alarm("J1", "siren", "1"), _alarm("J1", "motion-sensor", "1"),
-            _alarm("J2", "siren", "2"), _alarm("J2", "motion-sensor", "2"),
-            _alarm("J3", "motion-sensor", "3"),
-            ComponentSpec("alarm-mode", "J3", "door-sensors", None, "boolean_map", "state",
-                          members=("door-sensor-1", "door-sensor-2")),
-        )),
-        ModelTemplate("F2-401", (
-            _temperature("J1", "1"), _humidity("J1", "2"),
-            _temperature("J2", "3"), _sensor("J2", "4", "hPa", 0.1, False, 32),
-            _sensor("J3", "5", "ppm", 1.0, False, 16),
-            _sensor("J4", "6", "lux", 1.0, False, 32),
-        )),
-        ModelTemplate("F2-403", (
-            *_access("J1", "1"),
-            _alarm("J2", "siren", "1"), _alarm("J2", "motion-sensor", "1"),
-            _temperature("J3", "3"), _humidity("J3", "4"),
-        )),
+        ModelTemplate(
+            "F2-213",
+            (
+                *_access("J1", "1"),
+                _alarm("J2", "siren", "1"),
+                _alarm("J2", "motion-sensor", "1"),
+                _alarm("J2", "motion-sensor", "2"),
+            ),
+        ),
+        ModelTemplate(
+            "F2-214",
+            tuple(
+                c
+                for j, n in (("J1", "1"), ("J2", "2"), ("J3", "3"), ("J4", "4"))
+                for c in _access(j, n)
+            ),
+        ),
+        ModelTemplate(
+            "F2-215",
+            (
+                *_access("J1", "1"),
+                *_access("J2", "2"),
+                _alarm("J3", "siren", "1"),
+                _alarm("J3", "motion-sensor", "1"),
+                _temperature("J4", "1"),
+                _humidity("J4", "2"),
+            ),
+        ),
+        ModelTemplate(
+            "F2-301",
+            (
+                _alarm("J1", "siren", "1"),
+                _alarm("J1", "motion-sensor", "1"),
+                _alarm("J2", "siren", "2"),
+                _alarm("J2", "motion-sensor", "2"),
+                _alarm("J3", "motion-sensor", "3"),
+                ComponentSpec(
+                    "alarm-mode",
+                    "J3",
+                    "door-sensors",
+                    None,
+                    "boolean_map",
+                    "state",
+                    members=("door-sensor-1", "door-sensor-2"),
+                ),
+            ),
+        ),
+        ModelTemplate(
+            "F2-401",
+            (
+                _temperature("J1", "1"),
+                _humidity("J1", "2"),
+                _temperature("J2", "3"),
+                _sensor("J2", "4", "hPa", 0.1, False, 32),
+                _sensor("J3", "5", "ppm", 1.0, False, 16),
+                _sensor("J4", "6", "lux", 1.0, False, 32),
+            ),
+        ),
+        ModelTemplate(
+            "F2-403",
+            (
+                *_access("J1", "1"),
+                _alarm("J2", "siren", "1"),
+                _alarm("J2", "motion-sensor", "1"),
+                _temperature("J3", "3"),
+                _humidity("J3", "4"),
+            ),
+        ),
     )
 }
 
@@ -190,22 +253,36 @@ def load_device_components(
         conn.close()
     by_device: dict[str, list[ComponentSpec]] = {}
     for row in rows:
-        (device_id, mode, connector, ctype, cid, encoding, units, scale, signed, width,
-         point_id) = row
-        by_device.setdefault(device_id, []).append(ComponentSpec(
-            connector_mode=mode,
-            connector=connector,
-            component_type=ctype,
-            component_id=cid,
-            encoding_type=encoding,
-            units=units,
-            scaling_factor=1.0 if scale is None else float(scale),
-            value_signed=bool(signed),
-            value_width_bits=None if width is None else int(width),
-            members=tuple(members.get(point_id, ())),
-        ))
-    logger.info("read components of %d of %d devices from device_parameters",
-                len(by_device), len(wanted))
+        (
+            device_id,
+            mode,
+            connector,
+            ctype,
+            cid,
+            encoding,
+            units,
+            scale,
+            signed,
+            width,
+            point_id,
+        ) = row
+        by_device.setdefault(device_id, []).append(
+            ComponentSpec(
+                connector_mode=mode,
+                connector=connector,
+                component_type=ctype,
+                component_id=cid,
+                encoding_type=encoding,
+                units=units,
+                scaling_factor=1.0 if scale is None else float(scale),
+                value_signed=bool(signed),
+                value_width_bits=None if width is None else int(width),
+                members=tuple(members.get(point_id, ())),
+            )
+        )
+    logger.info(
+        "read components of %d of %d devices from device_parameters", len(by_device), len(wanted)
+    )
     return {d: tuple(c) for d, c in by_device.items()}
 
 

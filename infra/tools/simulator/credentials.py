@@ -88,8 +88,12 @@ def make_csr(key: ec.EllipticCurvePrivateKey, device_id: str) -> str:
 class CredentialStore:
     """The device directories under ``cert_dir``."""
 
-    def __init__(self, cert_dir: Path, ca_cert: Path | None = None,
-                 clock: Callable[[], dt.datetime] | None = None) -> None:
+    def __init__(
+        self,
+        cert_dir: Path,
+        ca_cert: Path | None = None,
+        clock: Callable[[], dt.datetime] | None = None,
+    ) -> None:
         self.cert_dir = cert_dir
         self.ca_cert = ca_cert
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
@@ -107,20 +111,31 @@ class CredentialStore:
         except FileNotFoundError:
             return None
         except (OSError, ValueError, TypeError) as exc:
-            logger.warning("device %s: stored credentials unreadable (%s); provisioning again",
-                           device_id, exc.__class__.__name__)
+            logger.warning(
+                "device %s: stored credentials unreadable (%s); provisioning again",
+                device_id,
+                exc.__class__.__name__,
+            )
             return None
         reason = self._unusable(device_id, cert, key)
         if reason:
             logger.info("device %s: stored certificate %s; provisioning again", device_id, reason)
             return None
-        return DeviceCredentials(device_id, folder, format(cert.serial_number, "x"),
-                                 cert.not_valid_after_utc, provisioned=False)
+        return DeviceCredentials(
+            device_id,
+            folder,
+            format(cert.serial_number, "x"),
+            cert.not_valid_after_utc,
+            provisioned=False,
+        )
 
     def _unusable(self, device_id: str, cert: x509.Certificate, key: Any) -> str | None:
         public = cert.public_key()
-        if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(
-                public, ec.EllipticCurvePublicKey) or key.public_key() != public:
+        if (
+            not isinstance(key, ec.EllipticCurvePrivateKey)
+            or not isinstance(public, ec.EllipticCurvePublicKey)
+            or key.public_key() != public
+        ):
             return "does not match the stored key"
         names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         if not names or names[0].value != device_id:
@@ -135,14 +150,21 @@ class CredentialStore:
                 return f"was not issued by the CA in {self.ca_cert}"
         return None
 
-    def save(self, device_id: str, key: ec.EllipticCurvePrivateKey, answer: dict[str, Any],
-             identity: DeviceIdentity) -> DeviceCredentials:
+    def save(
+        self,
+        device_id: str,
+        key: ec.EllipticCurvePrivateKey,
+        answer: dict[str, Any],
+        identity: DeviceIdentity,
+    ) -> DeviceCredentials:
         folder = self.directory(device_id)
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o700)
-        key_pem = key.private_bytes(serialization.Encoding.PEM,
-                                    serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
         cert_pem = str(answer["certificate"]).encode()
         cert = x509.load_pem_x509_certificate(cert_pem)
         if cert.public_key() != key.public_key():
@@ -160,16 +182,28 @@ class CredentialStore:
             "not_after": answer.get("not_after"),
         }
         _write(folder / META_FILE, (json.dumps(meta, indent=2) + "\n").encode(), 0o644)
-        return DeviceCredentials(device_id, folder, format(cert.serial_number, "x"),
-                                 cert.not_valid_after_utc, provisioned=True)
+        return DeviceCredentials(
+            device_id,
+            folder,
+            format(cert.serial_number, "x"),
+            cert.not_valid_after_utc,
+            provisioned=True,
+        )
 
 
 class ProvisioningClient:
     """``POST <gateway>/function/provision`` with the bearer token and the device's CSR."""
 
-    def __init__(self, gateway_url: str, token: SecretStr, *, timeout: float = 30.0,
-                 attempts: int = 4, backoff: float = 0.5,
-                 session: requests.Session | None = None) -> None:
+    def __init__(
+        self,
+        gateway_url: str,
+        token: SecretStr,
+        *,
+        timeout: float = 30.0,
+        attempts: int = 4,
+        backoff: float = 0.5,
+        session: requests.Session | None = None,
+    ) -> None:
         self.url = gateway_url.rstrip("/") + "/function/provision"
         self._token = token
         self.timeout = timeout
@@ -178,15 +212,20 @@ class ProvisioningClient:
         self.session = session or requests.Session()
 
     def provision(self, identity: DeviceIdentity, csr_pem: str) -> dict[str, Any]:
-        body = {"mac": identity.mac_colons, "model": identity.model,
-                "serial_number": identity.serial_number, "csr": csr_pem}
-        headers = {"Authorization": f"Bearer {self._token.get_secret_value()}",
-                   "Content-Type": "application/json"}
+        body = {
+            "mac": identity.mac_colons,
+            "model": identity.model,
+            "serial_number": identity.serial_number,
+            "csr": csr_pem,
+        }
+        headers = {
+            "Authorization": f"Bearer {self._token.get_secret_value()}",
+            "Content-Type": "application/json",
+        }
         device_id = identity.device_id
         for attempt in range(1, self.attempts + 1):
             try:
-                resp = self.session.post(self.url, json=body, headers=headers,
-                                         timeout=self.timeout)
+                resp = self.session.post(self.url, json=body, headers=headers, timeout=self.timeout)
             except requests.RequestException as exc:
                 failure = f"cannot reach {self.url}: {exc.__class__.__name__}"
             else:
@@ -196,9 +235,8 @@ class ProvisioningClient:
                 if resp.status_code not in RETRY_STATUSES:
                     raise SimulatorError(f"provisioning {device_id} refused: {failure}")
             if attempt < self.attempts:
-                logger.warning("provisioning %s failed (%s); retry %d", device_id, failure,
-                               attempt)
-                time.sleep(min(self.backoff * 2 ** attempt, 5.0))
+                logger.warning("provisioning %s failed (%s); retry %d", device_id, failure, attempt)
+                time.sleep(min(self.backoff * 2**attempt, 5.0))
         raise SimulatorError(f"provisioning {device_id} failed: {failure}")
 
     @staticmethod
@@ -211,7 +249,8 @@ class ProvisioningClient:
             raise SimulatorError(f"provisioning {device_id}: the answer has no certificate")
         if answer.get("device_id") not in (None, device_id):
             raise SimulatorError(
-                f"provisioning {device_id}: the answer is for {answer.get('device_id')}")
+                f"provisioning {device_id}: the answer is for {answer.get('device_id')}"
+            )
         return answer
 
 
@@ -241,10 +280,15 @@ class DeviceProvisioner:
         if self.client is None:
             raise SimulatorError(
                 f"device {device_id} has no usable certificate and no gateway to provision it "
-                "(set GATEWAY_URL and PROVISION_TOKEN: make up; eval \"$(make -s env)\")")
+                '(set GATEWAY_URL and PROVISION_TOKEN: make up; eval "$(make -s env)")'
+            )
         key = generate_key()  # generated here; only the CSR leaves the device
         answer = self.client.provision(identity, make_csr(key, device_id))
         credentials = self.store.save(device_id, key, answer, identity)
-        logger.info("provisioned %s (%s) certificate serial=%s", device_id, identity.model,
-                    credentials.serial)
+        logger.info(
+            "provisioned %s (%s) certificate serial=%s",
+            device_id,
+            identity.model,
+            credentials.serial,
+        )
         return credentials

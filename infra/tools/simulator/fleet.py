@@ -143,8 +143,12 @@ class FleetReport:
     def by_model(self) -> dict[str, dict[str, int]]:
         models: dict[str, dict[str, int]] = {}
         for device in self.devices:
-            row = models.setdefault(device.model, dict.fromkeys(
-                ("devices", "sent", "acked", "rejected", "written", "unacknowledged"), 0))
+            row = models.setdefault(
+                device.model,
+                dict.fromkeys(
+                    ("devices", "sent", "acked", "rejected", "written", "unacknowledged"), 0
+                ),
+            )
             row["devices"] += 1
             for name in ("sent", "acked", "rejected", "written", "unacknowledged"):
                 row[name] += int(getattr(device, name))
@@ -165,8 +169,12 @@ class FleetReport:
             "by_model": self.by_model(),
             "devices": [asdict(d) for d in self.devices],
             "acknowledged": [
-                {"device_id": m.device_id, "topic": m.topic, "timestamp": m.timestamp,
-                 "measurements": m.measurements}
+                {
+                    "device_id": m.device_id,
+                    "topic": m.topic,
+                    "timestamp": m.timestamp,
+                    "measurements": m.measurements,
+                }
                 for m in self.acknowledged
             ],
         }
@@ -199,8 +207,9 @@ class Fleet:
             client = None
             if config.gateway_url and config.provision_token is not None:
                 client = ProvisioningClient(config.gateway_url, config.provision_token)
-            provisioner = DeviceProvisioner(CredentialStore(config.cert_dir, config.ca_cert),
-                                            client)
+            provisioner = DeviceProvisioner(
+                CredentialStore(config.cert_dir, config.ca_cert), client
+            )
         self.provisioner = provisioner
         if connect_db is None and config.devices_dsn is not None:
             dsn = config.devices_dsn
@@ -220,8 +229,9 @@ class Fleet:
         """
         return self._provision(self.identities, force=force)
 
-    def _provision(self, identities: Iterable[DeviceIdentity], *,
-                   force: bool) -> list[DeviceCredentials]:
+    def _provision(
+        self, identities: Iterable[DeviceIdentity], *, force: bool
+    ) -> list[DeviceCredentials]:
         identities = list(identities)
         failures: list[str] = []
 
@@ -232,13 +242,15 @@ class Fleet:
                 failures.append(str(exc))
                 return None
 
-        with ThreadPoolExecutor(max_workers=self.config.workers,
-                                thread_name_prefix="provision") as pool:
+        with ThreadPoolExecutor(
+            max_workers=self.config.workers, thread_name_prefix="provision"
+        ) as pool:
             results = list(pool.map(one, identities))
         if failures:
             raise SimulatorError(
                 f"{len(failures)} of {len(identities)} devices could not be provisioned; "
-                f"first: {failures[0]}")
+                f"first: {failures[0]}"
+            )
         issued = [c for c in results if c is not None]
         for credentials in issued:
             self.credentials[credentials.device_id] = credentials
@@ -255,7 +267,8 @@ class Fleet:
         if self.connect_db is None:
             raise SimulatorError(
                 "DEVICES_DSN is needed to read each device's components from device_parameters "
-                "(the built-in catalogue is for dry runs only)")
+                "(the built-in catalogue is for dry runs only)"
+            )
         found = load_device_components(self.connect_db, [i.device_id for i in self.identities])
         unknown = [i for i in self.identities if i.device_id not in found]
         if unknown and self.credentials:
@@ -268,7 +281,8 @@ class Fleet:
             names = ", ".join(i.device_id for i in unknown[:5])
             raise SimulatorError(
                 f"{len(unknown)} devices have no rows in device_parameters ({names}...): "
-                "their messages would be dead-lettered; provision them first")
+                "their messages would be dead-lettered; provision them first"
+            )
         self.components = found
         return found
 
@@ -277,8 +291,12 @@ class Fleet:
         if not self.components:
             self.load_components()
         return {
-            i.device_id: MessageStream(i.device_id, self.components[i.device_id],
-                                       device_rng(self.config.seed, i.device_id), self.clock)
+            i.device_id: MessageStream(
+                i.device_id,
+                self.components[i.device_id],
+                device_rng(self.config.seed, i.device_id),
+                self.clock,
+            )
             for i in self.identities
         }
 
@@ -338,32 +356,48 @@ class Fleet:
         finished = time.monotonic()
         return self._report(links, started_at, finished - started, interrupted)
 
-    def _links(self, streams: Mapping[str, MessageStream],
-               messages: int | None) -> list[DeviceLink]:
-        endpoint = MqttEndpoint(self.config.mqtt_host, self.config.mqtt_port,
-                                self.config.ca_cert, self.config.qos)
+    def _links(
+        self, streams: Mapping[str, MessageStream], messages: int | None
+    ) -> list[DeviceLink]:
+        endpoint = MqttEndpoint(
+            self.config.mqtt_host, self.config.mqtt_port, self.config.ca_cert, self.config.qos
+        )
         links = []
         for identity in self.identities:
             credentials = self.credentials[identity.device_id]
             ca = self.config.ca_cert or credentials.ca_path
             if not Path(ca).exists():
                 raise SimulatorError(f"CA certificate {ca} not found (set CA_CERT or --ca)")
-            links.append(DeviceLink(
-                device_id=identity.device_id, model=identity.model,
-                stream=streams[identity.device_id], cert_path=credentials.cert_path,
-                key_path=credentials.key_path, ca_path=Path(ca), endpoint=endpoint,
-                interval=1.0 / self.config.rate, quota=messages,
-                record_acks=self.config.record_acks))
+            links.append(
+                DeviceLink(
+                    device_id=identity.device_id,
+                    model=identity.model,
+                    stream=streams[identity.device_id],
+                    cert_path=credentials.cert_path,
+                    key_path=credentials.key_path,
+                    ca_path=Path(ca),
+                    endpoint=endpoint,
+                    interval=1.0 / self.config.rate,
+                    quota=messages,
+                    record_acks=self.config.record_acks,
+                )
+            )
         return links
 
     def _shards(self, links: list[DeviceLink]) -> list[Shard]:
         size = self.config.devices_per_thread
-        return [Shard(f"sim-shard-{n}", links[i : i + size])
-                for n, i in enumerate(range(0, len(links), size))]
+        return [
+            Shard(f"sim-shard-{n}", links[i : i + size])
+            for n, i in enumerate(range(0, len(links), size))
+        ]
 
-    def _connect(self, links: list[DeviceLink], shards: list[Shard],
-                 snapshot: Callable[[str], FleetSnapshot],
-                 tick: Callable[[FleetSnapshot], None]) -> None:
+    def _connect(
+        self,
+        links: list[DeviceLink],
+        shards: list[Shard],
+        snapshot: Callable[[str], FleetSnapshot],
+        tick: Callable[[FleetSnapshot], None],
+    ) -> None:
         failures: dict[str, str] = {}
 
         def handshake(link: DeviceLink) -> None:
@@ -373,15 +407,17 @@ class Fleet:
                 link.refused = f"{exc.__class__.__name__}: {exc}"
                 failures[link.device_id] = link.refused
 
-        with ThreadPoolExecutor(max_workers=self.config.workers,
-                                thread_name_prefix="connect") as pool:
+        with ThreadPoolExecutor(
+            max_workers=self.config.workers, thread_name_prefix="connect"
+        ) as pool:
             list(pool.map(handshake, links))
         endpoint = f"{self.config.mqtt_host}:{self.config.mqtt_port}"
         if failures:
             first = next(iter(failures.items()))
             raise SimulatorError(
                 f"{len(failures)} of {len(links)} devices could not connect to {endpoint} "
-                f"over mTLS; first: {first[0]}: {first[1]}")
+                f"over mTLS; first: {first[0]}: {first[1]}"
+            )
         for shard in shards:
             shard.start()
         deadline = time.monotonic() + self.config.connect_timeout
@@ -391,13 +427,17 @@ class Fleet:
             if all(link.connected or link.refused for link in links):
                 break
             time.sleep(0.05)
-        problems = {link.device_id: link.refused or link.last_error or "no CONNACK in time"
-                    for link in links if not link.connected}
+        problems = {
+            link.device_id: link.refused or link.last_error or "no CONNACK in time"
+            for link in links
+            if not link.connected
+        }
         if problems:
             first = next(iter(problems.items()))
             raise SimulatorError(
                 f"{len(problems)} of {len(links)} devices were not accepted by {endpoint}; "
-                f"first: {first[0]}: {first[1]}")
+                f"first: {first[0]}: {first[1]}"
+            )
         logger.info("%d devices connected to %s", len(links), endpoint)
 
     @staticmethod
@@ -408,24 +448,42 @@ class Fleet:
 
     def _outstanding(self, links: list[DeviceLink]) -> bool:
         if self.config.qos == 0:
-            return any(link.counters.written + link.counters.dropped < link.counters.sent
-                       for link in links)
+            return any(
+                link.counters.written + link.counters.dropped < link.counters.sent for link in links
+            )
         return any(link.outstanding for link in links)
 
-    def _report(self, links: list[DeviceLink], started_at: datetime, duration: float,
-                interrupted: bool) -> FleetReport:
+    def _report(
+        self, links: list[DeviceLink], started_at: datetime, duration: float, interrupted: bool
+    ) -> FleetReport:
         macs = {i.device_id: i.mac_colons for i in self.identities}
         report = FleetReport(
-            seed=self.config.seed, qos=self.config.qos, rate=self.config.rate,
-            started_at=started_at.isoformat(), finished_at=datetime.now(UTC).isoformat(),
-            duration_s=duration, interrupted=interrupted)
+            seed=self.config.seed,
+            qos=self.config.qos,
+            rate=self.config.rate,
+            started_at=started_at.isoformat(),
+            finished_at=datetime.now(UTC).isoformat(),
+            duration_s=duration,
+            interrupted=interrupted,
+        )
         for link in links:
             c = link.counters
-            report.devices.append(DeviceReport(
-                device_id=link.device_id, model=link.model, mac=macs[link.device_id],
-                sent=c.sent, acked=c.acked, rejected=c.rejected, written=c.written,
-                dropped=c.dropped, unacknowledged=link.outstanding if self.config.qos else 0,
-                connects=c.connects, disconnects=c.disconnects, last_error=link.last_error))
+            report.devices.append(
+                DeviceReport(
+                    device_id=link.device_id,
+                    model=link.model,
+                    mac=macs[link.device_id],
+                    sent=c.sent,
+                    acked=c.acked,
+                    rejected=c.rejected,
+                    written=c.written,
+                    dropped=c.dropped,
+                    unacknowledged=link.outstanding if self.config.qos else 0,
+                    connects=c.connects,
+                    disconnects=c.disconnects,
+                    last_error=link.last_error,
+                )
+            )
             report.acknowledged.extend(link.acked_messages)
         return report
 

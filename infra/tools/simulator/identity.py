@@ -55,7 +55,8 @@ def parse_mix(spec: str, devices: int | None) -> dict[str, int]:
         model = model.strip().upper()
         if model not in MODELS:
             raise SimulatorError(
-                f"unknown model {model!r} in --models; expected {', '.join(MODELS)}")
+                f"unknown model {model!r} in --models; expected {', '.join(MODELS)}"
+            )
         if model in counts or model in models:
             raise SimulatorError(f"model {model} is named twice in --models")
         if sep:
@@ -73,8 +74,10 @@ def parse_mix(spec: str, devices: int | None) -> dict[str, int]:
         total = len(models) if devices is None else devices
         if total < 0:
             raise SimulatorError("--devices must not be negative")
-        counts = {m: total // len(models) + (1 if i < total % len(models) else 0)
-                  for i, m in enumerate(models)}
+        counts = {
+            m: total // len(models) + (1 if i < total % len(models) else 0)
+            for i, m in enumerate(models)
+        }
     elif devices is not None and devices != sum(counts.values()):
         raise SimulatorError(
             f"--devices {devices} disagrees with --models (which counts {sum(counts.values())})"

@@ -101,11 +101,18 @@ class DeviceLink:
     closing: bool = False
 
     def __post_init__(self) -> None:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.device_id,
-                             protocol=MQTTProtocolVersion.MQTTv5)
-        client.tls_set(ca_certs=str(self.ca_path), certfile=str(self.cert_path),
-                       keyfile=str(self.key_path), cert_reqs=ssl.CERT_REQUIRED,
-                       tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.device_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        client.tls_set(
+            ca_certs=str(self.ca_path),
+            certfile=str(self.cert_path),
+            keyfile=str(self.key_path),
+            cert_reqs=ssl.CERT_REQUIRED,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
         client.connect_timeout = self.endpoint.connect_timeout
         client.max_inflight_messages_set(self.endpoint.max_inflight)
         client.on_connect = self._on_connect
@@ -124,12 +131,17 @@ class DeviceLink:
 
     def may_reconnect(self, now: float) -> bool:
         """After a lost connection (never after a refusal, nor while closing), with backoff."""
-        return (not self.closing and self.refused is None and self.counters.connects > 0
-                and now >= self.retry_at)
+        return (
+            not self.closing
+            and self.refused is None
+            and self.counters.connects > 0
+            and now >= self.retry_at
+        )
 
     # --- paho callbacks (run in the shard thread) -----------------------------------------
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any,
-                    properties: Any) -> None:
+    def _on_connect(
+        self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
         if reason.is_failure:
             self.refused = f"broker refused the connection: {reason}"
             self.connected = False
@@ -140,8 +152,9 @@ class DeviceLink:
         self.retry_delay = RECONNECT_MIN
         logger.debug("device %s connected", self.device_id)
 
-    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any,
-                       properties: Any) -> None:
+    def _on_disconnect(
+        self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
         if self.connected:
             self.counters.disconnects += 1
         elif self.counters.connects == 0 and self.refused is None and not self.closing:
@@ -152,8 +165,9 @@ class DeviceLink:
             self.last_error = f"disconnected: {reason}"
         logger.info("device %s disconnected: %s", self.device_id, reason)
 
-    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any,
-                    properties: Any) -> None:
+    def _on_publish(
+        self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any
+    ) -> None:
         if self.endpoint.qos == 0:
             self.counters.written += 1
             return
@@ -167,14 +181,19 @@ class DeviceLink:
             return
         self.counters.acked += 1
         if self.record_acks:
-            self.acked_messages.append(AckedMessage(self.device_id, message.topic,
-                                                    message.timestamp, message.measurements))
+            self.acked_messages.append(
+                AckedMessage(self.device_id, message.topic, message.timestamp, message.measurements)
+            )
 
     # --- actions (shard thread, or the connecting thread before the shard starts) ----------
     def connect(self) -> None:
         """TCP + TLS handshake and CONNECT (blocking); CONNACK is read by the shard."""
-        self.client.connect(self.endpoint.host, self.endpoint.port,
-                            keepalive=self.endpoint.keepalive, clean_start=True)
+        self.client.connect(
+            self.endpoint.host,
+            self.endpoint.port,
+            keepalive=self.endpoint.keepalive,
+            clean_start=True,
+        )
 
     def reconnect(self, now: float) -> None:
         self.retry_at = now + self.retry_delay
@@ -190,7 +209,8 @@ class DeviceLink:
         qos = self.endpoint.qos
         info = self.client.publish(message.topic, message.payload, qos=qos)
         queued = info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS or (
-            qos > 0 and info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN)
+            qos > 0 and info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN
+        )
         if not queued:
             self.counters.dropped += 1
             return
@@ -207,8 +227,9 @@ class DeviceLink:
 class Shard(threading.Thread):
     """One thread driving many device links: schedule, publish, network I/O, reconnects."""
 
-    def __init__(self, name: str, links: Sequence[DeviceLink], *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, name: str, links: Sequence[DeviceLink], *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         super().__init__(name=name, daemon=True)
         self.links = list(links)
         self.clock = clock
@@ -238,7 +259,8 @@ class Shard(threading.Thread):
             if sock is None:
                 continue
             events = selectors.EVENT_READ | (
-                selectors.EVENT_WRITE if self.links[index].client.want_write() else 0)
+                selectors.EVENT_WRITE if self.links[index].client.want_write() else 0
+            )
             current = self._registered.get(index)
             if current is None:
                 fd = sock.fileno()
@@ -275,9 +297,12 @@ class Shard(threading.Thread):
                     link.disconnect()
                 dirty.update(everyone)
             if closing_since is not None and (
-                    now - closing_since > CLOSE_WAIT
-                    or all(link.client.socket() is None or not link.client.want_write()
-                           for link in self.links)):
+                now - closing_since > CLOSE_WAIT
+                or all(
+                    link.client.socket() is None or not link.client.want_write()
+                    for link in self.links
+                )
+            ):
                 break
             if self.publishing.is_set() and not started:
                 started = True

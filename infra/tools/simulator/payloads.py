@@ -155,8 +155,10 @@ class ReaderBehaviour(Behaviour):
         if style == 1:  # Wiegand 26: facility code and card number
             return f"W26:{rng.randrange(1, 256):03d}:{rng.randrange(1, 65536):05d}".encode()
         if style == 2:  # a QR badge holding JSON
-            badge = {"badge": f"EMP-{rng.randrange(1, 10**6):06d}",
-                     "site": f"HQ-{rng.randrange(1, 5)}"}
+            badge = {
+                "badge": f"EMP-{rng.randrange(1, 10**6):06d}",
+                "site": f"HQ-{rng.randrange(1, 5)}",
+            }
             return json.dumps(badge, separators=(",", ":")).encode()
         # a quoted QR string, as in the original examples ("Hello World")
         return f'"VISITOR-{rng.getrandbits(24):06X}"'.encode()
@@ -210,14 +212,19 @@ class SensorBehaviour(Behaviour):
         if self.low > self.high:  # the register cannot hold the usual range: use the register's
             self.low, self.high = bounds
         self.step = quantity.step
-        self.value = min(max(quantity.start + rng.uniform(-quantity.spread, quantity.spread),
-                             self.low), self.high)
+        self.value = min(
+            max(quantity.start + rng.uniform(-quantity.spread, quantity.spread), self.low),
+            self.high,
+        )
 
     def fields(self) -> dict[str, Any]:
         self.value = min(max(self.value + self.rng.gauss(0.0, self.step), self.low), self.high)
         spec = self.spec
-        return {"data": encode_hex(self.value, spec.scaling_factor, spec.value_width_bits,
-                                   spec.value_signed)}
+        return {
+            "data": encode_hex(
+                self.value, spec.scaling_factor, spec.value_width_bits, spec.value_signed
+            )
+        }
 
 
 def behaviour_for(spec: ComponentSpec, rng: random.Random) -> Behaviour:
@@ -294,5 +301,6 @@ class MessageStream:
         fields = behaviour.fields()
         timestamp = format_timestamp(self._now())
         payload = json.dumps({"timestamp": timestamp, **fields}, separators=(", ", ": "))
-        return Message(self.topics[index], payload.encode(), timestamp,
-                       behaviour.measurements(fields))
+        return Message(
+            self.topics[index], payload.encode(), timestamp, behaviour.measurements(fields)
+        )

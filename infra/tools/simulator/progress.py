@@ -33,16 +33,34 @@ class RateMeter:
 
 def render_snapshot(snap: FleetSnapshot, sent_rate: float, ack_rate: float) -> RenderableType:
     """One compact row (fits 80 columns) under a header."""
-    table = Table(box=box.SIMPLE_HEAD, title=f"F2 fleet simulator: {snap.phase}",
-                  title_justify="left", header_style="bold", pad_edge=False)
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        title=f"F2 fleet simulator: {snap.phase}",
+        title_justify="left",
+        header_style="bold",
+        pad_edge=False,
+    )
     acked_label = "acked" if snap.qos else "written"
-    for name in ("time", "connected", "sent", acked_label, "in flight", "refused", "sent/s",
-                 f"{acked_label}/s"):
+    for name in (
+        "time",
+        "connected",
+        "sent",
+        acked_label,
+        "in flight",
+        "refused",
+        "sent/s",
+        f"{acked_label}/s",
+    ):
         table.add_column(name, justify="right", no_wrap=True)
     acked = snap.acked if snap.qos else snap.written
     table.add_row(
-        f"{snap.elapsed:.0f}s", f"{snap.connected}/{snap.devices}", str(snap.sent), str(acked),
-        str(snap.outstanding), str(snap.rejected + snap.dropped), f"{sent_rate:.1f}",
+        f"{snap.elapsed:.0f}s",
+        f"{snap.connected}/{snap.devices}",
+        str(snap.sent),
+        str(acked),
+        str(snap.outstanding),
+        str(snap.rejected + snap.dropped),
+        f"{sent_rate:.1f}",
         f"{ack_rate:.1f}",
     )
     return table
@@ -89,7 +107,9 @@ class QuietProgress:
             f"[{snap.phase}] {snap.elapsed:.0f}s devices={snap.devices} "
             f"connected={snap.connected} sent={snap.sent} acked={acked} "
             f"in_flight={snap.outstanding} refused={snap.rejected + snap.dropped}",
-            highlight=False, markup=False)
+            highlight=False,
+            markup=False,
+        )
 
 
 def render_summary(report: FleetReport) -> RenderableType:
@@ -98,19 +118,30 @@ def render_summary(report: FleetReport) -> RenderableType:
     for name in ("model", "devices", "sent", acked_label, "refused", "unacked"):
         table.add_column(name, justify="right" if name != "model" else "left")
     for model, row in sorted(report.by_model().items()):
-        table.add_row(model, str(row["devices"]), str(row["sent"]),
-                      str(row["acked"] if report.qos else row["written"]),
-                      str(row["rejected"]), str(row["unacknowledged"]))
+        table.add_row(
+            model,
+            str(row["devices"]),
+            str(row["sent"]),
+            str(row["acked"] if report.qos else row["written"]),
+            str(row["rejected"]),
+            str(row["unacknowledged"]),
+        )
     totals = report.to_dict()["totals"]
-    table.add_row("all", str(totals["devices"]), str(totals["sent"]),
-                  str(totals["acked"] if report.qos else totals["written"]),
-                  str(totals["rejected"] + totals["dropped"]), str(totals["unacknowledged"]),
-                  style="bold")
+    table.add_row(
+        "all",
+        str(totals["devices"]),
+        str(totals["sent"]),
+        str(totals["acked"] if report.qos else totals["written"]),
+        str(totals["rejected"] + totals["dropped"]),
+        str(totals["unacknowledged"]),
+        style="bold",
+    )
     seconds = max(report.duration_s, 1e-9)
     done = totals["acked"] if report.qos else totals["written"]
     verdict = Text(
         f"{done} of {totals['sent']} messages {'acknowledged' if report.qos else 'written'} "
         f"in {report.duration_s:.1f}s ({done / seconds:.1f}/s), QoS {report.qos}, "
         f"seed {report.seed}" + (", interrupted" if report.interrupted else ""),
-        style="green" if report.complete else "bold red")
+        style="green" if report.complete else "bold red",
+    )
     return Group(table, verdict)

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 Gw = tuple[str, tuple[str, str]]
 REPO = Path(__file__).resolve().parents[3]
 
-ECHO_HANDLER = '''
+ECHO_HANDLER = """
 import json, os
 
 def handle(event, context):
@@ -36,7 +36,7 @@ def handle(event, context):
                  "secrets": sorted(os.listdir(secret_dir)) if secret_dir else []},
         "headers": {"X-Echo": "yes"},
     }
-'''
+"""
 
 STACK = """
 version: 1.0
@@ -70,10 +70,23 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gw]:
     port = free_port()
     proc = ManagedProcess(
         "gateway",
-        [sys.executable, "-m", "infra.local.gateway", "--stack", str(root / "stack.yml"),
-         "--build-dir", str(root / "build"), "--state-dir", str(root / "state"),
-         "--secrets-dir", str(secrets), "--port", str(port)],
-        root / "gateway.log", cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "infra.local.gateway",
+            "--stack",
+            str(root / "stack.yml"),
+            "--build-dir",
+            str(root / "build"),
+            "--state-dir",
+            str(root / "state"),
+            "--secrets-dir",
+            str(secrets),
+            "--port",
+            str(port),
+        ],
+        root / "gateway.log",
+        cwd=REPO,
     ).start()
     proc.wait_ready(lambda: port_open(port), timeout=60)
     yield f"http://127.0.0.1:{port}", ("admin", "s3cret-pw")
@@ -83,8 +96,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gw]:
 
 def test_invoke_passes_method_path_query_body_and_headers(gateway: Gw) -> None:
     url, _ = gateway
-    resp = requests.post(f"{url}/function/echo/sub/path?a=1", data=b"payload",
-                         headers={"X-Test": "t"}, timeout=10)
+    resp = requests.post(
+        f"{url}/function/echo/sub/path?a=1", data=b"payload", headers={"X-Test": "t"}, timeout=10
+    )
     assert resp.status_code == 200
     assert resp.headers["X-Echo"] == "yes"
     body = resp.json()
@@ -130,8 +144,12 @@ def test_system_routes_require_basic_auth(gateway: Gw) -> None:
 
 def test_scale_runs_n_processes_and_balances_over_them(gateway: Gw) -> None:
     url, auth = gateway
-    resp = requests.post(f"{url}/system/scale-function/echo", auth=auth,
-                         data=json.dumps({"serviceName": "echo", "replicas": 3}), timeout=10)
+    resp = requests.post(
+        f"{url}/system/scale-function/echo",
+        auth=auth,
+        data=json.dumps({"serviceName": "echo", "replicas": 3}),
+        timeout=10,
+    )
     assert resp.status_code == 202
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -142,12 +160,20 @@ def test_scale_runs_n_processes_and_balances_over_them(gateway: Gw) -> None:
     assert info["replicas"] == 3 and info["availableReplicas"] == 3
     pids = {requests.get(f"{url}/function/echo", timeout=10).json()["pid"] for _ in range(12)}
     assert len(pids) == 3
-    requests.post(f"{url}/system/scale-function/echo", auth=auth,
-                  data=json.dumps({"serviceName": "echo", "replicas": 1}), timeout=10)
+    requests.post(
+        f"{url}/system/scale-function/echo",
+        auth=auth,
+        data=json.dumps({"serviceName": "echo", "replicas": 1}),
+        timeout=10,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if requests.get(f"{url}/system/function/echo", auth=auth, timeout=10).json()[
-                "availableReplicas"] == 1:
+        if (
+            requests.get(f"{url}/system/function/echo", auth=auth, timeout=10).json()[
+                "availableReplicas"
+            ]
+            == 1
+        ):
             break
         time.sleep(0.3)
     pids = {requests.get(f"{url}/function/echo", timeout=10).json()["pid"] for _ in range(6)}

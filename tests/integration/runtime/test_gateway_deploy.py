@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[3]
 TOOLS = Path(os.environ.get("F2_TOOLS_DIR", REPO / ".tools")) / "bin"
 AUTH = ("admin", "deploy-pw")
 
-HANDLER = '''
+HANDLER = """
 import os
 
 VERSION = "{version}"
@@ -47,7 +47,7 @@ def handle(event, context):
                   "secrets": sorted(os.listdir(secret_dir)) if secret_dir else []}},
         "headers": {{}},
     }}
-'''
+"""
 
 PROJECT_STACK = """
 version: 1.0
@@ -96,8 +96,9 @@ class Gateway:
         build_context(stack, stack.functions[name], self.project / "build")
 
     def system(self, method: str, body: Any, auth: tuple[str, str] | None = AUTH) -> Any:
-        return requests.request(method, f"{self.url}/system/functions", data=json.dumps(body),
-                                auth=auth, timeout=90)
+        return requests.request(
+            method, f"{self.url}/system/functions", data=json.dumps(body), auth=auth, timeout=90
+        )
 
     def invoke(self, name: str) -> requests.Response:
         return requests.post(f"{self.url}/function/{name}", data=b"{}", timeout=30)
@@ -109,8 +110,9 @@ class Gateway:
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     project = tmp_path_factory.mktemp("deployproj")
-    shutil.copytree(REPO / "template", project / "template",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO / "template", project / "template", ignore=shutil.ignore_patterns("__pycache__")
+    )
     (project / "stack.yml").write_text(PROJECT_STACK)
     (project / "gateway-stack.yml").write_text(GATEWAY_STACK)
     secrets = project / "secrets"
@@ -125,11 +127,23 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     build_all(StackFile.load(project / "stack.yml"), project / "build")
     gw.process = ManagedProcess(
         "gateway",
-        [sys.executable, "-m", "infra.local.gateway", "--stack",
-         str(project / "gateway-stack.yml"), "--build-dir", str(project / "build"),
-         "--state-dir", str(project / "state"), "--secrets-dir", str(secrets),
-         "--port", str(port)],
-        project / "gateway.log", cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "infra.local.gateway",
+            "--stack",
+            str(project / "gateway-stack.yml"),
+            "--build-dir",
+            str(project / "build"),
+            "--state-dir",
+            str(project / "state"),
+            "--secrets-dir",
+            str(secrets),
+            "--port",
+            str(port),
+        ],
+        project / "gateway.log",
+        cwd=REPO,
     ).start()
     gw.process.wait_ready(lambda: port_open(port), timeout=60)
     yield gw
@@ -186,8 +200,12 @@ def test_deploy_refuses_a_function_without_a_build_folder(gateway: Gateway) -> N
 
 def test_deploy_rejects_a_body_without_service(gateway: Gateway) -> None:
     assert gateway.system("POST", {"image": "x"}).status_code == 400
-    assert requests.post(f"{gateway.url}/system/functions", data=b"not json", auth=AUTH,
-                         timeout=10).status_code == 400
+    assert (
+        requests.post(
+            f"{gateway.url}/system/functions", data=b"not json", auth=AUTH, timeout=10
+        ).status_code
+        == 400
+    )
 
 
 def test_post_deploys_a_new_function_from_its_build_folder(gateway: Gateway) -> None:
@@ -203,8 +221,10 @@ def test_post_deploys_a_new_function_from_its_build_folder(gateway: Gateway) -> 
     assert info["labels"]["com.openfaas.scale.max"] == "3"
     assert info["annotations"] == {"topic": "decoded_iot_data"}
     assert info["availableReplicas"] == 1
-    names = [f["name"] for f in requests.get(f"{gateway.url}/system/functions", auth=AUTH,
-                                              timeout=10).json()]
+    names = [
+        f["name"]
+        for f in requests.get(f"{gateway.url}/system/functions", auth=AUTH, timeout=10).json()
+    ]
     assert sorted(names) == ["echo", "greeter"]
 
 
@@ -226,8 +246,12 @@ def test_put_replaces_the_running_function_with_the_rebuilt_handler(gateway: Gat
 
 
 def test_put_keeps_the_replica_count_of_a_scaled_function(gateway: Gateway) -> None:
-    resp = requests.post(f"{gateway.url}/system/scale-function/greeter", auth=AUTH, timeout=10,
-                         data=json.dumps({"serviceName": "greeter", "replicas": 2}))
+    resp = requests.post(
+        f"{gateway.url}/system/scale-function/greeter",
+        auth=AUTH,
+        timeout=10,
+        data=json.dumps({"serviceName": "greeter", "replicas": 2}),
+    )
     assert resp.status_code == 202
     deadline = time.monotonic() + 60
     while gateway.describe("greeter").json()["availableReplicas"] != 2:
@@ -256,32 +280,54 @@ def test_deploy_functions_module_deploys_and_removes_like_faas_cli(gateway: Gate
     """`make deploy-local`'s fallback where faas-cli cannot be built."""
     gateway.write_handler("greeter", "v3")
     gateway.rebuild("greeter")
-    env = {**os.environ, "GATEWAY_USERNAME": AUTH[0], "GATEWAY_PASSWORD": AUTH[1],
-           "PYTHONPATH": f"{REPO}:{REPO / 'functions'}"}
-    command = [sys.executable, "-m", "infra.deploy.docker.deploy_functions", "-f",
-               str(gateway.project / "stack.yml"), "--gateway", gateway.url, "--filter", "greeter"]
+    env = {
+        **os.environ,
+        "GATEWAY_USERNAME": AUTH[0],
+        "GATEWAY_PASSWORD": AUTH[1],
+        "PYTHONPATH": f"{REPO}:{REPO / 'functions'}",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "infra.deploy.docker.deploy_functions",
+        "-f",
+        str(gateway.project / "stack.yml"),
+        "--gateway",
+        gateway.url,
+        "--filter",
+        "greeter",
+    ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     body = gateway.invoke("greeter").json()
     assert body["version"] == "v3" and body["greeting"] == "hello"
-    removed = subprocess.run([*command, "--remove"], env=env, capture_output=True, text=True,
-                             check=False)
+    removed = subprocess.run(
+        [*command, "--remove"], env=env, capture_output=True, text=True, check=False
+    )
     assert removed.returncode == 0, removed.stdout + removed.stderr
     assert gateway.invoke("greeter").status_code == 404
-    wrong = subprocess.run(command, env={**env, "GATEWAY_PASSWORD": "nope"},
-                           capture_output=True, text=True, check=False)
+    wrong = subprocess.run(
+        command,
+        env={**env, "GATEWAY_PASSWORD": "nope"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert wrong.returncode == 1 and "HTTP 401" in wrong.stdout
 
 
 # --- the real CLI ------------------------------------------------------------------------------
+
 
 def faas_cli() -> Path:
     path = TOOLS / "faas-cli"
     if not path.exists():
         why = TOOLS / ".faas-cli.unavailable"
         reason = why.read_text().strip() if why.exists() else "not built"
-        pytest.skip(f"faas-cli not installed ({reason}): the Go module proxy refuses "
-                    "github.com/openfaas/* here; see infra/tools/setup/install-go-tools.sh")
+        pytest.skip(
+            f"faas-cli not installed ({reason}): the Go module proxy refuses "
+            "github.com/openfaas/* here; see infra/tools/setup/install-go-tools.sh"
+        )
     return path
 
 
@@ -290,13 +336,20 @@ def test_faas_cli_deploy_replaces_and_remove_removes(gateway: Gateway, tmp_path:
     env = {**os.environ, "HOME": str(tmp_path), "OPENFAAS_URL": gateway.url}
 
     def run(*args: str, stdin: str | None = None) -> str:
-        result = subprocess.run([str(cli), *args], cwd=gateway.project, env=env, input=stdin,
-                                capture_output=True, text=True, check=False, timeout=180)
+        result = subprocess.run(
+            [str(cli), *args],
+            cwd=gateway.project,
+            env=env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=180,
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout
 
-    run("login", "--gateway", gateway.url, "--username", AUTH[0], "--password-stdin",
-        stdin=AUTH[1])
+    run("login", "--gateway", gateway.url, "--username", AUTH[0], "--password-stdin", stdin=AUTH[1])
     gateway.write_handler("greeter", "cli-1")
     run("build", "--shrinkwrap", "-f", "stack.yml", "--filter", "greeter")
     run("deploy", "-f", "stack.yml", "--filter", "greeter", "--gateway", gateway.url)

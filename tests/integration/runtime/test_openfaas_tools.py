@@ -29,7 +29,7 @@ TOOLS = Path(os.environ.get("F2_TOOLS_DIR", REPO / ".tools")) / "bin"
 def _tool(name: str) -> Path:
     path = TOOLS / name
     if not path.exists():
-        why = (TOOLS / f".{name}.unavailable")
+        why = TOOLS / f".{name}.unavailable"
         reason = why.read_text().strip().splitlines()[-1] if why.exists() else "not built"
         pytest.skip(f"{name} not installed ({reason}); see infra/tools/setup/install-go-tools.sh")
     return path
@@ -44,8 +44,13 @@ def test_shrinkwrap_layout_matches_faas_cli(tmp_path: Path) -> None:
             shutil.copytree(src, project / part, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(src, project / part)
-    result = subprocess.run([str(faas_cli), "build", "--shrinkwrap", "-f", "stack.yml"],
-                            cwd=project, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [str(faas_cli), "build", "--shrinkwrap", "-f", "stack.yml"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     ours = tmp_path / "ours"
     build_all(StackFile.load(project / "stack.yml"), ours)
@@ -64,20 +69,36 @@ def test_template_contract_through_real_of_watchdog(tmp_path: Path) -> None:
     (handler / "handler.py").write_text(
         "def handle(event, context):\n"
         "    return {'statusCode': 201, 'body': {'echo': event.body.decode(),\n"
-        "            'method': event.method}, 'headers': {'X-Handler': 'yes'}}\n")
+        "            'method': event.method}, 'headers': {'X-Handler': 'yes'}}\n"
+    )
     (tmp_path / "stack.yml").write_text(
         "provider: {name: openfaas}\nfunctions:\n  echo:\n    lang: python3-http-f2\n"
-        "    handler: ./functions/echo\n    image: echo\n")
+        "    handler: ./functions/echo\n    image: echo\n"
+    )
     build_all(StackFile.load(tmp_path / "stack.yml"), tmp_path / "build")
     port, upstream = free_port(), free_port()
-    env = dict(os.environ, port=str(port), mode="http", fprocess=f"{sys.executable} index.py",
-               upstream_url=f"http://127.0.0.1:{upstream}", F2_UPSTREAM_PORT=str(upstream),
-               ready_path="/_/ready", exec_timeout="10s")
-    proc = ManagedProcess("of-watchdog", [str(watchdog)], tmp_path / "wd.log", env=env,
-                          cwd=tmp_path / "build" / "echo").start()
+    env = dict(
+        os.environ,
+        port=str(port),
+        mode="http",
+        fprocess=f"{sys.executable} index.py",
+        upstream_url=f"http://127.0.0.1:{upstream}",
+        F2_UPSTREAM_PORT=str(upstream),
+        ready_path="/_/ready",
+        exec_timeout="10s",
+    )
+    proc = ManagedProcess(
+        "of-watchdog",
+        [str(watchdog)],
+        tmp_path / "wd.log",
+        env=env,
+        cwd=tmp_path / "build" / "echo",
+    ).start()
     try:
-        proc.wait_ready(lambda: requests.get(f"http://127.0.0.1:{port}/_/health",
-                                             timeout=1).status_code == 200, timeout=30)
+        proc.wait_ready(
+            lambda: requests.get(f"http://127.0.0.1:{port}/_/health", timeout=1).status_code == 200,
+            timeout=30,
+        )
         resp = requests.post(f"http://127.0.0.1:{port}/", data=b"hi", timeout=10)
         assert resp.status_code == 201
         assert resp.headers["X-Handler"] == "yes"
