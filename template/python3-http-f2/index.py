@@ -78,6 +78,12 @@ def ready() -> Response:
     return Response("OK", status=200)
 
 
+@app.route("/_/health", methods=["GET"])
+def health() -> Response:
+    """Answered here when no of-watchdog runs in front (of-watchdog answers it otherwise)."""
+    return Response("OK", status=200)
+
+
 @app.route(METRICS_PATH, methods=["GET"])
 def metrics() -> Response:
     """This replica's Prometheus series (each replica is scraped on its own)."""
