@@ -11,6 +11,7 @@ be applied again without changing anything.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -200,25 +201,44 @@ def apply_devices_schema(
     return report
 
 
-def _enable_timescaledb(conn: Any, mode: TimescaleMode) -> tuple[str | None, str | None]:
-    """(version, None) when TimescaleDB is usable, else (None, why not)."""
+def _enable_timescaledb(dsn: str, mode: TimescaleMode) -> tuple[str | None, str | None]:
+    """(version, None) when TimescaleDB is usable, else (None, why not).
+
+    Runs on a connection of its own: without ``shared_preload_libraries=timescaledb``,
+    ``CREATE EXTENSION`` can end the server process of its connection, and the schema must
+    still be applied (the plain fallback) on a connection that is alive.
+    """
     if mode == "off":
         return None, "TimescaleDB disabled by configuration"
-    with conn.cursor() as cur:
-        cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
-        row = cur.fetchone()
-        if row is not None:
-            return str(row[0]), None
-        cur.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
-        if cur.fetchone() is None:
-            return None, "the timescaledb extension is not installed on this server"
-        try:
+    try:
+        conn = _connect(dsn)
+    except StoreError as exc:
+        return None, f"cannot check for TimescaleDB: {exc}"
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+            row = cur.fetchone()
+            if row is not None:
+                return str(row[0]), None
+            cur.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
+            if cur.fetchone() is None:
+                return None, "the timescaledb extension is not installed on this server"
+            cur.execute("SHOW shared_preload_libraries")
+            preloaded = str((cur.fetchone() or ("",))[0])
+            if "timescaledb" not in [name.strip() for name in preloaded.split(",")]:
+                return None, (
+                    "the timescaledb extension is installed but not preloaded "
+                    "(shared_preload_libraries)"
+                )
             cur.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-        except psycopg2.Error as exc:
-            return None, f"CREATE EXTENSION timescaledb failed: {str(exc).strip()}"
-        cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
-        row = cur.fetchone()
-        return (str(row[0]), None) if row else (None, "timescaledb did not install")
+            cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+            row = cur.fetchone()
+            return (str(row[0]), None) if row else (None, "timescaledb did not install")
+    except psycopg2.Error as exc:
+        return None, f"CREATE EXTENSION timescaledb failed: {str(exc).strip()}"
+    finally:
+        with contextlib.suppress(psycopg2.Error):
+            conn.close()
 
 
 def apply_timeseries_schema(
@@ -233,7 +253,7 @@ def apply_timeseries_schema(
     conn = _connect(dsn)
     try:
         with _Locked(conn):
-            version, reason = _enable_timescaledb(conn, timescaledb)
+            version, reason = _enable_timescaledb(dsn, timescaledb)
             if version is None and timescaledb == "require":
                 raise ConfigError(f"TimescaleDB required but unusable: {reason}")
             report.timescaledb = version is not None

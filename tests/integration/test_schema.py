@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ import pytest
 from f2lib.contracts.topics import parse_topic
 from f2lib.errors import ConfigError
 from infra.deploy.schema import apply_devices_schema, apply_timeseries_schema
-from infra.local.launch.postgres import PostgresServer
+from infra.local.launch.postgres import PostgresServer, timescaledb_installed
+from infra.local.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -96,14 +98,8 @@ def test_timeseries_schema__applying_twice_changes_nothing(postgres: PostgresSer
     assert snapshot(dsn) == before
 
 
-def test_timeseries_schema__without_timescaledb_falls_back_and_says_so(
-    postgres: PostgresServer, caplog: pytest.LogCaptureFixture
-) -> None:
-    dsn = fresh_database(postgres, "timeseries_plain")
-    with caplog.at_level("WARNING", logger="infra.deploy.schema"):
-        report = apply_timeseries_schema(dsn)
+def _assert_plain_fallback(dsn: str, report: Any, caplog: pytest.LogCaptureFixture) -> None:
     assert report.timescaledb is False
-    assert report.fallback_reason == "the timescaledb extension is not installed on this server"
     assert "plain PostgreSQL fallback" in report.summary()
     assert any("plain PostgreSQL fallback" in r.getMessage() for r in caplog.records)
     assert "timeseries/plain/010_hourly_view.sql" in report.files
@@ -114,10 +110,83 @@ def test_timeseries_schema__without_timescaledb_falls_back_and_says_so(
     ]
 
 
-def test_timeseries_schema__require_timescaledb_refuses_to_fall_back(
+@pytest.fixture(scope="module")
+def postgres_without_preload(
+    postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PostgresServer]:
+    """A server that cannot use TimescaleDB: the session one where the extension is absent, else
+    one started without ``shared_preload_libraries=timescaledb``."""
+    if not timescaledb_installed():
+        yield postgres
+        return
+    server = PostgresServer(
+        tmp_path_factory.mktemp("pg-no-preload"), free_port(), timescaledb=False
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_timeseries_schema__with_timescaledb_off_falls_back_and_says_so(
+    postgres: PostgresServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    dsn = fresh_database(postgres, "timeseries_off")
+    with caplog.at_level("WARNING", logger="infra.deploy.schema"):
+        report = apply_timeseries_schema(dsn, timescaledb="off")
+    assert report.fallback_reason == "TimescaleDB disabled by configuration"
+    _assert_plain_fallback(dsn, report, caplog)
+
+
+@pytest.mark.skipif(timescaledb_installed(), reason="this server has TimescaleDB installed")
+def test_timeseries_schema__without_timescaledb_falls_back_and_says_so(
+    postgres: PostgresServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    dsn = fresh_database(postgres, "timeseries_plain")
+    with caplog.at_level("WARNING", logger="infra.deploy.schema"):
+        report = apply_timeseries_schema(dsn)
+    assert report.fallback_reason == "the timescaledb extension is not installed on this server"
+    _assert_plain_fallback(dsn, report, caplog)
+
+
+@pytest.mark.skipif(not timescaledb_installed(), reason="TimescaleDB is not installed here")
+def test_timeseries_schema__installed_but_not_preloaded_falls_back_on_a_live_connection(
+    postgres_without_preload: PostgresServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    dsn = fresh_database(postgres_without_preload, "timeseries_no_preload")
+    with caplog.at_level("WARNING", logger="infra.deploy.schema"):
+        report = apply_timeseries_schema(dsn)
+    assert report.fallback_reason is not None and "not preloaded" in report.fallback_reason
+    _assert_plain_fallback(dsn, report, caplog)
+
+
+@pytest.mark.skipif(not timescaledb_installed(), reason="TimescaleDB is not installed here")
+def test_timeseries_schema__preloaded_timescaledb_makes_a_hypertable(
     postgres: PostgresServer,
 ) -> None:
-    dsn = fresh_database(postgres, "timeseries_require")
+    dsn = fresh_database(postgres, "timeseries_tsdb")
+    report = apply_timeseries_schema(dsn, timescaledb="require")
+    assert report.timescaledb is True and report.timescaledb_version
+    assert "TimescaleDB" in report.summary()
+    [(hypertable,)] = query(
+        dsn,
+        "SELECT count(*) FROM timescaledb_information.hypertables "
+        "WHERE hypertable_name = 'iot_measurements'",
+    )
+    assert hypertable == 1
+    [(kind,)] = query(
+        dsn,
+        "SELECT count(*) FROM timescaledb_information.continuous_aggregates "
+        "WHERE view_name = 'iot_measurements_hourly'",
+    )
+    assert kind == 1
+
+
+def test_timeseries_schema__require_timescaledb_refuses_to_fall_back(
+    postgres_without_preload: PostgresServer,
+) -> None:
+    dsn = fresh_database(postgres_without_preload, "timeseries_require")
     with pytest.raises(ConfigError, match="TimescaleDB required"):
         apply_timeseries_schema(dsn, timescaledb="require")
     assert query(dsn, "SELECT to_regclass('iot_measurements')") == [(None,)]
@@ -292,6 +361,8 @@ def test_schema_cli_applies_both_databases(postgres: PostgresServer) -> None:
             "--timeseries-dsn",
             timeseries,
             "--demo",
+            "--timescaledb",
+            "off",
         ],
         env=env,
         cwd=ROOT,

@@ -32,6 +32,19 @@ def pg_bin_dir() -> Path:
     raise FileNotFoundError("PostgreSQL server binaries not found; run `make setup`")
 
 
+def timescaledb_installed(bin_dir: Path | None = None) -> bool:
+    """Whether the server of ``bin_dir`` has the TimescaleDB extension (library and control file).
+
+    Debian lays a server out as ``/usr/lib/postgresql/<major>/{bin,lib}`` with its extensions'
+    control files in ``/usr/share/postgresql/<major>/extension``.
+    """
+    bin_dir = bin_dir or pg_bin_dir()
+    major = bin_dir.parent.name
+    library = bin_dir.parent / "lib" / "timescaledb.so"
+    control = Path("/usr/share/postgresql") / major / "extension" / "timescaledb.control"
+    return library.exists() and control.exists()
+
+
 class PostgresServer:
     """One PostgreSQL cluster in ``state_dir`` listening on 127.0.0.1:``port``.
 
@@ -39,8 +52,13 @@ class PostgresServer:
     The superuser ``postgres`` has a generated password in ``state_dir/superuser.password``.
     """
 
-    def __init__(self, state_dir: Path, port: int, *, user: str = "postgres") -> None:
+    def __init__(
+        self, state_dir: Path, port: int, *, user: str = "postgres", timescaledb: bool | None = None
+    ) -> None:
         self.state_dir = state_dir
+        # TimescaleDB must be preloaded before CREATE EXTENSION: preload it when the server has
+        # it (None), or as told (False starts a server that cannot use it, even where installed).
+        self.timescaledb = timescaledb_installed() if timescaledb is None else timescaledb
         self.port = port
         self.data_dir = state_dir / "data"
         self.log_path = state_dir / "postgres.log"
@@ -133,6 +151,7 @@ class PostgresServer:
                 "synchronous_commit=on",
                 "-c",
                 "fsync=on",
+                *(["-c", "shared_preload_libraries=timescaledb"] if self.timescaledb else []),
             ],
             self.log_path,
             user=self.run_as,
