@@ -28,7 +28,7 @@ from pydantic import SecretStr
 
 from f2lib.errors import GatewayError, SimulatorError
 from infra.services.connector.delivery import Backoff  # the shared f2lib backoff, once it lands
-from infra.services.kit.openfaas import Invocation, OpenFaaSClient
+from infra.services.kit.openfaas import Invocation, OpenFaaSClient, TimeoutConfig
 from infra.tools.simulator.identity import DeviceIdentity
 
 logger = logging.getLogger(__name__)
@@ -213,7 +213,9 @@ class ProvisioningClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.url = gateway_url.rstrip("/") + "/function/provision"
-        self._gateway = OpenFaaSClient(gateway_url, session=session)
+        self._gateway = OpenFaaSClient(
+            gateway_url, session=session, timeouts=TimeoutConfig(connect_s=timeout)
+        )
         self._token = token
         self.timeout = timeout
         self.attempts = attempts
