@@ -21,9 +21,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from f2lib.contracts.devices import MODELS
-from f2lib.errors import F2PipeError
+from f2lib.errors import ConfigError, F2PipeError
 from f2lib.secrets import SecretStore
+from infra.services.kit.openfaas import OpenFaaSClient, TimeoutConfig, pooled_session
 from provision.pki import (
     CertificateAuthority,
     certificate_pem,
@@ -132,15 +135,20 @@ def register(
     model: str,
     serial_number: str,
     url: str,
-    token: str,
+    token: SecretStr,
     out_dir: Path,
     generate_on_server: bool = False,
     ca_cert: Path | None = None,
     timeout: float = 30.0,
 ) -> Path:
-    """Make a key and CSR here, call the provisioning endpoint, write ``out_dir/<device_id>/``."""
-    import requests
+    """Make a key and CSR here, call the provisioning endpoint, write ``out_dir/<device_id>/``.
 
+    ``url`` is the endpoint, ``<gateway>/function/<name>``; ``ca_cert`` verifies an HTTPS
+    gateway against that CA instead of the system's.
+    """
+    gateway_url, _, function = url.rpartition("/function/")
+    if not gateway_url or not function:
+        raise ConfigError(f"provision URL {url} is not <gateway>/function/<name>")
     device_id = device_id_for(mac)
     target = out_dir / device_id
     target.mkdir(parents=True, exist_ok=True)
@@ -150,22 +158,23 @@ def register(
     if not generate_on_server:
         key = generate_key()
         body["csr"] = generate_csr(key, device_id).decode()
-    verify: str | bool = str(ca_cert) if ca_cert is not None else True
-    response = requests.post(
-        url,
-        json=body,
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=timeout,
-        verify=verify,
-    )
+    session = pooled_session()
+    session.verify = str(ca_cert) if ca_cert is not None else True
+    headers = {
+        "Authorization": f"Bearer {token.get_secret_value()}",
+        "Content-Type": "application/json",
+    }
+    with OpenFaaSClient(
+        gateway_url, session=session, timeouts=TimeoutConfig(connect_s=timeout)
+    ) as gw:
+        reply = gw.invoke(function, json.dumps(body).encode(), headers, timeout_s=timeout)
     try:
-        answer = response.json()
+        answer = reply.json()
     except ValueError:
-        answer = {"error": "not_json", "message": response.text[:200]}
-    if response.status_code != 201:
+        answer = {"error": "not_json", "message": reply.body[:200]}
+    if reply.status != 201:
         raise F2PipeError(
-            f"provisioning refused ({response.status_code}): "
-            f"{answer.get('error')}: {answer.get('message')}"
+            f"provisioning refused ({reply.status}): {answer.get('error')}: {answer.get('message')}"
         )
     key_pem = private_key_pem(key) if key is not None else answer["private_key"].encode()
     _write_private(target / "device.key", key_pem)
@@ -178,14 +187,14 @@ def register(
     return target
 
 
-def _token(args: argparse.Namespace) -> str:
+def _token(args: argparse.Namespace) -> SecretStr:
     if args.token_file:
-        return Path(args.token_file).read_text().strip()
+        return SecretStr(Path(args.token_file).read_text().strip())
     env = os.environ.get("PROVISION_TOKEN")
     if env:
-        return env
+        return SecretStr(env)
     store = SecretStore(directory=Path(args.dir) / SECRETS_DIR)
-    return store.get("provision-token").get_secret_value()
+    return store.get("provision-token")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -104,7 +104,14 @@ class TimestampError(PayloadError):
 
 
 class GatewayError(F2PipeError):
-    """The OpenFaaS gateway could not be reached or gave an unusable answer (retried)."""
+    """The OpenFaaS gateway could not be reached or gave an unusable answer (retried).
+
+    ``status`` is the HTTP status when the gateway answered, None when no answer came back.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class DeliveryAbandoned(F2PipeError):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import psycopg2
 import requests
+from pydantic import SecretStr
 
 from certs.cli import init as certs_init
 from certs.cli import sync as certs_sync
@@ -41,6 +42,7 @@ from infra.local.launch.prometheus import (
 from infra.local.ports import free_port, port_open, preferred_port
 from infra.local.process import ManagedProcess, pid_alive, stop_pidfile
 from infra.services.autoscaler.health import summarize as autoscaler_summary
+from infra.services.kit.openfaas import OpenFaaSClient, TimeoutConfig
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ DEVICES_DB = "VT_DeviceManagement"
 TIMESERIES_DB = "timeseries"
 PARTITIONS = 6
 MONITOR_USER = "f2-monitor"
+PROBE_TIMEOUTS = TimeoutConfig(connect_s=3.0, system_s=3.0)
 # Stop order: consumers of a service before the service.
 PARTS = (
     "prometheus",
@@ -518,20 +521,24 @@ class LocalStack:
             f"websockets {self.ports.mqtt_ws}"
         )
 
-    def _check_gateway(self) -> str:
-        base = f"http://127.0.0.1:{self.ports.gateway}"
-        requests.get(f"{base}/healthz", timeout=3).raise_for_status()
-        resp = requests.get(
-            f"{base}/system/functions",
-            timeout=3,
-            auth=(self.secret("basic-auth-user"), self.secret("basic-auth-password")),
+    def gateway_client(self, timeouts: TimeoutConfig = PROBE_TIMEOUTS) -> OpenFaaSClient:
+        """A client of the stack's gateway with its basic-auth credentials."""
+        return OpenFaaSClient(
+            f"http://127.0.0.1:{self.ports.gateway}",
+            self.secret("basic-auth-user"),
+            SecretStr(self.secret("basic-auth-password")),
+            timeouts=timeouts,
         )
-        resp.raise_for_status()
-        fns = resp.json()
-        down = [f["name"] for f in fns if f["availableReplicas"] < 1]
+
+    def _check_gateway(self) -> str:
+        with self.gateway_client() as gateway:
+            gateway.healthz()
+            fns = gateway.functions()
+        down = [f.name for f in fns if f.available_replicas < 1]
         if down:
             raise RuntimeError(f"functions without a ready replica: {down}")
-        return f"{base} " + ", ".join(f"{f['name']}={f['availableReplicas']}" for f in fns)
+        listed = ", ".join(f"{f.name}={f.available_replicas}" for f in fns)
+        return f"{gateway.base_url} {listed}"
 
     def _check_http(self, part: str, port: int) -> str:
         if not self._running(part):

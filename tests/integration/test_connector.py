@@ -32,10 +32,10 @@ from infra.local.ports import free_port
 from infra.local.process import ManagedProcess, log_tail
 from infra.services.connector.config import ConnectorConfig
 from infra.services.connector.delivery import KafkaDeadLetters
-from infra.services.connector.gateway import GatewayClient
 from infra.services.connector.metrics import ConnectorMetrics
 from infra.services.connector.service import Connector
 from infra.services.connector.worker import kafka_consumer_factory
+from infra.services.kit.openfaas import OpenFaaSClient
 from tests.kafka_support import read_topic
 
 pytestmark = pytest.mark.integration
@@ -209,7 +209,7 @@ def run_connector(
         producer = make_producer(scenario.kafka.bootstrap)
         connector = Connector(
             config,
-            GatewayClient(gateway.url, USER, SecretStr(PASSWORD)),
+            OpenFaaSClient(gateway.url, USER, SecretStr(PASSWORD)),
             KafkaDeadLetters(producer, scenario.dead_topic),
             kafka_consumer_factory(config),
             ConnectorMetrics(),

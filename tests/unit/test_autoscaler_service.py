@@ -8,12 +8,12 @@ import pytest
 from prometheus_client import generate_latest
 
 from f2lib.errors import GatewayError, MonitoringError, StreamError
-from infra.services.autoscaler.gateway import FunctionStatus, statuses_from_listing
 from infra.services.autoscaler.health import summarize
 from infra.services.autoscaler.lag import GroupLag, PartitionLag
 from infra.services.autoscaler.metrics import AutoscalerMetrics
 from infra.services.autoscaler.policy import Direction, PolicyConfig
 from infra.services.autoscaler.service import Autoscaler
+from infra.services.kit.openfaas import FunctionStatus, parse_listing
 from infra.services.kit.ops_http import OpsServer
 
 LABELS = {"com.openfaas.scale.min": "1", "com.openfaas.scale.max": "5", "f2pipe.lag.target": "100"}
@@ -202,7 +202,7 @@ def test_cycle__removed_function_loses_its_series() -> None:
 
 
 def test_listing__null_labels_and_annotations_are_empty() -> None:
-    (status,) = statuses_from_listing(
+    (status,) = parse_listing(
         [{"name": "fn", "replicas": 2, "availableReplicas": None, "labels": None}]
     )
     assert status == FunctionStatus("fn", 2, 0, {}, {})
@@ -210,7 +210,7 @@ def test_listing__null_labels_and_annotations_are_empty() -> None:
 
 def test_listing__not_an_array_is_a_gateway_error() -> None:
     with pytest.raises(GatewayError):
-        statuses_from_listing({"name": "fn"})
+        parse_listing({"name": "fn"})
 
 
 def test_health_summary_line_from_the_ops_endpoint() -> None:

@@ -14,8 +14,9 @@ from f2lib.contracts.invocation import encode_record
 from f2lib.errors import DeliveryAbandoned, GatewayError, StreamError
 from infra.services.connector.batching import Batch
 from infra.services.connector.delivery import Backoff, BatchDelivery, is_refusal
-from infra.services.connector.gateway import Invocation, targets_from_listing
 from infra.services.connector.metrics import ConnectorMetrics
+from infra.services.connector.targets import targets_from_listing
+from infra.services.kit.openfaas import Invocation
 
 NO_WAIT = Backoff(initial_s=0.001, max_s=0.002, jitter=0)
 

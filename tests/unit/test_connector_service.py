@@ -8,9 +8,10 @@ from typing import Any
 
 from f2lib.errors import GatewayError
 from infra.services.connector.config import ConnectorConfig
-from infra.services.connector.gateway import FunctionTarget
 from infra.services.connector.metrics import ConnectorMetrics
 from infra.services.connector.service import Connector
+from infra.services.connector.targets import FunctionTarget
+from infra.services.kit.openfaas import FunctionStatus
 
 
 class IdleConsumer:
@@ -45,10 +46,13 @@ class ListingGateway:
     def __init__(self) -> None:
         self.targets: list[FunctionTarget] | None = []
 
-    def list_functions(self) -> list[FunctionTarget]:
+    def functions(self) -> list[FunctionStatus]:
         if self.targets is None:
             raise GatewayError("gateway down")
-        return list(self.targets)
+        return [
+            FunctionStatus(t.name, t.replicas, annotations={"topic": ",".join(t.topics)})
+            for t in self.targets
+        ]
 
 
 def test_refresh__starts_resizes_restarts_and_stops_consumers_as_the_listing_changes() -> None:

@@ -16,9 +16,10 @@ from kafka.future import Future
 
 from infra.services.connector.config import ConnectorConfig
 from infra.services.connector.delivery import Backoff, BatchDelivery
-from infra.services.connector.gateway import FunctionTarget, Invocation
 from infra.services.connector.metrics import ConnectorMetrics
+from infra.services.connector.targets import FunctionTarget
 from infra.services.connector.worker import FunctionConsumer
+from infra.services.kit.openfaas import Invocation
 
 TOPIC = "raw_iot_data"
 TPS = [TopicPartition(TOPIC, p) for p in range(3)]

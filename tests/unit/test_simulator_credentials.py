@@ -182,6 +182,20 @@ def test_a_busy_gateway_is_retried(tmp_path: Path, function: FakeProvisionFuncti
     assert creds.provisioned and len(function.requests) == 1
 
 
+@pytest.mark.parametrize(("backoff", "delays"), [(0.5, [1.0, 2.0, 4.0]), (2.0, [4.0, 5.0, 5.0])])
+def test_retries_wait_backoff_times_two_to_the_attempt_capped_at_five_seconds(
+    tmp_path: Path, function: FakeProvisionFunction, backoff: float, delays: list[float]
+) -> None:
+    function.fail_next = [503, 502, 429]
+    slept: list[float] = []
+    client = ProvisioningClient(
+        function.url, SecretStr(TOKEN), attempts=4, backoff=backoff, sleep=slept.append
+    )
+    creds = DeviceProvisioner(CredentialStore(tmp_path), client).ensure(IDENTITY)
+    assert creds.provisioned
+    assert slept == delays
+
+
 def test_an_unreachable_gateway_fails_clearly(tmp_path: Path) -> None:
     client = ProvisioningClient("http://127.0.0.1:9", SecretStr(TOKEN), attempts=1)
     provisioner = DeviceProvisioner(CredentialStore(tmp_path), client)

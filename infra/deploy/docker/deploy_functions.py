@@ -18,9 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import requests
+from pydantic import SecretStr
 
+from f2lib.errors import ConfigError, GatewayError
 from infra.deploy.stackfile import FunctionSpec, StackFile
+from infra.services.kit.openfaas import OpenFaaSClient
 
 logger = logging.getLogger(__name__)
 
@@ -35,23 +37,6 @@ def deploy_body(spec: FunctionSpec, fprocess: str = "python index.py") -> dict[s
         "annotations": dict(spec.annotations),
         "secrets": list(spec.secrets),
     }
-
-
-def deploy(
-    session: requests.Session, gateway: str, spec: FunctionSpec, timeout: float = 120.0
-) -> int:
-    """Update the function, or create it when the gateway answers 404; the final status."""
-    url = gateway.rstrip("/") + "/system/functions"
-    body = deploy_body(spec)
-    response = session.put(url, json=body, timeout=timeout)
-    if response.status_code == 404:
-        response = session.post(url, json=body, timeout=timeout)
-    return int(response.status_code)
-
-
-def remove(session: requests.Session, gateway: str, name: str, timeout: float = 60.0) -> int:
-    url = gateway.rstrip("/") + "/system/functions"
-    return int(session.delete(url, json={"functionName": name}, timeout=timeout).status_code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,28 +55,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [n for n in names if n not in stack.functions]
     if unknown:
         parser.error(f"not in {args.stack}: {', '.join(unknown)}")
-    session = requests.Session()
-    session.auth = (
-        os.environ.get("GATEWAY_USERNAME", "admin"),
-        os.environ.get("GATEWAY_PASSWORD", ""),
-    )
-    failed = 0
-    for name in names:
-        try:
-            if args.remove:
-                status = remove(session, args.gateway, name)
-            else:
-                status = deploy(session, args.gateway, stack.functions[name])
-        except requests.RequestException as exc:
-            logger.error("%s: gateway %s unreachable: %s", name, args.gateway, type(exc).__name__)
-            return 1
-        ok = status in (200, 201, 202)
-        failed += not ok
-        print(
-            f"{name}: {'removed' if args.remove else 'deployed'} (HTTP {status})"
-            if ok
-            else f"{name}: HTTP {status}"
+    try:
+        gateway = OpenFaaSClient(
+            args.gateway,
+            os.environ.get("GATEWAY_USERNAME", "admin"),
+            SecretStr(os.environ.get("GATEWAY_PASSWORD", "")),
         )
+    except ConfigError as exc:
+        parser.error(str(exc))
+    failed = 0
+    with gateway:
+        for name in names:
+            try:
+                if args.remove:
+                    status = gateway.delete(name)
+                else:
+                    status = gateway.deploy(deploy_body(stack.functions[name]))
+            except GatewayError as exc:
+                if exc.status is None:
+                    logger.error("%s: gateway %s unreachable: %s", name, args.gateway, exc)
+                    return 1
+                failed += 1
+                print(f"{name}: HTTP {exc.status}")
+                continue
+            print(f"{name}: {'removed' if args.remove else 'deployed'} (HTTP {status})")
     return 1 if failed else 0
 
 

@@ -13,24 +13,29 @@ import os
 import sys
 from collections.abc import Sequence
 
-import requests
+from pydantic import SecretStr
 
-from f2lib.errors import ConfigError
+from f2lib.errors import ConfigError, GatewayError
 from f2lib.secrets import SecretStore
+from infra.services.kit.openfaas import Invocation, OpenFaaSClient
 
 logger = logging.getLogger(__name__)
 
 
 def refresh_crl(
-    gateway_url: str, token: str, *, force: bool = False, timeout: float = 60.0
-) -> requests.Response:
-    url = gateway_url.rstrip("/") + "/function/provision/crl"
-    return requests.post(
-        url,
+    gateway: OpenFaaSClient, token: SecretStr, *, force: bool = False, timeout_s: float = 60.0
+) -> Invocation:
+    """``POST /function/provision/crl`` (``?force=1`` to re-sign even when not due)."""
+    return gateway.invoke(
+        "provision",
+        b"{}",
+        {
+            "Authorization": f"Bearer {token.get_secret_value()}",
+            "Content-Type": "application/json",
+        },
+        path="crl",
         params={"force": "1"} if force else None,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        data=b"{}",
-        timeout=timeout,
+        timeout_s=timeout_s,
     )
 
 
@@ -44,19 +49,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
     try:
-        token = SecretStore().get("provision-token").get_secret_value()
+        token = SecretStore().get("provision-token")
+        gateway = OpenFaaSClient(args.gateway)
     except ConfigError as exc:
         logger.error("%s", exc)
         return 2
     try:
-        response = refresh_crl(args.gateway, token, force=args.force)
-    except requests.RequestException as exc:
-        logger.error("CRL refresh via %s failed: %s", args.gateway, type(exc).__name__)
+        with gateway:
+            answer = refresh_crl(gateway, token, force=args.force)
+    except GatewayError as exc:
+        logger.error("CRL refresh via %s failed: %s", args.gateway, exc)
         return 1
-    if response.status_code >= 300:
-        logger.error("CRL refresh refused: HTTP %d %s", response.status_code, response.text[:200])
+    if answer.status >= 300:
+        logger.error("CRL refresh refused: HTTP %d %s", answer.status, answer.body[:200])
         return 1
-    logger.info("CRL refresh: HTTP %d %s", response.status_code, response.text[:200])
+    logger.info("CRL refresh: HTTP %d %s", answer.status, answer.body[:200])
     return 0
 
 

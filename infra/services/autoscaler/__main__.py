@@ -7,10 +7,10 @@ import sys
 
 from f2lib.kafka import kafka_admin_factory
 from infra.services.autoscaler.config import AutoscalerConfig
-from infra.services.autoscaler.gateway import GatewayClient
 from infra.services.autoscaler.lag import KafkaLagReader
 from infra.services.autoscaler.metrics import AutoscalerMetrics
 from infra.services.autoscaler.service import Autoscaler
+from infra.services.kit.openfaas import OpenFaaSClient, TimeoutConfig
 from infra.services.kit.ops_http import OpsServer
 from infra.services.kit.runner import start_service
 
@@ -25,7 +25,12 @@ def main() -> int:
     password, stop = started
 
     metrics = AutoscalerMetrics()
-    gateway = GatewayClient(config.gateway_url, config.gateway_username, password)
+    gateway = OpenFaaSClient(
+        config.gateway_url,
+        config.gateway_username,
+        password,
+        timeouts=TimeoutConfig(connect_s=10.0, system_s=10.0),
+    )
     lag_reader = KafkaLagReader(kafka_admin_factory(config.kafka_bootstrap, "f2-autoscaler"))
     autoscaler = Autoscaler(
         gateway,

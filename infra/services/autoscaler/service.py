@@ -12,7 +12,6 @@ from typing import Any, Protocol
 
 from f2lib.contracts.functions import CONNECTOR_GROUP_PREFIX, ScalingSpec, scaling_spec
 from f2lib.errors import ConfigError, GatewayError, StreamError
-from infra.services.autoscaler.gateway import FunctionStatus
 from infra.services.autoscaler.lag import GroupLag, LagReader
 from infra.services.autoscaler.metrics import AutoscalerMetrics
 from infra.services.autoscaler.policy import (
@@ -24,12 +23,13 @@ from infra.services.autoscaler.policy import (
     Recommendation,
     decide,
 )
+from infra.services.kit.openfaas import FunctionStatus
 
 logger = logging.getLogger(__name__)
 
 
 class ScaleApi(Protocol):
-    """The gateway calls the autoscaler makes."""
+    """The gateway calls the autoscaler makes (``OpenFaaSClient`` in production)."""
 
     def functions(self) -> list[FunctionStatus]: ...
 

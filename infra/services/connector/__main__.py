@@ -8,10 +8,10 @@ import sys
 from f2lib.kafka import make_producer
 from infra.services.connector.config import ConnectorConfig
 from infra.services.connector.delivery import KafkaDeadLetters
-from infra.services.connector.gateway import GatewayClient
 from infra.services.connector.metrics import ConnectorMetrics
 from infra.services.connector.service import Connector
 from infra.services.connector.worker import kafka_consumer_factory
+from infra.services.kit.openfaas import OpenFaaSClient, TimeoutConfig, pooled_session
 from infra.services.kit.ops_http import OpsServer
 from infra.services.kit.runner import connect_with_retry, start_service
 
@@ -35,13 +35,16 @@ def main() -> int:
     if producer is None:
         return 0
 
-    gateway = GatewayClient(
+    gateway = OpenFaaSClient(
         config.gateway_url,
         config.gateway_username,
         password,
-        connect_timeout_s=config.connect_timeout_s,
-        invoke_timeout_s=config.invoke_timeout_s,
-        pool_size=config.max_concurrency * 2,
+        timeouts=TimeoutConfig(
+            connect_s=config.connect_timeout_s,
+            system_s=config.connect_timeout_s * 2,
+            invoke_s=config.invoke_timeout_s,
+        ),
+        session=pooled_session(config.max_concurrency * 2),
     )
     connector = Connector(
         config,

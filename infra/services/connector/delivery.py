@@ -29,8 +29,8 @@ from f2lib.contracts.records import dead_letter, dump_json
 from f2lib.errors import DeliveryAbandoned, GatewayError, StreamError
 from f2lib.kafka import send_all
 from infra.services.connector.batching import Batch
-from infra.services.connector.gateway import Invocation
 from infra.services.connector.metrics import ConnectorMetrics
+from infra.services.kit.openfaas import Invocation
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ REASON_LIMIT = 1000
 
 
 class Invoker(Protocol):
-    """Calls a function with a batch body (``GatewayClient`` in production)."""
+    """Calls a function with a batch body (``OpenFaaSClient`` in production)."""
 
     def invoke(self, function: str, body: bytes, headers: Mapping[str, str]) -> Invocation: ...
 

@@ -6,16 +6,23 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from f2lib.errors import GatewayError
 from infra.services.connector.config import ConnectorConfig
-from infra.services.connector.delivery import Backoff, BatchDelivery, DeadLetterWriter
-from infra.services.connector.gateway import FunctionTarget, GatewayClient
+from infra.services.connector.delivery import Backoff, BatchDelivery, DeadLetterWriter, Invoker
 from infra.services.connector.metrics import ConnectorMetrics
+from infra.services.connector.targets import FunctionTarget, targets_of
 from infra.services.connector.worker import ConsumerFactory, FunctionConsumer
+from infra.services.kit.openfaas import FunctionStatus
 
 logger = logging.getLogger(__name__)
+
+
+class FunctionGateway(Invoker, Protocol):
+    """What the connector asks of the gateway (``OpenFaaSClient`` in production)."""
+
+    def functions(self) -> list[FunctionStatus]: ...
 
 
 class Connector:
@@ -29,7 +36,7 @@ class Connector:
     def __init__(
         self,
         config: ConnectorConfig,
-        gateway: GatewayClient,
+        gateway: FunctionGateway,
         dead_letters: DeadLetterWriter,
         consumer_factory: ConsumerFactory,
         metrics: ConnectorMetrics,
@@ -56,7 +63,7 @@ class Connector:
 
     def refresh(self) -> None:
         try:
-            targets = self._gateway.list_functions()
+            targets = targets_of(self._gateway.functions())
         except GatewayError as exc:
             self.metrics.discovery_errors.inc()
             logger.warning("function discovery failed: %s; keeping current consumers", exc)

@@ -31,8 +31,8 @@ from f2lib.errors import DeliveryAbandoned
 from infra.services.connector.batching import Batch, BatchLimits, PartitionBuffer
 from infra.services.connector.config import ConnectorConfig
 from infra.services.connector.delivery import BatchDelivery, DeliveryReport
-from infra.services.connector.gateway import FunctionTarget
 from infra.services.connector.metrics import ConnectorMetrics
+from infra.services.connector.targets import FunctionTarget
 
 logger = logging.getLogger(__name__)
 

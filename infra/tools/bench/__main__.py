@@ -23,8 +23,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-import requests
-
 from infra.local.stack import (
     DEVICES_DB,
     MONITOR_USER,
@@ -33,6 +31,7 @@ from infra.local.stack import (
     LocalStack,
     StackPorts,
 )
+from infra.services.kit.openfaas import TimeoutConfig
 from infra.tools.bench import baseline, pipeline, raw
 from infra.tools.bench.machine import CpuAccount, calibration_ms, machine_facts, polluted, versions
 from infra.tools.bench.publisher import PublisherPool
@@ -151,22 +150,15 @@ class Run:
         return value
 
     def scale(self, replicas: dict[str, str]) -> None:
-        base = f"http://127.0.0.1:{self.stack.ports.gateway}"
-        auth = (self.stack.secret("basic-auth-user"), self.stack.secret("basic-auth-password"))
-        for function, count in replicas.items():
-            requests.post(
-                f"{base}/system/scale-function/{function}",
-                auth=auth,
-                timeout=10,
-                json={"serviceName": function, "replicas": int(count)},
-            ).raise_for_status()
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            listing = requests.get(f"{base}/system/functions", auth=auth, timeout=10).json()
-            ready = {f["name"]: f["availableReplicas"] for f in listing}
-            if all(ready.get(fn) == int(n) for fn, n in replicas.items()):
-                break
-            time.sleep(1)
+        with self.stack.gateway_client(TimeoutConfig(connect_s=10.0, system_s=10.0)) as gateway:
+            for function, count in replicas.items():
+                gateway.scale(function, int(count))
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                ready = {f.name: f.available_replicas for f in gateway.functions()}
+                if all(ready.get(fn) == int(n) for fn, n in replicas.items()):
+                    break
+                time.sleep(1)
         # The connector sizes its concurrency from the listing it refreshes every 15 s.
         time.sleep(float(os.environ.get("CONNECTOR_REFRESH_SECONDS", "15")) + 2)
 

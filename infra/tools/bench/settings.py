@@ -6,13 +6,13 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-
 from bridge.config import BridgeConfig
+from f2lib.errors import GatewayError
 from f2lib.kafka import PRODUCER_DEFAULTS
 from infra.deploy.stackfile import StackFile
 from infra.local.stack import LocalStack
 from infra.services.connector.config import ConnectorConfig
+from infra.services.kit.openfaas import TimeoutConfig
 
 
 @dataclass(frozen=True)
@@ -77,13 +77,11 @@ def settings(stack: LocalStack, partitions: int) -> dict[str, Any]:
             "environment": {k: v for k, v in env.items() if "DSN" not in k.upper()},
             "waitress_threads": int(env.get("F2_WAITRESS_THREADS", "4")),
         }
-    base = f"http://127.0.0.1:{stack.ports.gateway}"
-    auth = (stack.secret("basic-auth-user"), stack.secret("basic-auth-password"))
     try:
-        listing = requests.get(f"{base}/system/functions", auth=auth, timeout=10).json()
-        for entry in listing:
-            functions.setdefault(entry["name"], {})["replicas"] = entry.get("replicas")
-    except (requests.RequestException, ValueError):
+        with stack.gateway_client(TimeoutConfig(connect_s=10.0, system_s=10.0)) as gateway:
+            for function in gateway.functions():
+                functions.setdefault(function.name, {})["replicas"] = function.replicas
+    except GatewayError:
         pass
     return {
         "partitions": partitions,

@@ -26,7 +26,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 
-from f2lib.errors import SimulatorError
+from f2lib.errors import GatewayError, SimulatorError
+from infra.services.connector.delivery import Backoff  # the shared f2lib backoff, once it lands
+from infra.services.kit.openfaas import Invocation, OpenFaaSClient, TimeoutConfig
 from infra.tools.simulator.identity import DeviceIdentity
 
 logger = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ CA_FILE = "ca.crt"
 META_FILE = "device.json"
 RENEW_BEFORE = dt.timedelta(days=1)
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+RETRY_MAX_DELAY_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +195,11 @@ class CredentialStore:
 
 
 class ProvisioningClient:
-    """``POST <gateway>/function/provision`` with the bearer token and the device's CSR."""
+    """``POST <gateway>/function/provision`` with the bearer token and the device's CSR.
+
+    No answer, 429, 502, 503 and 504 are tried again, up to ``attempts`` calls in all, after
+    ``backoff`` x 2, x 4, ... seconds (at most 5 s); any other refusal fails at once.
+    """
 
     def __init__(
         self,
@@ -203,13 +210,17 @@ class ProvisioningClient:
         attempts: int = 4,
         backoff: float = 0.5,
         session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.url = gateway_url.rstrip("/") + "/function/provision"
+        self._gateway = OpenFaaSClient(
+            gateway_url, session=session, timeouts=TimeoutConfig(connect_s=timeout)
+        )
         self._token = token
         self.timeout = timeout
         self.attempts = attempts
-        self.backoff = backoff
-        self.session = session or requests.Session()
+        self._retry = Backoff(initial_s=2 * backoff, max_s=RETRY_MAX_DELAY_S, jitter=0.0)
+        self._sleep = sleep
 
     def provision(self, identity: DeviceIdentity, csr_pem: str) -> dict[str, Any]:
         body = {
@@ -222,43 +233,45 @@ class ProvisioningClient:
             "Authorization": f"Bearer {self._token.get_secret_value()}",
             "Content-Type": "application/json",
         }
+        payload = json.dumps(body).encode()
         device_id = identity.device_id
         for attempt in range(1, self.attempts + 1):
             try:
-                resp = self.session.post(self.url, json=body, headers=headers, timeout=self.timeout)
-            except requests.RequestException as exc:
-                failure = f"cannot reach {self.url}: {exc.__class__.__name__}"
+                answer = self._gateway.invoke("provision", payload, headers, timeout_s=self.timeout)
+            except GatewayError as exc:
+                cause = exc.__cause__ if exc.__cause__ is not None else exc
+                failure = f"cannot reach {self.url}: {cause.__class__.__name__}"
             else:
-                if resp.status_code == 201:
-                    return self._answer(resp, device_id)
-                failure = f"HTTP {resp.status_code} {_error_text(resp)}"
-                if resp.status_code not in RETRY_STATUSES:
+                if answer.status == 201:
+                    return self._answer(answer, device_id)
+                failure = f"HTTP {answer.status} {_error_text(answer)}"
+                if answer.status not in RETRY_STATUSES:
                     raise SimulatorError(f"provisioning {device_id} refused: {failure}")
             if attempt < self.attempts:
                 logger.warning("provisioning %s failed (%s); retry %d", device_id, failure, attempt)
-                time.sleep(min(self.backoff * 2**attempt, 5.0))
+                self._sleep(self._retry.delay(attempt))
         raise SimulatorError(f"provisioning {device_id} failed: {failure}")
 
     @staticmethod
-    def _answer(resp: requests.Response, device_id: str) -> dict[str, Any]:
+    def _answer(answer: Invocation, device_id: str) -> dict[str, Any]:
         try:
-            answer = resp.json()
+            parsed = answer.json()
         except ValueError:
             raise SimulatorError(f"provisioning {device_id}: the answer is not JSON") from None
-        if not isinstance(answer, dict) or not answer.get("certificate"):
+        if not isinstance(parsed, dict) or not parsed.get("certificate"):
             raise SimulatorError(f"provisioning {device_id}: the answer has no certificate")
-        if answer.get("device_id") not in (None, device_id):
+        if parsed.get("device_id") not in (None, device_id):
             raise SimulatorError(
-                f"provisioning {device_id}: the answer is for {answer.get('device_id')}"
+                f"provisioning {device_id}: the answer is for {parsed.get('device_id')}"
             )
-        return answer
+        return parsed
 
 
-def _error_text(resp: requests.Response) -> str:
+def _error_text(answer: Invocation) -> str:
     try:
-        data = resp.json()
+        data = answer.json()
     except ValueError:
-        return resp.text[:200].strip()
+        return answer.body[:200].strip()
     if isinstance(data, dict):
         return f"{data.get('error', '')}: {data.get('message', '')}".strip(": ")
     return str(data)[:200]
