@@ -34,7 +34,10 @@ def connect_producer(config: BridgeConfig, stop: threading.Event) -> Any:
         return producer
 
     return connect_with_retry(
-        connect, stop, what=f"kafka {config.kafka_bootstrap}", max_delay_s=config.retry_max_s
+        connect,
+        stop,
+        what=f"kafka {config.kafka_bootstrap}",
+        backoff=config.kafka_connect_backoff(),
     )
 
 

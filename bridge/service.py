@@ -41,8 +41,6 @@ from f2lib.errors import TopicError
 
 logger = logging.getLogger(__name__)
 
-RETRY_BASE_S = 0.2
-
 
 class RecordFuture(Protocol):
     """What ``KafkaProducer.send`` returns: a future taking success and failure callbacks."""
@@ -146,6 +144,7 @@ class MqttKafkaBridge:
         self._clock = clock
         self._probe = probe
         self._kafka_heard_at = clock()
+        self._resend_backoff = config.resend_backoff()
         self.subscription = f"$share/{config.share_group}/{config.topic_filter}"
 
         self._lock = threading.Lock()
@@ -437,7 +436,7 @@ class MqttKafkaBridge:
         self.metrics.send_errors.inc()
         self._set_kafka(False)
         item.attempts += 1
-        delay = min(RETRY_BASE_S * 2 ** (item.attempts - 1), self._config.retry_max_s)
+        delay = self._resend_backoff.delay(item.attempts)
         logger.warning(
             "kafka did not take the record of %r (mid %d, attempt %d): %s; retry in %.1fs",
             item.mqtt_topic,

@@ -30,7 +30,7 @@ def main() -> int:
         lambda: make_producer(config.kafka_bootstrap, client_id="f2-connector"),
         stop,
         what=f"kafka {config.kafka_bootstrap}",
-        max_delay_s=config.retry_max_s,
+        backoff=config.connect_backoff(),
     )
     if producer is None:
         return 0

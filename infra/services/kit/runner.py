@@ -1,7 +1,7 @@
 """Start-up shared by the long-running services (bridge, connector, autoscaler).
 
 Logging configured once, a stop event set by SIGTERM/SIGINT, the service's secret read with a
-clear exit on failure, and a connection retried with capped backoff until it works or stops.
+clear exit on failure, and a connection retried on a backoff policy until it works or stops.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Protocol, TypeVar
 
 from pydantic import SecretStr
 
+from f2lib.backoff import Backoff
 from f2lib.errors import ConfigError
 from f2lib.secrets import SecretStore
 
@@ -46,15 +47,11 @@ def start_service(config: HasPassword) -> tuple[SecretStr, threading.Event] | No
 
 
 def connect_with_retry(
-    connect: Callable[[], T], stop: threading.Event, *, what: str, max_delay_s: float
+    connect: Callable[[], T], stop: threading.Event, *, what: str, backoff: Backoff
 ) -> T | None:
-    """``connect()`` retried with capped exponential backoff; None when ``stop`` is set first."""
-    delay = 1.0
-    while not stop.is_set():
-        try:
-            return connect()
-        except Exception as exc:  # any failure to connect is retried
-            logger.warning("%s not ready: %s; retry in %.0fs", what, exc, delay)
-            stop.wait(delay)
-            delay = min(delay * 2, max_delay_s)
-    return None
+    """``connect()`` retried (any exception) on ``backoff``; None when ``stop`` is set first."""
+
+    def report(exc: Exception, delay: float) -> None:
+        logger.warning("%s not ready: %s; retry in %.0fs", what, exc, delay)
+
+    return backoff.retry(connect, stop, on_retry=report)

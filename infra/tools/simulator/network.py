@@ -26,6 +26,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 
+from f2lib.backoff import Backoff
 from infra.tools.simulator.payloads import Message, MessageStream
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ MAX_SELECT_WAIT = 0.25
 CLOSE_WAIT = 2.0
 BATCH_WINDOW = 0.002  # publish what is due within 2 ms in one pass
 MAX_PENDING_READS = 64
-RECONNECT_MIN, RECONNECT_MAX = 1.0, 30.0
+RECONNECT_BACKOFF = Backoff(base_s=1.0, cap_s=30.0)  # after a lost connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +98,7 @@ class DeviceLink:
     pending: dict[int, Message] = field(default_factory=dict)
     client: Any = None
     retry_at: float = 0.0
-    retry_delay: float = RECONNECT_MIN
+    reconnect_attempts: int = 0  # since the last successful connection
     closing: bool = False
 
     def __post_init__(self) -> None:
@@ -149,7 +150,7 @@ class DeviceLink:
             return
         self.connected = True
         self.counters.connects += 1
-        self.retry_delay = RECONNECT_MIN
+        self.reconnect_attempts = 0
         logger.debug("device %s connected", self.device_id)
 
     def _on_disconnect(
@@ -196,8 +197,8 @@ class DeviceLink:
         )
 
     def reconnect(self, now: float) -> None:
-        self.retry_at = now + self.retry_delay
-        self.retry_delay = min(self.retry_delay * 2, RECONNECT_MAX)
+        self.reconnect_attempts += 1
+        self.retry_at = now + RECONNECT_BACKOFF.delay(self.reconnect_attempts)
         try:
             self.client.reconnect()
         except (OSError, ssl.SSLError) as exc:
