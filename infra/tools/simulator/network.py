@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 
 from f2lib.backoff import Backoff
+from f2lib.mqtt import ClientTls, paho_client
 from infra.tools.simulator.payloads import Message, MessageStream
 
 logger = logging.getLogger(__name__)
@@ -102,20 +103,12 @@ class DeviceLink:
     closing: bool = False
 
     def __post_init__(self) -> None:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.device_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
-        )
-        client.tls_set(
-            ca_certs=str(self.ca_path),
-            certfile=str(self.cert_path),
-            keyfile=str(self.key_path),
-            cert_reqs=ssl.CERT_REQUIRED,
-            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        client = paho_client(
+            self.device_id,
+            tls=ClientTls(self.ca_path, self.cert_path, self.key_path),
+            max_inflight=self.endpoint.max_inflight,
         )
         client.connect_timeout = self.endpoint.connect_timeout
-        client.max_inflight_messages_set(self.endpoint.max_inflight)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
