@@ -12,6 +12,7 @@ from f2lib.contracts.records import DEAD_LETTER_TOPIC, RAW_TOPIC
 from f2lib.secrets import SecretStore
 
 MQTT_PASSWORD_SECRET = "mqtt-bridge-password"  # noqa: S105 (a secret name)
+DEFAULT_MQTT_USERNAME = "f2-bridge"  # the internal MQTT user ``certs init`` creates
 RESEND_BASE_S = 0.2
 KAFKA_CONNECT_BASE_S = 1.0
 
@@ -23,7 +24,7 @@ class BridgeConfig(BaseSettings):
 
     mqtt_host: str = Field("127.0.0.1", alias="MQTT_HOST")
     mqtt_port: int = Field(1883, alias="MQTT_PORT")
-    mqtt_username: str = Field("f2-bridge", alias="MQTT_USERNAME")
+    mqtt_username: str = Field(DEFAULT_MQTT_USERNAME, alias="MQTT_USERNAME")
     mqtt_password: SecretStr | None = Field(None, alias="MQTT_PASSWORD")
     mqtt_keepalive_s: int = Field(30, alias="MQTT_KEEPALIVE_SECONDS", ge=5)
     session_expiry_s: int = Field(3600, alias="MQTT_SESSION_EXPIRY_SECONDS", ge=1)
