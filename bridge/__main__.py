@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 import threading
-from collections.abc import Mapping
+from functools import partial
 from typing import Any
+
+from pydantic import SecretStr
 
 from bridge.config import BridgeConfig
 from bridge.metrics import BridgeMetrics
 from bridge.service import MqttKafkaBridge, make_mqtt_client
-from f2lib.errors import StreamError
 from f2lib.kafka import LazyAdmin, kafka_admin_factory, make_producer
-from infra.services.kit.ops_http import OpsServer
-from infra.services.kit.runner import connect_with_retry, start_service
-
-logger = logging.getLogger("bridge")
+from infra.services.kit.runner import Service, connect_with_retry, run_service
 
 
 def connect_producer(config: BridgeConfig, stop: threading.Event) -> Any:
@@ -34,7 +31,10 @@ def connect_producer(config: BridgeConfig, stop: threading.Event) -> Any:
         return producer
 
     return connect_with_retry(
-        connect, stop, what=f"kafka {config.kafka_bootstrap}", max_delay_s=config.retry_max_s
+        connect,
+        stop,
+        what=f"kafka {config.kafka_bootstrap}",
+        backoff=config.kafka_connect_backoff(),
     )
 
 
@@ -59,42 +59,33 @@ class KafkaProbe:
         self._admin.reset()
 
 
-def main() -> int:
-    config = BridgeConfig()
-    started = start_service(config)
-    if started is None:
-        return 2
-    password, stop = started
+def build(
+    config: BridgeConfig, metrics: BridgeMetrics, password: SecretStr, stop: threading.Event
+) -> Service | None:
+    """The bridge once Kafka answers (None if stopped first); runs until ``stop``, then drains."""
+    producer = connect_producer(config, stop)
+    if producer is None:
+        return None
+    probe = KafkaProbe(config.kafka_bootstrap, f"{config.client_id}-probe")
+    bridge = MqttKafkaBridge(
+        config, make_mqtt_client(config, password), producer, metrics, probe=probe
+    )
+    bridge.mark_kafka_ready()
 
-    metrics = BridgeMetrics()
-    running: list[MqttKafkaBridge] = []
-
-    def health() -> tuple[bool, Mapping[str, Any]]:
-        if not running:
-            return False, {"starting": True}
-        return running[0].health()
-
-    ops = OpsServer(config.http_host, config.http_port, metrics.registry, health).start()
-    try:
-        producer = connect_producer(config, stop)
-        if producer is None:
-            return 0
-        probe = KafkaProbe(config.kafka_bootstrap, f"{config.client_id}-probe")
-        bridge = MqttKafkaBridge(
-            config, make_mqtt_client(config, password), producer, metrics, probe=probe
-        )
-        bridge.mark_kafka_ready()
-        running.append(bridge)
+    def run(stop: threading.Event) -> None:
         bridge.start()
         stop.wait()
         bridge.stop()
-        probe.close()
-    except StreamError as exc:
-        logger.error("%s", exc)
-        return 1
-    finally:
-        ops.stop()
-    return 0
+
+    return Service(run, bridge.health, closers=(probe.close,))
+
+
+def main() -> int:
+    config = BridgeConfig()
+    metrics = BridgeMetrics()
+    return run_service(
+        "bridge", config, config.password, partial(build, config, metrics), metrics.registry
+    )
 
 
 if __name__ == "__main__":

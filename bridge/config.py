@@ -7,10 +7,14 @@ import socket
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from f2lib.backoff import Backoff
 from f2lib.contracts.records import DEAD_LETTER_TOPIC, RAW_TOPIC
 from f2lib.secrets import SecretStore
 
 MQTT_PASSWORD_SECRET = "mqtt-bridge-password"  # noqa: S105 (a secret name)
+DEFAULT_MQTT_USERNAME = "f2-bridge"  # the internal MQTT user ``certs init`` creates
+RESEND_BASE_S = 0.2
+KAFKA_CONNECT_BASE_S = 1.0
 
 
 class BridgeConfig(BaseSettings):
@@ -20,7 +24,7 @@ class BridgeConfig(BaseSettings):
 
     mqtt_host: str = Field("127.0.0.1", alias="MQTT_HOST")
     mqtt_port: int = Field(1883, alias="MQTT_PORT")
-    mqtt_username: str = Field("f2-bridge", alias="MQTT_USERNAME")
+    mqtt_username: str = Field(DEFAULT_MQTT_USERNAME, alias="MQTT_USERNAME")
     mqtt_password: SecretStr | None = Field(None, alias="MQTT_PASSWORD")
     mqtt_keepalive_s: int = Field(30, alias="MQTT_KEEPALIVE_SECONDS", ge=5)
     session_expiry_s: int = Field(3600, alias="MQTT_SESSION_EXPIRY_SECONDS", ge=1)
@@ -46,6 +50,14 @@ class BridgeConfig(BaseSettings):
     http_host: str = Field("0.0.0.0", alias="BRIDGE_HTTP_HOST")
     http_port: int = Field(9102, alias="BRIDGE_HTTP_PORT", ge=0, le=65535)
     log_level: str = Field("INFO", alias="LOG_LEVEL")
+
+    def resend_backoff(self) -> Backoff:
+        """Between sends of a record Kafka did not acknowledge."""
+        return Backoff(base_s=RESEND_BASE_S, cap_s=self.retry_max_s)
+
+    def kafka_connect_backoff(self) -> Backoff:
+        """Between attempts to reach Kafka at start."""
+        return Backoff(base_s=KAFKA_CONNECT_BASE_S, cap_s=self.retry_max_s)
 
     def password(self, store: SecretStore) -> SecretStr:
         """The MQTT password: secret ``mqtt-bridge-password`` (file, env), else MQTT_PASSWORD."""

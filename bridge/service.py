@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 from kafka.errors import MessageSizeTooLargeError
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -38,10 +38,9 @@ from bridge.metrics import BridgeMetrics
 from f2lib.contracts.records import RawRecord, dead_letter, dump_json
 from f2lib.contracts.topics import device_key, parse_topic
 from f2lib.errors import TopicError
+from f2lib.mqtt import paho_client
 
 logger = logging.getLogger(__name__)
-
-RETRY_BASE_S = 0.2
 
 
 class RecordFuture(Protocol):
@@ -111,16 +110,14 @@ def route_message(
 
 def make_mqtt_client(config: BridgeConfig, password: SecretStr) -> mqtt.Client:
     """A paho client for the internal listener: MQTT v5, manual acks, reconnect with backoff."""
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=config.client_id,
-        protocol=MQTTProtocolVersion.MQTTv5,
+    return paho_client(
+        config.client_id,
+        username=config.mqtt_username,
+        password=password,
         manual_ack=True,
+        reconnect_delay_s=(config.reconnect_min_s, config.reconnect_max_s),
+        logger=logging.getLogger("bridge.paho"),
     )
-    client.username_pw_set(config.mqtt_username, password.get_secret_value())
-    client.reconnect_delay_set(config.reconnect_min_s, config.reconnect_max_s)
-    client.enable_logger(logging.getLogger("bridge.paho"))
-    return client
 
 
 class MqttKafkaBridge:
@@ -146,6 +143,7 @@ class MqttKafkaBridge:
         self._clock = clock
         self._probe = probe
         self._kafka_heard_at = clock()
+        self._resend_backoff = config.resend_backoff()
         self.subscription = f"$share/{config.share_group}/{config.topic_filter}"
 
         self._lock = threading.Lock()
@@ -437,7 +435,7 @@ class MqttKafkaBridge:
         self.metrics.send_errors.inc()
         self._set_kafka(False)
         item.attempts += 1
-        delay = min(RETRY_BASE_S * 2 ** (item.attempts - 1), self._config.retry_max_s)
+        delay = self._resend_backoff.delay(item.attempts)
         logger.warning(
             "kafka did not take the record of %r (mid %d, attempt %d): %s; retry in %.1fs",
             item.mqtt_topic,

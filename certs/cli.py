@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from bridge.config import DEFAULT_MQTT_USERNAME
 from f2lib.contracts.devices import MODELS
 from f2lib.errors import ConfigError, F2PipeError
 from f2lib.secrets import SecretStore
@@ -49,7 +50,6 @@ from provision.registry import (
 logger = logging.getLogger(__name__)
 
 SECRETS_DIR = "secrets"
-BRIDGE_MQTT_USER = "f2-bridge"
 GATEWAY_USER = "admin"
 
 
@@ -69,8 +69,17 @@ def load_ca(directory: Path) -> CertificateAuthority:
     )
 
 
-def init(directory: Path, hosts: Sequence[str], *, force: bool = False) -> list[str]:
-    """Create whatever is missing; return the names written. Existing material is kept."""
+def init(
+    directory: Path,
+    hosts: Sequence[str],
+    *,
+    force: bool = False,
+    mqtt_username: str = DEFAULT_MQTT_USERNAME,
+) -> list[str]:
+    """Create whatever is missing; return the names written. Existing material is kept.
+
+    ``mqtt_username`` names the internal MQTT user (the bridge's) in ``secrets/mqtt-username``.
+    """
     written: list[str] = []
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o755)  # the broker's user reads the live ACL and CRL here
@@ -108,7 +117,7 @@ def init(directory: Path, hosts: Sequence[str], *, force: bool = False) -> list[
 
     generated: dict[str, Callable[[], str]] = {
         "provision-token": lambda: secrets.token_urlsafe(32),
-        "mqtt-username": lambda: BRIDGE_MQTT_USER,
+        "mqtt-username": lambda: mqtt_username,
         "mqtt-password": lambda: secrets.token_urlsafe(24),
         "basic-auth-user": lambda: GATEWAY_USER,
         "basic-auth-password": lambda: secrets.token_urlsafe(24),
@@ -212,6 +221,11 @@ def _parser() -> argparse.ArgumentParser:
         "--hosts", default="127.0.0.1,localhost", help="broker certificate names (comma separated)"
     )
     p_init.add_argument("--force", action="store_true", help="replace the CA and everything")
+    p_init.add_argument(
+        "--mqtt-username",
+        default=DEFAULT_MQTT_USERNAME,
+        help=f"internal MQTT user, the bridge's (default {DEFAULT_MQTT_USERNAME})",
+    )
 
     p_sync = sub.add_parser(
         "sync", parents=[common], help="rewrite ACL and CRL from the registry, reload broker"
@@ -255,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "init":
             hosts = [h.strip() for h in args.hosts.split(",") if h.strip()]
-            written = init(directory, hosts, force=args.force)
+            written = init(directory, hosts, force=args.force, mqtt_username=args.mqtt_username)
             print(f"certs in {directory}: " + (", ".join(written) if written else "up to date"))
         elif args.command == "sync":
             if not args.dsn:

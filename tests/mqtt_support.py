@@ -6,21 +6,21 @@ import json
 import uuid
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from pydantic import SecretStr
+
+from f2lib.mqtt import paho_client
 
 
 class Publisher:
     """Publishes at QoS 1 and waits for every PUBACK (up to 100 in flight)."""
 
     def __init__(self, host: str, port: int, username: str, password: str) -> None:
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"test-pub-{uuid.uuid4().hex[:12]}",
-            protocol=MQTTProtocolVersion.MQTTv5,
+        self.client = paho_client(
+            f"test-pub-{uuid.uuid4().hex[:12]}",
+            username=username,
+            password=SecretStr(password),
+            max_inflight=100,
         )
-        self.client.username_pw_set(username, password)
-        self.client.max_inflight_messages_set(100)
         self.client.connect(host, port)
         self.client.loop_start()
 

@@ -13,7 +13,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from f2lib.mqtt import paho_client
+
+
+class MonitorConfig(BaseSettings):
+    """Where and as whom the monitor connects; every value from the environment."""
+
+    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore")
+
+    host: str = Field(alias="MQTT_HOST")
+    port: int = Field(alias="MQTT_PORT")
+    username: str = Field(alias="MQTT_USERNAME")
+    password: SecretStr = Field(alias="MQTT_PASSWORD")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,15 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("topic", nargs="?", default="cmnd/#")
     args = parser.parse_args(argv)
     try:
-        host, port = os.environ["MQTT_HOST"], int(os.environ["MQTT_PORT"])
-        user, password = os.environ["MQTT_USERNAME"], os.environ["MQTT_PASSWORD"]
-    except KeyError as exc:
-        print(f'{exc.args[0]} is not set: run `eval "$(make -s env)"` first', file=sys.stderr)
+        config = MonitorConfig()  # every field from the environment
+    except ValidationError as exc:
+        names = ", ".join(str(error["loc"][0]) for error in exc.errors())
+        print(f'{names} not set or invalid: run `eval "$(make -s env)"` first', file=sys.stderr)
         return 2
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=f"f2-monitor-{os.getpid()}", protocol=mqtt.MQTTv5
+    client = paho_client(
+        f"f2-monitor-{os.getpid()}", username=config.username, password=config.password
     )
-    client.username_pw_set(user, password)
 
     def on_connect(c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
@@ -37,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             c.disconnect()
             return
         c.subscribe(args.topic, qos=0)
-        print(f"# subscribed to {args.topic} on {host}:{port}", file=sys.stderr)
+        print(f"# subscribed to {args.topic} on {config.host}:{config.port}", file=sys.stderr)
 
     def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         stamp = datetime.now(UTC).strftime("%H:%M:%S.%f")[:-3]
@@ -45,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
     client.on_connect = on_connect
     client.on_message = on_message
-    client.connect(host, port)
+    client.connect(config.host, config.port)
     try:
         client.loop_forever()
     except KeyboardInterrupt:

@@ -14,8 +14,9 @@ from kafka import TopicPartition
 from kafka.errors import KafkaError
 from kafka.future import Future
 
+from f2lib.backoff import Backoff
 from infra.services.connector.config import ConnectorConfig
-from infra.services.connector.delivery import Backoff, BatchDelivery
+from infra.services.connector.delivery import BatchDelivery
 from infra.services.connector.metrics import ConnectorMetrics
 from infra.services.connector.targets import FunctionTarget
 from infra.services.connector.worker import FunctionConsumer
@@ -195,7 +196,9 @@ def make(
     )
     metrics = ConnectorMetrics()
     fake = FakeConsumer()
-    delivery = BatchDelivery("decode", fn, NoLetters(), metrics, Backoff(0.01, 0.02, 0))
+    delivery = BatchDelivery(
+        "decode", fn, NoLetters(), metrics, Backoff(base_s=0.01, cap_s=0.02, jitter=0)
+    )
     consumer = FunctionConsumer(
         FunctionTarget("decode", (TOPIC,), replicas),
         config,

@@ -1,19 +1,20 @@
-"""Pull the registry (ACL, CRL) that the provision function publishes to S3, check it, install it
-beside Mosquitto atomically and SIGHUP the broker.
+"""The ACL/CRL sync agent: pull the registry from S3, check it, install it, SIGHUP Mosquitto.
 
-Where the function shares no filesystem with the broker (faasd, Kubernetes), this agent runs
-beside Mosquitto. Each poll reads ``<prefix>/manifest.json``; when its version is new, the files
-it names are fetched, their SHA-256 compared with the manifest (a mismatch means a publication
-is in flight: retried next poll), the CRL verified against the *local* CA certificate (the trust
-anchor never comes from the bucket) and the ACL parsed; only then are they written (temp file,
-validation, rename) and the broker reloaded. The agent also warns when the installed CRL nears
-its nextUpdate, since an expired CRL locks every device out.
+The provision function publishes the registry (ACL, CRL) to S3. Where it shares no filesystem
+with the broker (faasd, Kubernetes), this agent runs beside Mosquitto. Each poll reads
+``<prefix>/manifest.json``; when its version is new, the files it names are fetched, their
+SHA-256 compared with the manifest (a mismatch means a publication is in flight: retried next
+poll), the CRL verified against the *local* CA certificate (the trust anchor never comes from
+the bucket) and the ACL parsed; only then are they written (temp file, validation, rename) and
+the broker reloaded. The agent also warns when the installed CRL nears its nextUpdate, since an
+expired CRL locks every device out.
 
 Environment (``AclSyncConfig``; either name works): ACLSYNC_S3_BUCKET | REGISTRY_S3_BUCKET
 (required), ACLSYNC_S3_PREFIX | REGISTRY_S3_PREFIX (f2pipe/registry), ACLSYNC_OUTPUT_DIR |
 ACLSYNC_TARGET_DIR (certs), ACLSYNC_CA_CERT (<output>/ca.crt), ACLSYNC_PID_FILE (broker pid
 file to SIGHUP; unset where a wrapper watches the files), ACLSYNC_INTERVAL_SECONDS |
-ACLSYNC_POLL_SECONDS (10), ACLSYNC_HTTP_PORT (optional /healthz), S3_ENDPOINT_URL, S3_REGION.
+ACLSYNC_POLL_SECONDS (10), ACLSYNC_HTTP_PORT (optional /healthz and /metrics), ACLSYNC_HTTP_HOST,
+S3_ENDPOINT_URL, S3_REGION, LOG_LEVEL.
 S3 credentials: secrets ``s3-access-key-id``/``s3-secret-access-key`` (F2_SECRETS_DIR or
 /var/openfaas/secrets), else boto3's default chain (AWS_ACCESS_KEY_ID, ...).
 """
@@ -25,10 +26,8 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import os
-import signal
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from f2lib.errors import CertificateError, RegistryError
-from f2lib.secrets import SecretStore
+from infra.services.kit.runner import Service, run_service
 from provision.pki import load_certificate, load_crl
 from provision.publishers import (
     MANIFEST,
@@ -72,6 +71,7 @@ class AclSyncConfig(BaseSettings):
     )
     http_port: int | None = Field(None, validation_alias="ACLSYNC_HTTP_PORT")
     http_host: str = Field("0.0.0.0", validation_alias="ACLSYNC_HTTP_HOST")
+    log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
     s3_endpoint_url: str | None = Field(None, validation_alias="S3_ENDPOINT_URL")
     s3_region: str = Field("us-east-1", validation_alias="S3_REGION")
 
@@ -156,8 +156,8 @@ class AclSyncAgent:
         }
 
 
-def build_agent(config: AclSyncConfig, secrets: SecretStore | None = None) -> AclSyncAgent:
-    client = s3_client(config.s3_endpoint_url, config.s3_region, secrets or SecretStore())
+def build_agent(config: AclSyncConfig, client: Any) -> AclSyncAgent:
+    """The agent reading the bucket through ``client`` (boto3 S3) into ``config.output_dir``."""
     ca_path = config.ca_cert or config.output_dir / CA_FILE
     ca_pem = ca_path.read_bytes()
     target = FilesystemPublisher(
@@ -184,46 +184,9 @@ def run(agent: AclSyncAgent, interval: float, stop: threading.Event, *, once: bo
     return 0
 
 
-def serve_health(agent: AclSyncAgent, host: str, port: int) -> ThreadingHTTPServer:
-    """``GET /healthz``: 200 when the last poll worked and the CRL is current, else 503."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path.split("?")[0] != "/healthz":
-                self.send_error(404)
-                return
-            ok, body = agent.health()
-            data = json.dumps(body).encode()
-            self.send_response(200 if ok else 503)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            logger.debug("health: " + format, *args)
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    threading.Thread(target=server.serve_forever, name="aclsync-health", daemon=True).start()
-    logger.info("aclsync health on %s:%d/healthz", host, port)
-    return server
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.services.aclsync", description=__doc__)
-    parser.add_argument("--once", action="store_true", help="poll once and exit (1 on failure)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    config = AclSyncConfig()  # s3_bucket comes from the environment
-    agent = build_agent(config)
-    stop = threading.Event()
-    if config.http_port is not None:
-        serve_health(agent, config.http_host, config.http_port)
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+def service(config: AclSyncConfig, client: Any, stop: threading.Event, *, once: bool) -> Service:
+    """The agent as the runner runs it: polls until ``stop`` (or once), health on ``/healthz``."""
+    agent = build_agent(config, client)
     logger.info(
         "aclsync: s3://%s/%s -> %s every %.1fs",
         config.s3_bucket,
@@ -231,4 +194,17 @@ def main(argv: list[str] | None = None) -> int:
         config.output_dir,
         config.interval_seconds,
     )
-    return run(agent, config.interval_seconds, stop, once=args.once)
+    return Service(lambda stop: run(agent, config.interval_seconds, stop, once=once), agent.health)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.services.aclsync", description=__doc__)
+    parser.add_argument("--once", action="store_true", help="poll once and exit (1 on failure)")
+    args = parser.parse_args(argv)
+    config = AclSyncConfig()  # s3_bucket comes from the environment
+    return run_service(
+        "aclsync",
+        config,
+        lambda secrets: s3_client(config.s3_endpoint_url, config.s3_region, secrets),
+        partial(service, config, once=args.once),
+    )

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+from functools import partial
+
+from pydantic import SecretStr
 
 from f2lib.kafka import kafka_admin_factory
 from infra.services.autoscaler.config import AutoscalerConfig
@@ -11,27 +15,23 @@ from infra.services.autoscaler.lag import KafkaLagReader
 from infra.services.autoscaler.metrics import AutoscalerMetrics
 from infra.services.autoscaler.service import Autoscaler
 from infra.services.kit.openfaas import OpenFaaSClient, TimeoutConfig
-from infra.services.kit.ops_http import OpsServer
-from infra.services.kit.runner import start_service
+from infra.services.kit.runner import Service, run_service
 
 logger = logging.getLogger("infra.services.autoscaler")
 
+KAFKA_CLIENT_ID = "f2-autoscaler"
 
-def main() -> int:
-    config = AutoscalerConfig()
-    started = start_service(config)
-    if started is None:
-        return 2
-    password, stop = started
 
-    metrics = AutoscalerMetrics()
+def build(
+    config: AutoscalerConfig, metrics: AutoscalerMetrics, password: SecretStr, stop: threading.Event
+) -> Service:
     gateway = OpenFaaSClient(
         config.gateway_url,
         config.gateway_username,
         password,
         timeouts=TimeoutConfig(connect_s=10.0, system_s=10.0),
     )
-    lag_reader = KafkaLagReader(kafka_admin_factory(config.kafka_bootstrap, "f2-autoscaler"))
+    lag_reader = KafkaLagReader(kafka_admin_factory(config.kafka_bootstrap, KAFKA_CLIENT_ID))
     autoscaler = Autoscaler(
         gateway,
         lag_reader,
@@ -42,16 +42,16 @@ def main() -> int:
         replica_cap=config.replica_cap,
         dry_run=config.dry_run,
     )
-    ops = OpsServer(config.http_host, config.http_port, metrics.registry, autoscaler.health)
-    ops.start()
     logger.info("autoscaler on gateway %s, kafka %s", config.gateway_url, config.kafka_bootstrap)
-    try:
-        autoscaler.run(stop)
-    finally:
-        ops.stop()
-        lag_reader.close()
-        gateway.close()
-    return 0
+    return Service(autoscaler.run, autoscaler.health, closers=(lag_reader.close, gateway.close))
+
+
+def main() -> int:
+    config = AutoscalerConfig()
+    metrics = AutoscalerMetrics()
+    return run_service(
+        "autoscaler", config, config.password, partial(build, config, metrics), metrics.registry
+    )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+from functools import partial
+
+from pydantic import SecretStr
 
 from f2lib.kafka import make_producer
 from infra.services.connector.config import ConnectorConfig
@@ -12,29 +16,25 @@ from infra.services.connector.metrics import ConnectorMetrics
 from infra.services.connector.service import Connector
 from infra.services.connector.worker import kafka_consumer_factory
 from infra.services.kit.openfaas import OpenFaaSClient, TimeoutConfig, pooled_session
-from infra.services.kit.ops_http import OpsServer
-from infra.services.kit.runner import connect_with_retry, start_service
+from infra.services.kit.runner import Service, connect_with_retry, run_service
 
 logger = logging.getLogger("infra.services.connector")
 
+KAFKA_CLIENT_ID = "f2-connector"
 
-def main() -> int:
-    config = ConnectorConfig()
-    started = start_service(config)
-    if started is None:
-        return 2
-    password, stop = started
 
-    metrics = ConnectorMetrics()
+def build(
+    config: ConnectorConfig, metrics: ConnectorMetrics, password: SecretStr, stop: threading.Event
+) -> Service | None:
+    """The connector once Kafka answers (None when stopped first)."""
     producer = connect_with_retry(
-        lambda: make_producer(config.kafka_bootstrap, client_id="f2-connector"),
+        lambda: make_producer(config.kafka_bootstrap, client_id=KAFKA_CLIENT_ID),
         stop,
         what=f"kafka {config.kafka_bootstrap}",
-        max_delay_s=config.retry_max_s,
+        backoff=config.connect_backoff(),
     )
     if producer is None:
-        return 0
-
+        return None
     gateway = OpenFaaSClient(
         config.gateway_url,
         config.gateway_username,
@@ -53,16 +53,18 @@ def main() -> int:
         kafka_consumer_factory(config),
         metrics,
     )
-    ops = OpsServer(config.http_host, config.http_port, metrics.registry, connector.health)
-    ops.start()
     logger.info("connector on gateway %s, kafka %s", config.gateway_url, config.kafka_bootstrap)
-    try:
-        connector.run(stop)
-    finally:
-        ops.stop()
-        gateway.close()
-        producer.close(timeout=5)
-    return 0
+    return Service(
+        connector.run, connector.health, closers=(gateway.close, lambda: producer.close(timeout=5))
+    )
+
+
+def main() -> int:
+    config = ConnectorConfig()
+    metrics = ConnectorMetrics()
+    return run_service(
+        "connector", config, config.password, partial(build, config, metrics), metrics.registry
+    )
 
 
 if __name__ == "__main__":

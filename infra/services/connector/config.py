@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from f2lib.backoff import Backoff
 from f2lib.contracts.functions import CONNECTOR_GROUP_PREFIX
 from f2lib.contracts.records import DEAD_LETTER_TOPIC
 from f2lib.secrets import SecretStore
@@ -53,6 +54,14 @@ class ConnectorConfig(BaseSettings):
     @property
     def linger_s(self) -> float:
         return self.linger_ms / 1000.0
+
+    def delivery_backoff(self) -> Backoff:
+        """Between attempts to deliver a batch (jittered: a function's workers spread out)."""
+        return Backoff(base_s=self.retry_initial_s, cap_s=self.retry_max_s, jitter=0.1)
+
+    def connect_backoff(self) -> Backoff:
+        """Between attempts to reach Kafka at start: from 1 s up to the same cap."""
+        return Backoff(base_s=1.0, cap_s=self.retry_max_s)
 
     def password(self, store: SecretStore) -> SecretStr:
         """Gateway password: secret ``basic-auth-password`` (file, env), else GATEWAY_PASSWORD."""

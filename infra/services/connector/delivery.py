@@ -16,7 +16,6 @@ The caller commits the batch's offsets only after ``deliver`` returned.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any, Protocol
 
 import requests
 
+from f2lib.backoff import Backoff
 from f2lib.contracts.invocation import Element
 from f2lib.contracts.records import dead_letter, dump_json
 from f2lib.errors import DeliveryAbandoned, GatewayError, StreamError
@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 NOT_THE_RECORDS = frozenset({401, 403, 404, 405, 408, 429})
 REASON_LIMIT = 1000
+# a little jitter so that the workers of a function do not retry in step
+DELIVERY_BACKOFF = Backoff(base_s=0.5, cap_s=30.0, jitter=0.1)
 
 
 class Invoker(Protocol):
@@ -59,19 +61,6 @@ class KafkaDeadLetters:
 
     def write(self, letters: Sequence[tuple[str | None, bytes]]) -> None:
         send_all(self._producer, ((self._topic, key, value) for key, value in letters))
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Capped exponential delays with a little jitter so that workers do not retry in step."""
-
-    initial_s: float = 0.5
-    max_s: float = 30.0
-    jitter: float = 0.1
-
-    def delay(self, attempt: int) -> float:
-        base: float = min(self.initial_s * 2.0 ** max(0, attempt - 1), self.max_s)
-        return base * (1 + self.jitter * random.random())  # noqa: S311 (not cryptographic)
 
 
 def is_refusal(status: int) -> bool:
@@ -105,7 +94,7 @@ class BatchDelivery:
         self._invoker = invoker
         self._dead_letters = dead_letters
         self._metrics = metrics
-        self._backoff = backoff or Backoff()
+        self._backoff = backoff or DELIVERY_BACKOFF
 
     def deliver(self, batch: Batch, cancel: threading.Event) -> DeliveryReport:
         report = DeliveryReport()

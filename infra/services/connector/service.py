@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from f2lib.errors import GatewayError
 from infra.services.connector.config import ConnectorConfig
-from infra.services.connector.delivery import Backoff, BatchDelivery, DeadLetterWriter, Invoker
+from infra.services.connector.delivery import BatchDelivery, DeadLetterWriter, Invoker
 from infra.services.connector.metrics import ConnectorMetrics
 from infra.services.connector.targets import FunctionTarget, targets_of
 from infra.services.connector.worker import ConsumerFactory, FunctionConsumer
@@ -99,7 +99,7 @@ class Connector:
             self._gateway,
             self._dead_letters,
             self.metrics,
-            Backoff(self._config.retry_initial_s, self._config.retry_max_s),
+            self._config.delivery_backoff(),
         )
         return FunctionConsumer(target, self._config, delivery, self.metrics, self._factory)
 

@@ -237,16 +237,15 @@ class FunctionConsumer:
             logger.info("%s: consumer closed", self.name)
 
     def _connect(self) -> Any:
-        delay = 1.0
-        while not self._stop.is_set():
-            try:
-                return self._factory(self.group_id, consumer_group(self.name))
-            except KafkaError as exc:
-                logger.warning("%s: kafka not reachable (%s); retry in %.0fs", self.name, exc,
-                               delay)  # fmt: skip
-                self._stop.wait(delay)
-                delay = min(delay * 2, self._config.retry_max_s)
-        return None
+        def report(exc: Exception, delay: float) -> None:
+            logger.warning("%s: kafka not reachable (%s); retry in %.0fs", self.name, exc, delay)
+
+        return self._config.connect_backoff().retry(
+            lambda: self._factory(self.group_id, consumer_group(self.name)),
+            self._stop,
+            errors=(KafkaError,),
+            on_retry=report,
+        )
 
     def _step(self, consumer: Any) -> None:
         self._take_completions(consumer, timeout=0.0)

@@ -1,7 +1,9 @@
-"""Start-up shared by the long-running services (bridge, connector, autoscaler).
+"""The one ``main()`` sequence of the long-running services: bridge, connector, autoscaler, aclsync.
 
-Logging configured once, a stop event set by SIGTERM/SIGINT, the service's secret read with a
-clear exit on failure, and a connection retried with capped backoff until it works or stops.
+``run_service`` configures logging once, reads the service's secret (exit 2 when it cannot),
+turns SIGTERM/SIGINT into a stop event, serves ``/metrics`` and ``/healthz`` (``OpsServer``)
+for the whole run, builds the service, runs it until the stop event, closes what it opened,
+and returns the process's exit code. ``connect_with_retry`` waits for a dependency at start.
 """
 
 from __future__ import annotations
@@ -9,52 +11,132 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable
-from typing import Protocol, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
-from pydantic import SecretStr
+from prometheus_client import CollectorRegistry
 
-from f2lib.errors import ConfigError
+from f2lib.backoff import Backoff
+from f2lib.errors import ConfigError, F2PipeError
 from f2lib.secrets import SecretStore
+from infra.services.kit.ops_http import HealthCheck, OpsServer
 
 logger = logging.getLogger(__name__)
 
+S = TypeVar("S")
 T = TypeVar("T")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(threadName)s %(message)s"
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-class HasPassword(Protocol):
-    """A service config that reads its password from the secret store."""
+class ServiceConfig(Protocol):
+    """What the runner reads from a service's settings: log level and the ops endpoint."""
 
-    log_level: str
+    @property
+    def log_level(self) -> str: ...
 
-    def password(self, store: SecretStore) -> SecretStr: ...
+    @property
+    def http_host(self) -> str: ...
+
+    @property
+    def http_port(self) -> int | None: ...  # None: no ops endpoint
 
 
-def start_service(config: HasPassword) -> tuple[SecretStr, threading.Event] | None:
-    """Configure logging, read the password, and arm SIGTERM/SIGINT; None if the secret is bad."""
-    logging.basicConfig(level=config.log_level.upper(), format=LOG_FORMAT)
-    try:
-        password = config.password(SecretStore())
-    except ConfigError as exc:
-        logger.error("%s", exc)
-        return None
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A built service: its loop (returns an exit code, None for 0), its health, its closers.
+
+    ``run(stop)`` blocks until ``stop`` is set; the closers run afterwards in order, also when
+    ``run`` raised.
+    """
+
+    run: Callable[[threading.Event], int | None]
+    health: HealthCheck
+    closers: Sequence[Callable[[], object]] = ()
+
+
+class _Starting:
+    """``/healthz`` before the service is built: unhealthy, ``starting``."""
+
+    def __init__(self) -> None:
+        self.service: Service | None = None
+
+    def __call__(self) -> tuple[bool, Mapping[str, Any]]:
+        if self.service is None:
+            return False, {"starting": True}
+        return self.service.health()
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
+
+
+def stop_on_signals(signals: Sequence[signal.Signals] = STOP_SIGNALS) -> threading.Event:
+    """An event set by any of ``signals`` (handlers installed from the main thread)."""
     stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in signals:
         signal.signal(signum, lambda *_: stop.set())
-    return password, stop
+    return stop
+
+
+def run_service(
+    name: str,
+    config: ServiceConfig,
+    read_secret: Callable[[SecretStore], S],
+    build: Callable[[S, threading.Event], Service | None],
+    registry: CollectorRegistry | None = None,
+    *,
+    secrets: SecretStore | None = None,
+    signals: Sequence[signal.Signals] = STOP_SIGNALS,
+) -> int:
+    """Run a service from its settings to its exit code (0 ok, 1 failed, 2 bad secret).
+
+    ``build(secret, stop)`` makes the service (it may wait for its dependencies, and returns
+    None when stopped first); the ops endpoint answers ``starting`` meanwhile. A project error
+    (``F2PipeError``) out of ``build`` or ``run`` is logged and exits 1.
+    """
+    configure_logging(config.log_level)
+    try:
+        secret = read_secret(secrets or SecretStore())
+    except ConfigError as exc:
+        logger.error("%s: %s", name, exc)
+        return EXIT_CONFIG
+    stop = stop_on_signals(signals)
+    health = _Starting()
+    ops = None
+    if config.http_port is not None:
+        ops = OpsServer(config.http_host, config.http_port, registry or CollectorRegistry(), health)
+        ops.start()
+    try:
+        service = build(secret, stop)
+        if service is None:
+            return EXIT_OK
+        health.service = service
+        try:
+            code = service.run(stop)
+        finally:
+            for close in service.closers:
+                try:
+                    close()
+                except Exception as exc:  # one failed close must not skip the others
+                    logger.warning("%s: closing %r failed: %s", name, close, exc)
+        return EXIT_OK if code is None else code
+    except F2PipeError as exc:
+        logger.error("%s: %s", name, exc)
+        return EXIT_FAILED
+    finally:
+        if ops is not None:
+            ops.stop()
 
 
 def connect_with_retry(
-    connect: Callable[[], T], stop: threading.Event, *, what: str, max_delay_s: float
+    connect: Callable[[], T], stop: threading.Event, *, what: str, backoff: Backoff
 ) -> T | None:
-    """``connect()`` retried with capped exponential backoff; None when ``stop`` is set first."""
-    delay = 1.0
-    while not stop.is_set():
-        try:
-            return connect()
-        except Exception as exc:  # any failure to connect is retried
-            logger.warning("%s not ready: %s; retry in %.0fs", what, exc, delay)
-            stop.wait(delay)
-            delay = min(delay * 2, max_delay_s)
-    return None
+    """``connect()`` retried (any exception) on ``backoff``; None when ``stop`` is set first."""
+
+    def report(exc: Exception, delay: float) -> None:
+        logger.warning("%s not ready: %s; retry in %.0fs", what, exc, delay)
+
+    return backoff.retry(connect, stop, on_retry=report)

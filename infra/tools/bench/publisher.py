@@ -19,9 +19,11 @@ from multiprocessing import get_context
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
+from pydantic import SecretStr
 
 from f2lib.errors import BenchError
+from f2lib.mqtt import paho_client
 from infra.tools.bench.workload import Fleet, messages
 
 logger = logging.getLogger(__name__)
@@ -89,11 +91,12 @@ def publish(plan: PublishPlan) -> PublishResult:
             result.last_ack = time.time()
             done.notify_all()
 
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=plan.client_id, protocol=MQTTProtocolVersion.MQTTv5
+    client = paho_client(
+        plan.client_id,
+        username=plan.username,
+        password=SecretStr(plan.password),
+        max_inflight=plan.max_inflight,
     )
-    client.username_pw_set(plan.username, plan.password)
-    client.max_inflight_messages_set(plan.max_inflight)
     client.on_connect = on_connect
     client.on_publish = on_publish
     client.connect(plan.host, plan.port, keepalive=60)

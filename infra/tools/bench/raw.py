@@ -34,8 +34,8 @@ import psycopg2
 from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from psycopg2 import sql
+from pydantic import SecretStr
 
 from decode.decoding import decode_batch, devices_of
 from decode.params import DeviceParameters, DeviceParameterStore
@@ -44,6 +44,7 @@ from f2lib.contracts.records import RAW_TOPIC
 from f2lib.errors import BenchError
 from f2lib.kafka import make_producer
 from f2lib.models import MEASUREMENT_COLUMNS, Measurement
+from f2lib.mqtt import paho_client
 from infra.tools.bench.publisher import PublishPlan, publish
 from infra.tools.bench.stats import rate
 from infra.tools.bench.workload import Fleet, messages, raw_value
@@ -98,12 +99,7 @@ def _subscribe_count(
             if state["n"] >= count:
                 got.set()
 
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id="f2-bench-raw-sub",
-        protocol=MQTTProtocolVersion.MQTTv5,
-    )
-    client.username_pw_set(username, password)
+    client = paho_client("f2-bench-raw-sub", username=username, password=SecretStr(password))
     client.on_message = on_message
     client.on_subscribe = lambda *args: subscribed.set()
     client.on_connect = lambda c, *args: c.subscribe(topic, qos=1)

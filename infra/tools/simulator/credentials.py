@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 
+from f2lib.backoff import Backoff
 from f2lib.errors import GatewayError, SimulatorError
-from infra.services.connector.delivery import Backoff  # the shared f2lib backoff, once it lands
 from infra.services.kit.openfaas import Invocation, OpenFaaSClient, TimeoutConfig
 from infra.tools.simulator.identity import DeviceIdentity
 
@@ -219,7 +219,7 @@ class ProvisioningClient:
         self._token = token
         self.timeout = timeout
         self.attempts = attempts
-        self._retry = Backoff(initial_s=2 * backoff, max_s=RETRY_MAX_DELAY_S, jitter=0.0)
+        self._retry = Backoff(base_s=2 * backoff, cap_s=RETRY_MAX_DELAY_S, jitter=0.0)
         self._sleep = sleep
 
     def provision(self, identity: DeviceIdentity, csr_pem: str) -> dict[str, Any]:

@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 
+from f2lib.backoff import Backoff
+from f2lib.mqtt import ClientTls, paho_client
 from infra.tools.simulator.payloads import Message, MessageStream
 
 logger = logging.getLogger(__name__)
@@ -36,7 +38,7 @@ MAX_SELECT_WAIT = 0.25
 CLOSE_WAIT = 2.0
 BATCH_WINDOW = 0.002  # publish what is due within 2 ms in one pass
 MAX_PENDING_READS = 64
-RECONNECT_MIN, RECONNECT_MAX = 1.0, 30.0
+RECONNECT_BACKOFF = Backoff(base_s=1.0, cap_s=30.0)  # after a lost connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,24 +99,16 @@ class DeviceLink:
     pending: dict[int, Message] = field(default_factory=dict)
     client: Any = None
     retry_at: float = 0.0
-    retry_delay: float = RECONNECT_MIN
+    reconnect_attempts: int = 0  # since the last successful connection
     closing: bool = False
 
     def __post_init__(self) -> None:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.device_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
-        )
-        client.tls_set(
-            ca_certs=str(self.ca_path),
-            certfile=str(self.cert_path),
-            keyfile=str(self.key_path),
-            cert_reqs=ssl.CERT_REQUIRED,
-            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        client = paho_client(
+            self.device_id,
+            tls=ClientTls(self.ca_path, self.cert_path, self.key_path),
+            max_inflight=self.endpoint.max_inflight,
         )
         client.connect_timeout = self.endpoint.connect_timeout
-        client.max_inflight_messages_set(self.endpoint.max_inflight)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
@@ -149,7 +143,7 @@ class DeviceLink:
             return
         self.connected = True
         self.counters.connects += 1
-        self.retry_delay = RECONNECT_MIN
+        self.reconnect_attempts = 0
         logger.debug("device %s connected", self.device_id)
 
     def _on_disconnect(
@@ -196,8 +190,8 @@ class DeviceLink:
         )
 
     def reconnect(self, now: float) -> None:
-        self.retry_at = now + self.retry_delay
-        self.retry_delay = min(self.retry_delay * 2, RECONNECT_MAX)
+        self.reconnect_attempts += 1
+        self.retry_at = now + RECONNECT_BACKOFF.delay(self.reconnect_attempts)
         try:
             self.client.reconnect()
         except (OSError, ssl.SSLError) as exc:
