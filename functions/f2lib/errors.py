@@ -5,13 +5,25 @@ F2PipeError                  root of every error f2pipe raises on purpose
 ├── RecordError              one input record is bad (carries stage and context); dead-lettered
 │   ├── TopicError           the MQTT topic does not follow the F2 contract
 │   ├── PayloadError         the payload is not the JSON the component sends
+│   │   └── TimestampError   the payload's timestamp is missing or not a valid date and time
 │   ├── UnknownDeviceError   no parameters for the device (never guessed)
 │   ├── UnknownComponentError  the device has no parameters for this component
 │   └── DecodingError        the value cannot be decoded with its encoding
 ├── BatchError               a whole batch is malformed (HTTP 400)
 ├── StoreError               a database operation failed (HTTP 503, retried)
 ├── StreamError              a Kafka operation failed (HTTP 503, retried)
-└── ProvisioningError        a provisioning request is refused (carries an HTTP status)
+├── ProvisioningError        a provisioning request is refused (carries an HTTP status)
+├── CertificateError         a certificate, key, CSR or CRL is malformed or cannot be issued
+├── RegistryError            the device registry's ACL, CRL or archive cannot be published
+├── GatewayError             the OpenFaaS gateway is unreachable or answers unusably (client side)
+├── DeliveryAbandoned        a batch was given up uncommitted; it is consumed again
+├── StackFileError           stack.yml is missing, malformed, or names what does not exist
+├── ComposeMergeError        faasd's compose file cannot take the f2pipe services safely
+├── ProcessError             a local runtime process failed to start, died, or never got ready
+├── ReplicaError             the local gateway has no replica of a function (none built or ready)
+├── SimulatorError           the device simulator cannot provision, connect or publish
+├── BenchError               a benchmark phase could not run or complete
+└── MonitoringError          a monitoring endpoint is down or reports a fault
 """
 
 from __future__ import annotations
@@ -128,3 +140,19 @@ class BenchError(F2PipeError):
 
 class MonitoringError(F2PipeError):
     """A monitoring endpoint (autoscaler health, Prometheus targets) is down or reports a fault."""
+
+
+class StackFileError(F2PipeError):
+    """stack.yml is missing, malformed, or names something that does not exist."""
+
+
+class ComposeMergeError(F2PipeError):
+    """faasd's compose file cannot take the f2pipe services safely."""
+
+
+class ProcessError(F2PipeError):
+    """A process of the local runtime failed to start, died, or did not become ready."""
+
+
+class ReplicaError(F2PipeError):
+    """The local gateway has no replica to serve a function: none can be built, none is ready."""

@@ -28,7 +28,7 @@ from f2lib.contracts.functions import (
     ScalingSpec,
     scaling_spec,
 )
-from f2lib.errors import ConfigError
+from f2lib.errors import ConfigError, StackFileError
 from infra.deploy.stackfile import StackFile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         expected = render(StackFile.load(args.stack, env={}), options)
-    except (ConfigError, ValueError) as exc:
+    except (ConfigError, StackFileError, ValueError) as exc:
         print(f"keda: {exc}", file=sys.stderr)
         return 2
     if args.check:

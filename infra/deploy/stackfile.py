@@ -12,12 +12,9 @@ from typing import Any
 import yaml
 
 from f2lib.contracts.functions import replica_bounds, topics_of
+from f2lib.errors import StackFileError
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-class StackFileError(ValueError):
-    """stack.yml is missing, malformed, or names something that does not exist."""
 
 
 def expand_env(text: str, env: Mapping[str, str] | None = None) -> str:

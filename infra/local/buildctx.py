@@ -11,7 +11,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from infra.deploy.stackfile import FunctionSpec, StackFile, StackFileError
+from f2lib.errors import StackFileError
+from infra.deploy.stackfile import FunctionSpec, StackFile
 
 _SKIPPED = {"build", "template", "__pycache__", ".pytest_cache", ".mypy_cache"}
 

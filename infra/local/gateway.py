@@ -39,9 +39,10 @@ from prometheus_client import (
 )
 from waitress import serve
 
+from f2lib.errors import ProcessError, ReplicaError
 from infra.deploy.stackfile import FunctionSpec, StackFile
 from infra.local.ports import free_port, port_open
-from infra.local.process import ManagedProcess, ProcessError
+from infra.local.process import ManagedProcess
 from infra.local.targets import ReplicaTarget, write_targets
 
 logger = logging.getLogger(__name__)
@@ -59,10 +60,6 @@ HOP_BY_HOP = {
     "content-length",
 }
 MAX_LOCAL_REPLICAS = 20
-
-
-class GatewayError(RuntimeError):
-    """The gateway cannot serve a request (unknown function, no replica, bad deploy)."""
 
 
 @dataclass
@@ -184,7 +181,7 @@ class FunctionPool:
         self._rr = itertools.count()
         self._lock = threading.RLock()
         if not (self.context / "index.py").is_file():
-            raise GatewayError(
+            raise ReplicaError(
                 f"no build folder for {spec.name!r} at {self.context}; build it first"
             )
 
@@ -249,7 +246,7 @@ class FunctionPool:
     def pick(self) -> Replica:
         ready = [r for r in list(self.replicas) if r.ready and r.process.alive()]
         if not ready:
-            raise GatewayError(f"no ready replica of {self.spec.name!r}")
+            raise ReplicaError(f"no ready replica of {self.spec.name!r}")
         return ready[next(self._rr) % len(ready)]
 
     def supervise(self) -> None:
@@ -363,7 +360,7 @@ class Gateway:
         for _attempt in range(2):
             try:
                 replica = pool.pick()
-            except GatewayError as exc:
+            except ReplicaError as exc:
                 last_error = str(exc)
                 break
             try:
@@ -410,7 +407,7 @@ class Gateway:
         )
         try:
             pool = FunctionPool(spec, self.config, self.http, self.metrics)
-        except GatewayError as exc:
+        except ReplicaError as exc:
             return Response(f"{exc}\n", status=400)
         with self._lock:
             old = self.pools.get(name)

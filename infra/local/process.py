@@ -12,11 +12,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from f2lib.errors import ProcessError
+
 logger = logging.getLogger(__name__)
-
-
-class ProcessError(RuntimeError):
-    """A managed process failed to start, died, or did not become ready."""
 
 
 def log_tail(path: Path, lines: int = 30) -> str:

@@ -26,7 +26,7 @@ from pydantic import SecretStr
 from certs.cli import init as certs_init
 from certs.cli import sync as certs_sync
 from f2lib.contracts.records import PIPELINE_TOPICS
-from f2lib.errors import MonitoringError
+from f2lib.errors import MonitoringError, ProcessError
 from infra.deploy.mosquitto.config import TlsFiles
 from infra.deploy.stackfile import StackFile
 from infra.local.buildctx import build_all
@@ -348,7 +348,7 @@ class LocalStack:
             check=False,
         )
         if result.returncode != 0:
-            raise RuntimeError(f"schema apply failed:\n{result.stderr[-2000:]}")
+            raise ProcessError(f"schema apply failed:\n{result.stderr[-2000:]}")
         for line in (result.stdout + result.stderr).splitlines()[-3:]:
             print(f"schema: {line}")
 
@@ -503,19 +503,19 @@ class LocalStack:
 
     def _check_kafka(self) -> str:
         if not self._running("kafka"):
-            raise RuntimeError("not running")
+            raise MonitoringError("not running")
         topics = set(self.kafka().list_topics())
         missing = set(PIPELINE_TOPICS) - topics
         if missing:
-            raise RuntimeError(f"topics missing: {sorted(missing)}")
+            raise MonitoringError(f"topics missing: {sorted(missing)}")
         return f"{self.ports.kafka} topics {', '.join(PIPELINE_TOPICS)}"
 
     def _check_mosquitto(self) -> str:
         if not self._running("mosquitto"):
-            raise RuntimeError("not running")
+            raise MonitoringError("not running")
         closed = [p for p in (self.ports.mqtt, self.ports.mqtt_tls) if not port_open(p)]
         if closed:
-            raise RuntimeError(f"ports not answering: {closed}")
+            raise MonitoringError(f"ports not answering: {closed}")
         return (
             f"internal {self.ports.mqtt}, mTLS {self.ports.mqtt_tls}, "
             f"websockets {self.ports.mqtt_ws}"
@@ -536,13 +536,13 @@ class LocalStack:
             fns = gateway.functions()
         down = [f.name for f in fns if f.available_replicas < 1]
         if down:
-            raise RuntimeError(f"functions without a ready replica: {down}")
+            raise MonitoringError(f"functions without a ready replica: {down}")
         listed = ", ".join(f"{f.name}={f.available_replicas}" for f in fns)
         return f"{gateway.base_url} {listed}"
 
     def _check_http(self, part: str, port: int) -> str:
         if not self._running(part):
-            raise RuntimeError("not running")
+            raise MonitoringError("not running")
         requests.get(f"http://127.0.0.1:{port}/healthz", timeout=3).raise_for_status()
         return f"healthz ok on {port}"
 

@@ -18,14 +18,12 @@ from typing import Any
 
 import yaml
 
+from f2lib.errors import ComposeMergeError
+
 BEGIN = "# BEGIN f2pipe"
 END = "# END f2pipe"
 OWN_PREFIX = "f2pipe/"
 _BLOCK = re.compile(rf"\n?{re.escape(BEGIN)}\n.*?{re.escape(END)}\n?", re.S)
-
-
-class ComposeMergeError(ValueError):
-    """faasd's compose file cannot take the f2pipe services safely."""
 
 
 def rewrite_services(

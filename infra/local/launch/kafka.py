@@ -19,9 +19,9 @@ from typing import Any
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from f2lib.errors import StreamError
+from f2lib.errors import ProcessError, StreamError
 from infra.local.ports import free_port, port_is_free, port_open
-from infra.local.process import ManagedProcess, ProcessError
+from infra.local.process import ManagedProcess
 
 logger = logging.getLogger(__name__)
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from f2lib.errors import ProcessError
 from infra.deploy.mosquitto.config import (
     BrokerConfig,
     InternalUser,
@@ -23,7 +24,7 @@ from infra.deploy.mosquitto.config import (
     render_password_file,
 )
 from infra.local.ports import port_open
-from infra.local.process import ManagedProcess, ProcessError, log_tail, make_traversable
+from infra.local.process import ManagedProcess, log_tail, make_traversable
 
 logger = logging.getLogger(__name__)
 

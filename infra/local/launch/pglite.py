@@ -14,8 +14,9 @@ from pathlib import Path
 
 import psycopg2
 
+from f2lib.errors import ProcessError
 from infra.local.ports import free_port
-from infra.local.process import ManagedProcess, ProcessError
+from infra.local.process import ManagedProcess
 
 logger = logging.getLogger(__name__)
 

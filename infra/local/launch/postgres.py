@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg2
 from psycopg2 import sql
 
+from f2lib.errors import ProcessError
 from infra.local.process import ManagedProcess, make_traversable
 
 logger = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ class PostgresServer:
             ).start()
             assert init.popen is not None
             if init.popen.wait(timeout=120) != 0:
-                raise RuntimeError(f"initdb failed; see {self.state_dir / 'initdb.log'}")
+                raise ProcessError(f"initdb failed; see {self.state_dir / 'initdb.log'}")
         finally:
             pwfile.unlink(missing_ok=True)
         logger.info("initialised PostgreSQL cluster in %s", self.data_dir)

@@ -20,9 +20,9 @@ from typing import Any
 
 import requests
 
-from f2lib.errors import MonitoringError
+from f2lib.errors import MonitoringError, ProcessError
 from infra.local.ports import port_open
-from infra.local.process import ManagedProcess, ProcessError
+from infra.local.process import ManagedProcess
 
 logger = logging.getLogger(__name__)
 
