@@ -1,16 +1,20 @@
-"""`python -m infra.local up|down|status|env|logs|build`: the local stack's command line."""
+"""`python -m infra.local up|down|status|env|logs|build`: the local stack's command line.
+
+Settings are read once here (:class:`~infra.local.settings.RuntimeConfig`) and passed down.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shlex
 import subprocess
 import sys
 
+from f2lib.errors import F2PipeError
 from infra.deploy.stackfile import StackFile
 from infra.local.buildctx import build_all
+from infra.local.settings import RuntimeConfig
 from infra.local.stack import PARTS, LocalStack
 
 
@@ -25,11 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     logs.add_argument("part", nargs="?", choices=[*PARTS, "functions"])
     sub.add_parser("build", help="write build/<fn>/ as faas-cli build --shrinkwrap does")
     args = parser.parse_args(argv)
+    config = RuntimeConfig()
     logging.basicConfig(
-        level=os.getenv("LOG_LEVEL", "WARNING"),
+        level=(config.log_level or "WARNING").upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    stack = LocalStack.load()
+    stack = LocalStack.load(config=config)
     if args.command == "up":
         try:
             stack.up()
@@ -68,8 +73,12 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return subprocess.call(["tail", "-n", "50", "-F", *existing])
     if args.command == "build":
-        stack_file = StackFile.load(stack.root / "stack.yml")
-        for name, path in build_all(stack_file, stack.root / "build").items():
+        try:
+            built = build_all(StackFile.load(stack.root / "stack.yml"), stack.root / "build")
+        except F2PipeError as exc:
+            print(f"build failed: {exc}", file=sys.stderr)
+            return 1
+        for name, path in built.items():
             print(f"{name} shrink-wrapped to {path}")
         return 0
     return 2

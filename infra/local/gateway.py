@@ -6,6 +6,8 @@ Routes: ``/function/<name>[/<path>]`` (load-balanced over the function's replica
 ``GET /healthz`` and ``GET /metrics``. ``/system/*`` needs basic auth, as in OpenFaaS.
 Each replica is one process running the template's entrypoint (``python index.py``), or the
 real of-watchdog in front of it for at most one replica (its metrics port 8081 is fixed).
+``main`` reads the environment once (:class:`~infra.local.settings.RuntimeConfig`); a replica's
+environment is built from it, stack.yml and ``--env-file``, never inherited whole.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,7 @@ from f2lib.errors import ProcessError, ReplicaError
 from infra.deploy.stackfile import FunctionSpec, StackFile
 from infra.local.ports import free_port, port_open
 from infra.local.process import ManagedProcess
+from infra.local.settings import RuntimeConfig
 from infra.local.targets import ReplicaTarget, write_targets
 
 logger = logging.getLogger(__name__)
@@ -76,6 +79,8 @@ class GatewayConfig:
     watchdog_function: str | None = None
     targets_file: Path | None = None  # Prometheus file-SD list of replicas (/_/metrics)
     python: str = sys.executable
+    # What every replica inherits (PATH, locale, HOME: RuntimeConfig.replica_env()).
+    replica_env: dict[str, str] = field(default_factory=dict)
 
 
 class Metrics:
@@ -205,11 +210,7 @@ class FunctionPool:
         return target
 
     def environment(self) -> dict[str, str]:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k in {"PATH", "LANG", "LC_ALL", "HOME", "TZ", "SSL_CERT_FILE"}
-        }
+        env = dict(self.config.replica_env)
         env.update(self.spec.environment)
         env.update(self.config.env_overrides.get("*", {}))
         env.update(self.config.env_overrides.get(self.spec.name, {}))
@@ -556,8 +557,9 @@ def main(argv: list[str] | None = None) -> None:
         help="serve this function's first replica through of-watchdog",
     )
     args = parser.parse_args(argv)
+    runtime = RuntimeConfig()
     logging.basicConfig(
-        level=os.getenv("LOG_LEVEL", "INFO"),
+        level=(runtime.log_level or "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     stack = StackFile.load(args.stack)
@@ -572,6 +574,7 @@ def main(argv: list[str] | None = None) -> None:
         watchdog_bin=args.watchdog_bin,
         watchdog_function=args.watchdog_function,
         targets_file=args.targets_file,
+        replica_env=runtime.replica_env(),
     )
     gateway = Gateway(config, stack.functions)
 

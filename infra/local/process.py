@@ -16,6 +16,10 @@ from f2lib.errors import ProcessError
 
 logger = logging.getLogger(__name__)
 
+# The environment of a process run as another user when none is given: none of ours (it may hold
+# credentials), that user's HOME, a system PATH and a UTF-8 locale.
+SERVICE_USER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
 
 def log_tail(path: Path, lines: int = 30) -> str:
     """The last ``lines`` lines of a log file, or an empty string."""
@@ -27,7 +31,11 @@ def log_tail(path: Path, lines: int = 30) -> str:
 
 
 class ManagedProcess:
-    """One service process in its own session, its output appended to ``log_path``."""
+    """One service process in its own session, its output appended to ``log_path``.
+
+    ``env`` is the whole environment of the process; None inherits this process's, except for
+    a process run as ``user`` (as root), which gets a minimal one of its own.
+    """
 
     def __init__(
         self,
@@ -55,11 +63,12 @@ class ManagedProcess:
 
     def start(self) -> ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ if self.env is None else self.env)
+        env = dict(self.env) if self.env is not None else None
         kwargs: dict[str, object] = {}
         if self.user is not None and os.geteuid() == 0:
             entry = pwd.getpwnam(self.user)
             kwargs.update(user=entry.pw_uid, group=entry.pw_gid, extra_groups=[])
+            env = env if env is not None else {"PATH": SERVICE_USER_PATH, "LANG": "C.UTF-8"}
             env["HOME"] = entry.pw_dir
         with self.log_path.open("ab") as log:
             self.popen = subprocess.Popen(

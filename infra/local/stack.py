@@ -3,6 +3,8 @@
 State lives in ``$F2_STATE_DIR`` (default ``.state/``): ports chosen on the first ``up``,
 secrets (0600 files, mounted per function by the gateway), each part's data, logs and pid.
 Services run detached, so they outlive ``make up``; ``make down`` stops them by pid file.
+Settings come from one :class:`~infra.local.settings.RuntimeConfig`; each service reads its
+secrets from the state's ``secrets/`` folder (``F2_SECRETS_DIR``), never from its environment.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import secrets
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -41,15 +44,14 @@ from infra.local.launch.prometheus import (
 )
 from infra.local.ports import free_port, port_open, preferred_port
 from infra.local.process import ManagedProcess, pid_alive, stop_pidfile
+from infra.local.settings import ROOT, PortOverrides, RuntimeConfig
 from infra.services.autoscaler.health import summarize as autoscaler_summary
 from infra.services.kit.openfaas import OpenFaaSClient, TimeoutConfig
 
 logger = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[2]
 DEVICES_DB = "VT_DeviceManagement"
 TIMESERIES_DB = "timeseries"
-PARTITIONS = 6
 MONITOR_USER = "f2-monitor"
 PROBE_TIMEOUTS = TimeoutConfig(connect_s=3.0, system_s=3.0)
 # Stop order: consumers of a service before the service.
@@ -82,11 +84,12 @@ class StackPorts:
     prometheus: int = 9090
 
     @classmethod
-    def choose(cls) -> StackPorts:
+    def choose(cls, overrides: PortOverrides | None = None) -> StackPorts:
+        """``overrides`` (``F2_PORT_<NAME>``) where given, else the seed when free."""
         chosen: dict[str, int] = {}
         for name, default in asdict(cls()).items():
-            override = os.environ.get(f"F2_PORT_{name.upper()}")
-            port = int(override) if override else preferred_port(default)
+            override = getattr(overrides, name) if overrides is not None else None
+            port = override or preferred_port(default)
             while port in chosen.values():
                 port = preferred_port(0)
             chosen[name] = port
@@ -106,22 +109,33 @@ class StackPorts:
 
 @dataclass
 class LocalStack:
-    """Paths and settings of one local stack."""
+    """Paths and settings of one local stack.
+
+    ``config`` (read from the environment when not given) holds everything else the stack
+    passes down: port overrides, Kafka options, binaries, log levels, inherited variables.
+    """
 
     state_dir: Path
     root: Path = ROOT
     ports: StackPorts = field(default_factory=StackPorts)
     build_dir: Path = ROOT / "build"
     certs_dir: Path = ROOT / "certs"
+    config: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     @classmethod
-    def load(cls, state_dir: Path | None = None) -> LocalStack:
-        state = (state_dir or Path(os.environ.get("F2_STATE_DIR", ROOT / ".state"))).resolve()
-        stack = cls(state_dir=state)
-        if os.environ.get("F2_BUILD_DIR"):
-            stack.build_dir = Path(os.environ["F2_BUILD_DIR"]).resolve()
-        if os.environ.get("F2_CERTS_DIR"):
-            stack.certs_dir = Path(os.environ["F2_CERTS_DIR"]).resolve()
+    def load(
+        cls, state_dir: Path | None = None, *, config: RuntimeConfig | None = None
+    ) -> LocalStack:
+        """The stack of ``config`` (default: read from the environment) in ``state_dir``
+        (default: the config's), with the ports an earlier ``up`` chose."""
+        config = config or RuntimeConfig()
+        state = (state_dir or config.state_dir).resolve()
+        stack = cls(
+            state_dir=state,
+            build_dir=config.build_dir.resolve(),
+            certs_dir=config.certs_dir.resolve(),
+            config=config,
+        )
         ports_file = state / "ports.json"
         if ports_file.exists():
             stack.ports = StackPorts(**json.loads(ports_file.read_text()))
@@ -167,14 +181,20 @@ class LocalStack:
 
     # --- parts ----------------------------------------------------------------------------
     def postgres(self) -> PostgresServer:
-        return PostgresServer(self.state_dir / "postgres", self.ports.postgres)
+        return PostgresServer(
+            self.state_dir / "postgres", self.ports.postgres, bin_dir=self.config.pg_bin_dir
+        )
 
     def kafka(self) -> KafkaServer:
         return KafkaServer(
             self.state_dir / "kafka",
             self.ports.kafka,
             self.ports.kafka_controller,
-            partitions=PARTITIONS,
+            partitions=self.config.kafka_partitions,
+            libs_dir=self.config.kafka_libs_dir,
+            heap=self.config.kafka_heap,
+            jvm_opts=self.config.kafka_jvm_opts,
+            java_home=self.config.java_home,
         )
 
     def mosquitto(self) -> MosquittoServer:
@@ -187,6 +207,7 @@ class LocalStack:
             tls=TlsFiles.from_dir(self.certs_dir),
             username=MONITOR_USER,
             password=self.secret("mqtt-monitor-password"),
+            binary=self.config.mosquitto_bin,
         )
         server.add_user(self.secret("mqtt-bridge-username"), self.secret("mqtt-bridge-password"))
         return server
@@ -218,15 +239,13 @@ class LocalStack:
         return {
             "*": {
                 "KAFKA_BOOTSTRAP": f"127.0.0.1:{self.ports.kafka}",
-                "LOG_LEVEL": os.environ.get("F2_FUNCTION_LOG_LEVEL", "INFO"),
+                "LOG_LEVEL": self.config.function_log_level,
             },
             "provision": {
                 "REGISTRY_PUBLISHER": "filesystem",
                 "REGISTRY_DIR": str(self.certs_dir),
                 "MOSQUITTO_PID_FILE": str(self.pid_path("mosquitto")),
             },
-            # Test-only slowdown of decode (tests/integration/test_autoscaler_scaling.py).
-            "decode": {k: v for k in ("DECODE_TEST_DELAY_MS",) if (v := os.environ.get(k))},
         }
 
     def env(self) -> dict[str, str]:
@@ -248,6 +267,7 @@ class LocalStack:
             "CA_CERT": str(self.certs_dir / "ca.crt"),
             "PROVISION_TOKEN": self.secret("provision-token"),
             "F2_STATE_DIR": str(self.state_dir),
+            "F2_SECRETS_DIR": str(self.secrets_dir),
             "AUTOSCALER_URL": f"http://127.0.0.1:{self.ports.autoscaler_http}",
             "PROMETHEUS_URL": f"http://127.0.0.1:{self.ports.prometheus}",
         }
@@ -261,7 +281,7 @@ class LocalStack:
         ports_file = self.state_dir / "ports.json"
         if not ports_file.exists():
             if self.ports == StackPorts():
-                self.ports = StackPorts.choose()
+                self.ports = StackPorts.choose(self.config.ports)
             ports_file.write_text(json.dumps(asdict(self.ports), indent=2) + "\n")
         self.logs_dir.mkdir(exist_ok=True)
         self.credentials()
@@ -280,7 +300,7 @@ class LocalStack:
         if not self._running("kafka"):
             print(f"starting kafka on 127.0.0.1:{self.ports.kafka}", flush=True)
             kafka = self.kafka().start(pid_path=self.pid_path("kafka"))
-            kafka.create_topics(PIPELINE_TOPICS, PARTITIONS)
+            kafka.create_topics(PIPELINE_TOPICS, self.config.kafka_partitions)
 
         if not self._running("mosquitto"):
             print(f"starting mosquitto on 127.0.0.1:{self.ports.mqtt}", flush=True)
@@ -330,18 +350,20 @@ class LocalStack:
         logger.warning("Prometheus has not scraped every target after %.0fs", timeout)
 
     def _apply_schema(self) -> None:
-        env = dict(os.environ, PYTHONPATH=_pythonpath())
-        result = __import__("subprocess").run(
-            [
-                sys.executable,
-                "-m",
-                "infra.deploy.schema",
-                "--devices-dsn",
-                self.dsn(DEVICES_DB),
-                "--timeseries-dsn",
-                self.dsn(TIMESERIES_DB),
-            ],
-            env=env,
+        argv = [
+            sys.executable,
+            "-m",
+            "infra.deploy.schema",
+            "--devices-dsn",
+            self.dsn(DEVICES_DB),
+            "--timeseries-dsn",
+            self.dsn(TIMESERIES_DB),
+        ]
+        if self.config.sql_dir is not None:
+            argv += ["--sql-dir", str(self.config.sql_dir)]
+        result = subprocess.run(
+            argv,
+            env=self.config.child_env(),
             cwd=self.root,
             capture_output=True,
             text=True,
@@ -380,16 +402,14 @@ class LocalStack:
         self._spawn(
             "gateway",
             argv,
-            dict(os.environ, PYTHONPATH=_pythonpath()),
+            self.config.child_env(),
             ready_url=f"http://127.0.0.1:{self.ports.gateway}/healthz",
             timeout=120,
         )
 
     def _service_env(self, prefix: str, http_port: int, **extra: str) -> dict[str, str]:
         """Environment of a long-running service: Kafka, secrets, its ops port on loopback."""
-        return dict(
-            os.environ,
-            PYTHONPATH=_pythonpath(),
+        return self.config.child_env(
             F2_SECRETS_DIR=str(self.secrets_dir),
             KAFKA_BOOTSTRAP=f"127.0.0.1:{self.ports.kafka}",
             **{f"{prefix}_HTTP_PORT": str(http_port), f"{prefix}_HTTP_HOST": "127.0.0.1"},
@@ -545,10 +565,3 @@ class LocalStack:
             raise MonitoringError("not running")
         requests.get(f"http://127.0.0.1:{port}/healthz", timeout=3).raise_for_status()
         return f"healthz ok on {port}"
-
-
-def _pythonpath() -> str:
-    parts = [str(ROOT), str(ROOT / "functions")]
-    if os.environ.get("PYTHONPATH"):
-        parts.append(os.environ["PYTHONPATH"])
-    return os.pathsep.join(parts)

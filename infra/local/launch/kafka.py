@@ -22,6 +22,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from f2lib.errors import ProcessError, StreamError
 from infra.local.ports import free_port, port_is_free, port_open
 from infra.local.process import ManagedProcess
+from infra.local.settings import RuntimeConfig
 
 logger = logging.getLogger(__name__)
 
@@ -40,12 +41,6 @@ BROKER_JVM_OPTS = (
 )
 
 
-def broker_jvm_opts() -> tuple[str, ...]:
-    """The broker's JVM options: ``F2_KAFKA_JVM_OPTS`` (split on spaces) replaces the defaults."""
-    override = os.environ.get("F2_KAFKA_JVM_OPTS", "").split()
-    return tuple(override) if override else BROKER_JVM_OPTS
-
-
 # The CLI tools live for a second: skip the optimising compiler and the concurrent collector.
 TOOL_JVM_OPTS = ("-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
 
@@ -59,10 +54,9 @@ KAFKA_TOOLS = {
 }
 
 
-def default_libs_dir() -> Path:
-    """Where infra/tools/setup/install-kafka.sh puts the jars: ``$F2_TOOLS_DIR/kafka/libs``."""
-    tools_dir = os.environ.get("F2_TOOLS_DIR")
-    return (Path(tools_dir) if tools_dir else REPO_ROOT / ".tools") / "kafka" / "libs"
+def default_libs_dir(tools_dir: Path = REPO_ROOT / ".tools") -> Path:
+    """Where infra/tools/setup/install-kafka.sh puts the jars: ``<tools_dir>/kafka/libs``."""
+    return tools_dir / "kafka" / "libs"
 
 
 def installed(libs_dir: Path) -> bool:
@@ -74,17 +68,15 @@ def install(libs_dir: Path) -> None:
     """Run infra/tools/setup/install-kafka.sh for ``libs_dir`` (a no-op once installed)."""
     if libs_dir.name != "libs" or libs_dir.parent.name != "kafka":
         raise ProcessError(f"{libs_dir} is not a <tools>/kafka/libs folder the installer manages")
-    env = dict(os.environ, F2_TOOLS_DIR=str(libs_dir.parent.parent))
-    result = subprocess.run(["bash", str(INSTALL_SCRIPT)], env=env, check=False)
+    result = subprocess.run(["bash", str(INSTALL_SCRIPT), str(libs_dir.parent.parent)], check=False)
     if result.returncode != 0:
         raise ProcessError(f"{INSTALL_SCRIPT} failed with exit code {result.returncode}")
 
 
-def java_bin() -> str:
-    """The ``java`` of ``$JAVA_HOME`` when set, else the one on PATH."""
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home and (Path(java_home) / "bin" / "java").exists():
-        return str(Path(java_home) / "bin" / "java")
+def java_bin(java_home: Path | None = None) -> str:
+    """The ``java`` of ``java_home`` (``$JAVA_HOME`` at the entry point) when given, else PATH's."""
+    if java_home is not None and (java_home / "bin" / "java").exists():
+        return str(java_home / "bin" / "java")
     found = shutil.which("java")
     if found is None:
         raise FileNotFoundError("java not found; Kafka needs a JDK 17 or newer (make setup)")
@@ -99,11 +91,13 @@ def generate_cluster_id() -> str:
             return cluster_id
 
 
-def tool_argv(main_class: str, *args: str, libs_dir: Path | None = None) -> list[str]:
+def tool_argv(
+    main_class: str, *args: str, libs_dir: Path | None = None, java_home: Path | None = None
+) -> list[str]:
     """The command line running a Kafka CLI tool class (or a short name of KAFKA_TOOLS)."""
     libs = libs_dir or default_libs_dir()
     return [
-        java_bin(),
+        java_bin(java_home),
         *TOOL_JVM_OPTS,
         f"-Dlog4j2.configurationFile={CONFIG_DIR / 'log4j2-tools.xml'}",
         "-cp",
@@ -118,7 +112,8 @@ class KafkaServer:
 
     The node is broker and KRaft controller at once (the controller on ``controller_port``,
     a free port when not given). Its storage is formatted once with a generated cluster id;
-    later starts on the same ``state_dir`` keep the data.
+    later starts on the same ``state_dir`` keep the data. ``jvm_opts`` replaces
+    :data:`BROKER_JVM_OPTS` (the heap size is ``heap`` either way).
     """
 
     def __init__(
@@ -130,6 +125,8 @@ class KafkaServer:
         partitions: int = 3,
         libs_dir: Path | None = None,
         heap: str = "512m",
+        jvm_opts: Sequence[str] | None = None,
+        java_home: Path | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.port = port
@@ -137,6 +134,8 @@ class KafkaServer:
         self.partitions = partitions
         self.libs_dir = libs_dir or default_libs_dir()
         self.heap = heap
+        self.jvm_opts = tuple(jvm_opts) if jvm_opts else BROKER_JVM_OPTS
+        self.java_home = java_home
         self.data_dir = state_dir / "data"
         self.config_path = state_dir / "server.properties"
         self.log_path = state_dir / "kafka.log"
@@ -148,7 +147,7 @@ class KafkaServer:
 
     def tool_argv(self, main_class: str, *args: str) -> list[str]:
         """The command line running a Kafka CLI tool class with this broker's classpath."""
-        return tool_argv(main_class, *args, libs_dir=self.libs_dir)
+        return tool_argv(main_class, *args, libs_dir=self.libs_dir, java_home=self.java_home)
 
     def _resolve_controller_port(self) -> int:
         if self.controller_port is not None:
@@ -206,9 +205,9 @@ class KafkaServer:
         self.process = ManagedProcess(
             "kafka",
             [
-                java_bin(),
+                java_bin(self.java_home),
                 f"-Xmx{self.heap}",
-                *broker_jvm_opts(),
+                *self.jvm_opts,
                 f"-Dlog4j2.configurationFile={CONFIG_DIR / 'log4j2-broker.xml'}",
                 f"-Dkafka.logs.dir={self.state_dir / 'logs'}",
                 "-cp",
@@ -309,14 +308,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, main_class in KAFKA_TOOLS.items():
             print(f"{name}\t{main_class}")
         return 0
-    libs_dir = options.libs_dir or default_libs_dir()
+    config = RuntimeConfig()
+    libs_dir = options.libs_dir or config.kafka_libs_dir
     if not installed(libs_dir):
         print(
             f"Kafka jars not found in {libs_dir}; run infra/tools/setup/install-kafka.sh",
             file=sys.stderr,
         )
         return 2
-    command_line = tool_argv(options.tool, *options.args, libs_dir=libs_dir)
+    command_line = tool_argv(
+        options.tool, *options.args, libs_dir=libs_dir, java_home=config.java_home
+    )
     if options.command == "argv":
         print(shlex.join(command_line))
         return 0

@@ -33,9 +33,9 @@ BROKER_USER = "mosquitto"
 RELOAD_MARK = "Reloading config"
 
 
-def mosquitto_binary() -> Path:
-    """The installed mosquitto broker (Debian package ``mosquitto``)."""
-    override = os.environ.get("F2_MOSQUITTO_BIN")
+def mosquitto_binary(override: Path | None = None) -> Path:
+    """``override`` (``F2_MOSQUITTO_BIN``) when it exists, else the installed broker (Debian
+    package ``mosquitto``)."""
     found = shutil.which("mosquitto")
     for candidate in (override, *MOSQUITTO_CANDIDATES, found):
         if candidate and Path(candidate).exists():
@@ -67,6 +67,7 @@ class MosquittoServer:
         run_as: str | None = BROKER_USER,
         username: str = "f2-internal",
         password: str | None = None,
+        binary: Path | None = None,
     ) -> None:
         if (tls_port is not None or ws_port is not None) and tls is None:
             raise ValueError("tls_port and ws_port need tls=TlsFiles(...)")
@@ -76,6 +77,7 @@ class MosquittoServer:
         self.tls_port = tls_port
         self.ws_port = ws_port
         self.source_tls = tls
+        self.binary = binary
         self.run_as = run_as if os.geteuid() == 0 and run_as else None
         self.pid_path = pid_path or state_dir / "mosquitto.pid"
         self.config_path = state_dir / "mosquitto.conf"
@@ -190,7 +192,7 @@ class MosquittoServer:
             os.chown(self.log_path, *owner)
         self.process = ManagedProcess(
             "mosquitto",
-            [str(mosquitto_binary()), "-c", str(self.config_path)],
+            [str(mosquitto_binary(self.binary)), "-c", str(self.config_path)],
             self.stdout_path,
             user=self.run_as,
             pid_path=self.pid_path,

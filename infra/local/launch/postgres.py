@@ -24,12 +24,11 @@ PG_BIN_CANDIDATES = (
 )
 
 
-def pg_bin_dir() -> Path:
-    """The directory of the installed PostgreSQL server binaries."""
-    override = os.environ.get("F2_PG_BIN")
-    for candidate in (override,) if override else PG_BIN_CANDIDATES:
-        if (Path(candidate) / "postgres").exists():
-            return Path(candidate)
+def pg_bin_dir(override: Path | None = None) -> Path:
+    """``override`` (``F2_PG_BIN``) when given, else the installed PostgreSQL server binaries."""
+    for candidate in (override,) if override else map(Path, PG_BIN_CANDIDATES):
+        if (candidate / "postgres").exists():
+            return candidate
     raise FileNotFoundError("PostgreSQL server binaries not found; run `make setup`")
 
 
@@ -54,12 +53,21 @@ class PostgresServer:
     """
 
     def __init__(
-        self, state_dir: Path, port: int, *, user: str = "postgres", timescaledb: bool | None = None
+        self,
+        state_dir: Path,
+        port: int,
+        *,
+        user: str = "postgres",
+        timescaledb: bool | None = None,
+        bin_dir: Path | None = None,
     ) -> None:
         self.state_dir = state_dir
+        self.bin_dir = bin_dir
         # TimescaleDB must be preloaded before CREATE EXTENSION: preload it when the server has
         # it (None), or as told (False starts a server that cannot use it, even where installed).
-        self.timescaledb = timescaledb_installed() if timescaledb is None else timescaledb
+        self.timescaledb = (
+            timescaledb_installed(pg_bin_dir(bin_dir)) if timescaledb is None else timescaledb
+        )
         self.port = port
         self.data_dir = state_dir / "data"
         self.log_path = state_dir / "postgres.log"
@@ -103,7 +111,7 @@ class PostgresServer:
             init = ManagedProcess(
                 "initdb",
                 [
-                    str(pg_bin_dir() / "initdb"),
+                    str(pg_bin_dir(self.bin_dir) / "initdb"),
                     "-D",
                     str(self.data_dir),
                     "-U",
@@ -135,7 +143,7 @@ class PostgresServer:
         self.process = ManagedProcess(
             "postgres",
             [
-                str(pg_bin_dir() / "postgres"),
+                str(pg_bin_dir(self.bin_dir) / "postgres"),
                 "-D",
                 str(self.data_dir),
                 "-c",

@@ -23,10 +23,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from infra.local.settings import RuntimeConfig
 from infra.local.stack import (
     DEVICES_DB,
     MONITOR_USER,
-    PARTITIONS,
     TIMESERIES_DB,
     LocalStack,
     StackPorts,
@@ -114,9 +114,13 @@ def _pairs(items: list[str], sep: str) -> dict[str, str]:
 
 
 class Run:
-    """One benchmark run: its stack, its phases with CPU accounting, and its results."""
+    """One benchmark run: its stack, its phases with CPU accounting, and its results.
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    ``service_env`` goes to the stack's bridge, connector and autoscaler over the environment
+    they would inherit (``--env``, and AUTOSCALER_DRY_RUN unless ``--autoscale``).
+    """
+
+    def __init__(self, args: argparse.Namespace, service_env: dict[str, str]) -> None:
         self.args = args
         self.sizes = Sizes.quick() if args.quick else Sizes.full()
         self.results: dict[str, Any] = {"phases": {}}
@@ -128,12 +132,17 @@ class Run:
             function, _, assignment = item.partition(":")
             overrides.setdefault(function, {}).update(_pairs([assignment], "="))
         stack_dir = self.state / "stack"
+        config = RuntimeConfig()
+        config = config.model_copy(
+            update={"inherited_env": {**config.inherited_env, **service_env}}
+        )
         self.stack = BenchStack(
             state_dir=stack_dir,
             ports=StackPorts.free(),
             build_dir=stack_dir / "build",
             certs_dir=stack_dir / "certs",
             function_overrides=overrides,
+            config=config,
         )
 
     def phase(self, name: str, work: Callable[[], T]) -> T:
@@ -160,7 +169,8 @@ class Run:
                     break
                 time.sleep(1)
         # The connector sizes its concurrency from the listing it refreshes every 15 s.
-        time.sleep(float(os.environ.get("CONNECTOR_REFRESH_SECONDS", "15")) + 2)
+        refresh = self.stack.config.inherited_env.get("CONNECTOR_REFRESH_SECONDS", "15")
+        time.sleep(float(refresh) + 2)
 
     def execute(self) -> dict[str, Any]:
         args, sizes, results = self.args, self.sizes, self.results
@@ -179,8 +189,9 @@ class Run:
             self.phase("scale functions", lambda: self.scale(_pairs(args.replicas, "=")))
         stack = self.stack
         devices_dsn, ts_dsn = stack.dsn(DEVICES_DB), stack.dsn(TIMESERIES_DB)
-        results["versions"] = versions(ts_dsn)
-        results["settings"] = settings(stack, PARTITIONS)
+        partitions = stack.config.kafka_partitions
+        results["versions"] = versions(ts_dsn, stack.config.kafka_libs_dir)
+        results["settings"] = settings(stack, partitions)
         devices = device_ids(sizes.devices)
         register_devices(devices_dsn, devices)
         fleet = Fleet(load_components(devices_dsn, [d for d, _ in devices]))
@@ -203,7 +214,7 @@ class Run:
         raw_results["kafka"] = self.phase(
             "raw Kafka",
             lambda: raw.kafka_raw(
-                f"127.0.0.1:{stack.ports.kafka}", PARTITIONS, fleet, sizes.raw_kafka
+                f"127.0.0.1:{stack.ports.kafka}", partitions, fleet, sizes.raw_kafka
             ),
         ).to_dict()
         raw_results["copy"] = self.phase(
@@ -284,11 +295,9 @@ class Run:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
-    if not args.autoscale:
-        os.environ["AUTOSCALER_DRY_RUN"] = "true"  # fixed replicas: figures of one setting
-    for key, value in _pairs(args.env, "=").items():
-        os.environ[key] = value
-    run = Run(args)
+    service_env = {} if args.autoscale else {"AUTOSCALER_DRY_RUN": "true"}  # fixed replicas
+    service_env.update(_pairs(args.env, "="))
+    run = Run(args, service_env)
     try:
         results = run.execute()
     finally:

@@ -21,8 +21,6 @@ from typing import Any
 
 import psycopg2
 
-from infra.local.launch.kafka import default_libs_dir
-
 PROC = Path("/proc")
 TICKS = os.sysconf("SC_CLK_TCK")
 PACKAGES = (
@@ -68,9 +66,9 @@ def _os_release() -> str:
     return platform.system()
 
 
-def versions(postgres_dsn: str) -> dict[str, Any]:
+def versions(postgres_dsn: str, kafka_libs_dir: Path) -> dict[str, Any]:
     found: dict[str, Any] = {"python": platform.python_version()}
-    found["kafka"] = kafka_version(default_libs_dir())
+    found["kafka"] = kafka_version(kafka_libs_dir)
     found["mosquitto"] = _first_match(["mosquitto", "-h"], r"mosquitto version (\S+)")
     try:
         with psycopg2.connect(postgres_dsn) as conn, conn.cursor() as cur:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,8 +65,10 @@ class Sizes:
 
 def settings(stack: LocalStack, partitions: int) -> dict[str, Any]:
     """What shapes the figures: batch sizes, linger, concurrency, partitions, replicas."""
-    connector = ConnectorConfig()
-    bridge = BridgeConfig()
+    # What the stack's services read: the environment the stack gives them.
+    service_env = stack.config.inherited_env
+    connector = ConnectorConfig.model_validate(service_env)
+    bridge = BridgeConfig.model_validate(service_env)
     stack_file = StackFile.load(stack.root / "stack.yml")
     functions: dict[str, Any] = {}
     for name, spec in stack_file.functions.items():
@@ -97,6 +98,6 @@ def settings(stack: LocalStack, partitions: int) -> dict[str, Any]:
             "max_in_flight": bridge.max_in_flight,
         },
         "producer_defaults": dict(PRODUCER_DEFAULTS),
-        "autoscaler_dry_run": os.environ.get("AUTOSCALER_DRY_RUN", "false"),
+        "autoscaler_dry_run": service_env.get("AUTOSCALER_DRY_RUN", "false"),
         "functions": functions,
     }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the Kafka broker and CLI tools (jars from Maven Central) into $F2_TOOLS_DIR/kafka/libs.
+# Install the Kafka broker and CLI tools (jars from Maven Central) into <tools>/kafka/libs.
+# <tools> is the first argument, else $F2_TOOLS_DIR, else the repository's .tools/.
 #
 # Idempotent: a stamp file records the Kafka version and the pom's checksum; when it matches,
 # the script exits at once. The jars are resolved by `mvn dependency:copy-dependencies` from
@@ -7,7 +8,7 @@
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
-tools_dir="${F2_TOOLS_DIR:-$repo_root/.tools}"
+tools_dir="${1:-${F2_TOOLS_DIR:-$repo_root/.tools}}"
 kafka_dir="$tools_dir/kafka"
 libs_dir="$kafka_dir/libs"
 pom="$repo_root/infra/local/kafka/pom.xml"
