@@ -109,8 +109,8 @@ helm: ## Build helm v3.19.0 from its Go module into .tools/bin (idempotent)
 deploy-local: $(PY) ## Redeploy changed functions on the running local stack (shrinkwrap, then deploy)
 	@$(ENVSH) if [ -x "$(FAAS_CLI)" ]; then \
 	  "$(FAAS_CLI)" build --shrinkwrap -f stack.yml && \
-	  printf '%s' "$$GATEWAY_PASSWORD" | "$(FAAS_CLI)" login --gateway "$$GATEWAY_URL" \
-	    --username "$$GATEWAY_USERNAME" --password-stdin && \
+	  "$(FAAS_CLI)" login --gateway "$$GATEWAY_URL" --username "$$GATEWAY_USERNAME" \
+	    --password-stdin < "$$F2_SECRETS_DIR/basic-auth-password" && \
 	  "$(FAAS_CLI)" deploy -f stack.yml --gateway "$$GATEWAY_URL"; \
 	else \
 	  $(RT) build && $(PY) -m infra.deploy.docker.deploy_functions -f stack.yml --gateway "$$GATEWAY_URL"; \

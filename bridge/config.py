@@ -25,7 +25,6 @@ class BridgeConfig(BaseSettings):
     mqtt_host: str = Field("127.0.0.1", alias="MQTT_HOST")
     mqtt_port: int = Field(1883, alias="MQTT_PORT")
     mqtt_username: str = Field(DEFAULT_MQTT_USERNAME, alias="MQTT_USERNAME")
-    mqtt_password: SecretStr | None = Field(None, alias="MQTT_PASSWORD")
     mqtt_keepalive_s: int = Field(30, alias="MQTT_KEEPALIVE_SECONDS", ge=5)
     session_expiry_s: int = Field(3600, alias="MQTT_SESSION_EXPIRY_SECONDS", ge=1)
     reconnect_min_s: int = Field(1, alias="MQTT_RECONNECT_MIN_SECONDS", ge=1)
@@ -60,6 +59,5 @@ class BridgeConfig(BaseSettings):
         return Backoff(base_s=KAFKA_CONNECT_BASE_S, cap_s=self.retry_max_s)
 
     def password(self, store: SecretStore) -> SecretStr:
-        """The MQTT password: secret ``mqtt-bridge-password`` (file, env), else MQTT_PASSWORD."""
-        fallback = self.mqtt_password.get_secret_value() if self.mqtt_password else None
-        return store.get(MQTT_PASSWORD_SECRET, default=fallback)
+        """The MQTT password: the secret file ``mqtt-bridge-password`` (never the environment)."""
+        return store.get(MQTT_PASSWORD_SECRET)

@@ -6,7 +6,10 @@ Layout written by ``init`` (all git-ignored; private keys and secrets 0600)::
     certs/secrets/{ca-key, ca-crt, provision-token, mqtt-username, mqtt-password,
                    basic-auth-user, basic-auth-password}
 
-``certs/secrets`` is an OpenFaaS-style secrets folder (``F2_SECRETS_DIR``).
+``certs/secrets`` is an OpenFaaS-style secrets folder (``F2_SECRETS_DIR``). ``register`` and
+``sync`` read their secrets (``provision-token``, ``devices-dsn``) from files only: the file
+given (``--token-file``, ``--dsn-file``), else ``$F2_SECRETS_DIR`` when set (``make -s env``
+exports the local stack's), else ``<dir>/secrets``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pydantic import SecretStr
 from bridge.config import DEFAULT_MQTT_USERNAME
 from f2lib.contracts.devices import MODELS
 from f2lib.errors import ConfigError, F2PipeError
-from f2lib.secrets import SecretStore
+from f2lib.secrets import SECRETS_DIR_ENV, SecretStore, read_secret_file
 from infra.services.kit.openfaas import OpenFaaSClient, TimeoutConfig, pooled_session
 from provision.pki import (
     CertificateAuthority,
@@ -196,14 +199,12 @@ def register(
     return target
 
 
-def _token(args: argparse.Namespace) -> SecretStr:
-    if args.token_file:
-        return SecretStr(Path(args.token_file).read_text().strip())
-    env = os.environ.get("PROVISION_TOKEN")
-    if env:
-        return SecretStr(env)
-    store = SecretStore(directory=Path(args.dir) / SECRETS_DIR)
-    return store.get("provision-token")
+def _secret(args: argparse.Namespace, given: Path | None, name: str) -> SecretStr:
+    """The file ``given``, else secret ``name`` in $F2_SECRETS_DIR, else in <dir>/secrets."""
+    if given is not None:
+        return read_secret_file(given, name)
+    directory = None if os.environ.get(SECRETS_DIR_ENV) else Path(args.dir) / SECRETS_DIR
+    return SecretStore(directory=directory).get(name)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -230,10 +231,12 @@ def _parser() -> argparse.ArgumentParser:
     p_sync = sub.add_parser(
         "sync", parents=[common], help="rewrite ACL and CRL from the registry, reload broker"
     )
+    p_sync.add_argument("--dsn", default=None, help="device-management DSN (prefer --dsn-file)")
     p_sync.add_argument(
-        "--dsn",
-        default=os.environ.get("DEVICES_DSN"),
-        help="device-management DSN (default $DEVICES_DSN)",
+        "--dsn-file",
+        type=Path,
+        default=None,
+        help="file holding the DSN (default: the secret devices-dsn)",
     )
     p_sync.add_argument("--pid-file", type=Path, default=None, help="broker pid file to SIGHUP")
 
@@ -248,8 +251,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p_reg.add_argument(
         "--token-file",
+        type=Path,
         default=None,
-        help="bearer token file (default $PROVISION_TOKEN, then secrets/)",
+        help="bearer token file (default: the secret provision-token)",
     )
     p_reg.add_argument("--out", type=Path, default=None, help="default <dir>/devices")
     p_reg.add_argument(
@@ -272,10 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             written = init(directory, hosts, force=args.force, mqtt_username=args.mqtt_username)
             print(f"certs in {directory}: " + (", ".join(written) if written else "up to date"))
         elif args.command == "sync":
-            if not args.dsn:
-                print("--dsn or $DEVICES_DSN is required", file=sys.stderr)
-                return 2
-            print(json.dumps(sync(directory, args.dsn, args.pid_file)))
+            dsn = args.dsn or _secret(args, args.dsn_file, "devices-dsn").get_secret_value()
+            print(json.dumps(sync(directory, dsn, args.pid_file)))
         elif args.command == "register":
             url = (
                 args.url
@@ -287,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 model=args.model,
                 serial_number=args.serial_number,
                 url=url,
-                token=_token(args),
+                token=_secret(args, args.token_file, "provision-token"),
                 out_dir=args.out or directory / "devices",
                 generate_on_server=args.server_key,
             )

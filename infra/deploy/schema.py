@@ -1,6 +1,8 @@
 """Apply the SQL schemas in sql/ idempotently; TimescaleDB when the server has it, else plain.
 
-``python -m infra.deploy.schema --devices-dsn DSN --timeseries-dsn DSN [--demo]`` applies both.
+``python -m infra.deploy.schema --devices-dsn DSN --timeseries-dsn DSN [--demo]`` applies both
+(``--devices-dsn-file`` / ``--timeseries-dsn-file`` read each DSN from a secret file instead,
+keeping its password off the command line).
 The devices database gets ``sql/devices/*.sql`` (and ``sql/devices/demo/*.sql`` with
 ``--demo``); the timeseries database gets ``sql/timeseries/*.sql`` and then either
 ``sql/timeseries/timescaledb/*.sql`` or, when TimescaleDB cannot be used, the plain
@@ -23,6 +25,7 @@ from typing import Any, Literal
 import psycopg2
 
 from f2lib.errors import ConfigError, StoreError
+from f2lib.secrets import read_secret_file
 
 logger = logging.getLogger(__name__)
 
@@ -279,6 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--devices-dsn", help="libpq DSN of the device management database")
     parser.add_argument("--timeseries-dsn", help="libpq DSN of the timeseries database")
+    parser.add_argument("--devices-dsn-file", type=Path, help="file holding --devices-dsn")
+    parser.add_argument("--timeseries-dsn-file", type=Path, help="file holding --timeseries-dsn")
     parser.add_argument("--demo", action="store_true", help="also add the demo devices")
     parser.add_argument(
         "--timescaledb",
@@ -288,10 +293,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--sql-dir", type=Path, help="the sql/ directory (default: the repo's)")
     args = parser.parse_args(argv)
-    if not args.devices_dsn and not args.timeseries_dsn:
-        parser.error("give --devices-dsn and/or --timeseries-dsn")
+    given = (args.devices_dsn, args.devices_dsn_file, args.timeseries_dsn, args.timeseries_dsn_file)
+    if not any(given):
+        parser.error("give --devices-dsn[-file] and/or --timeseries-dsn[-file]")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
     try:
+        if args.devices_dsn_file:
+            args.devices_dsn = read_secret_file(args.devices_dsn_file).get_secret_value()
+        if args.timeseries_dsn_file:
+            args.timeseries_dsn = read_secret_file(args.timeseries_dsn_file).get_secret_value()
         reports = []
         if args.devices_dsn:
             reports.append(

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from f2lib.errors import ProcessError
+from f2lib.errors import ProcessError as ProcessError  # re-exported: the launchers raise it
 
 logger = logging.getLogger(__name__)
 

@@ -354,10 +354,10 @@ class LocalStack:
             sys.executable,
             "-m",
             "infra.deploy.schema",
-            "--devices-dsn",
-            self.dsn(DEVICES_DB),
-            "--timeseries-dsn",
-            self.dsn(TIMESERIES_DB),
+            "--devices-dsn-file",
+            str(self.secrets_dir / "devices-dsn"),
+            "--timeseries-dsn-file",
+            str(self.secrets_dir / "timeseries-dsn"),
         ]
         if self.config.sql_dir is not None:
             argv += ["--sql-dir", str(self.config.sql_dir)]

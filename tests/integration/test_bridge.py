@@ -89,6 +89,7 @@ def bridge_run(
     kafka.create_topics([raw_topic, dead_topic], partitions=3)
     secrets_dir = tmp_path / "secrets"
     secrets_dir.mkdir()
+    (secrets_dir / "mqtt-bridge-password").write_text(mosquitto.password + "\n")
     http_port = free_port()
     env = {
         **os.environ,
@@ -97,7 +98,6 @@ def bridge_run(
         "MQTT_HOST": mosquitto.host,
         "MQTT_PORT": str(mosquitto.port),
         "MQTT_USERNAME": mosquitto.username,
-        "MQTT_PASSWORD": mosquitto.password,
         "MQTT_RECONNECT_MAX_SECONDS": "2",
         "KAFKA_BOOTSTRAP": kafka.bootstrap,
         "RAW_TOPIC": raw_topic,
@@ -109,7 +109,7 @@ def bridge_run(
         "BRIDGE_HTTP_PORT": str(http_port),
         "LOG_LEVEL": "INFO",
     }
-    env.pop("MQTT_BRIDGE_PASSWORD", None)
+    env.pop("MQTT_PASSWORD", None)
     run = BridgeRun(env, tmp_path / "bridge.log", http_port, device, raw_topic, dead_topic)
     yield run
     if run.process is not None:

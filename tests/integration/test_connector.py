@@ -199,7 +199,7 @@ def run_connector(
 
     def start(**settings: Any) -> Connector:
         config = ConnectorConfig(**{
-            "GATEWAY_URL": gateway.url, "GATEWAY_USERNAME": USER, "GATEWAY_PASSWORD": PASSWORD,
+            "GATEWAY_URL": gateway.url, "GATEWAY_USERNAME": USER,
             "KAFKA_BOOTSTRAP": scenario.kafka.bootstrap, "DEAD_LETTER_TOPIC": scenario.dead_topic,
             "CONNECTOR_LINGER_MS": 20, "CONNECTOR_REFRESH_SECONDS": 0.5,
             "CONNECTOR_LAG_INTERVAL_SECONDS": 0.2, "CONNECTOR_RETRY_INITIAL_SECONDS": 0.05,

@@ -323,7 +323,10 @@ def test_register_cli__writes_device_folder_and_the_device_connects(
     tmp_path: Path,
 ) -> None:
     mac = random_mac()
-    env = dict(os.environ, PROVISION_TOKEN=provision_fn.token)
+    token_file = tmp_path / "provision-token"
+    token_file.write_text(provision_fn.token + "\n")
+    env = dict(os.environ)
+    env.pop("PROVISION_TOKEN", None)
     done = subprocess.run(
         [
             sys.executable,
@@ -337,6 +340,8 @@ def test_register_cli__writes_device_folder_and_the_device_connects(
             "SN-CLI-1",
             "--url",
             provision_fn.url,
+            "--token-file",
+            str(token_file),
             "--out",
             str(tmp_path),
             "--dir",

@@ -381,6 +381,39 @@ def test_schema_cli_applies_both_databases(postgres: PostgresServer) -> None:
     ]
 
 
+def test_schema_cli_reads_the_dsns_from_secret_files(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    devices = fresh_database(postgres, "cli_file_devices")
+    timeseries = fresh_database(postgres, "cli_file_timeseries")
+    (tmp_path / "devices-dsn").write_text(devices + "\n")
+    (tmp_path / "timeseries-dsn").write_text(timeseries + "\n")
+    env = dict(os.environ, PYTHONPATH=f"{ROOT / 'functions'}:{ROOT}")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "infra.deploy.schema",
+            "--devices-dsn-file",
+            str(tmp_path / "devices-dsn"),
+            "--timeseries-dsn-file",
+            str(tmp_path / "timeseries-dsn"),
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "devices: " in result.stdout and "timeseries: " in result.stdout
+    assert postgres.password not in result.stdout + result.stderr
+    assert query(timeseries, "SELECT to_regclass('iot_measurements')::text") == [
+        ("iot_measurements",)
+    ]
+
+
 def test_schema_cli_reports_an_unreachable_database_without_a_traceback() -> None:
     env = dict(os.environ, PYTHONPATH=f"{ROOT / 'functions'}:{ROOT}")
     result = subprocess.run(

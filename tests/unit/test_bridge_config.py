@@ -29,17 +29,26 @@ def test_bridge_config__reads_the_documented_environment(monkeypatch: pytest.Mon
     assert (config.max_in_flight, config.http_port) == (64, 9999)
 
 
-def test_bridge_password__secret_file_wins_over_environment(tmp_path: Path) -> None:
+def test_bridge_password__comes_from_the_secret_file_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "mqtt-bridge-password").write_text("from-file\n")
-    store = SecretStore(tmp_path, env={"MQTT_BRIDGE_PASSWORD": "from-secret-env"})
-    config = BridgeConfig(MQTT_PASSWORD="from-env")
-    assert config.password(store).get_secret_value() == "from-file"
-
-
-def test_bridge_password__falls_back_to_mqtt_password_and_is_masked(tmp_path: Path) -> None:
-    config = BridgeConfig(MQTT_PASSWORD="from-env")
-    assert config.password(SecretStore(tmp_path, env={})).get_secret_value() == "from-env"
+    monkeypatch.setenv("MQTT_PASSWORD", "from-env")
+    monkeypatch.setenv("MQTT_BRIDGE_PASSWORD", "from-secret-env")
+    config = BridgeConfig()
+    assert config.password(SecretStore(tmp_path, env={})).get_secret_value() == "from-file"
     assert "from-env" not in repr(config)
+
+
+def test_bridge_password__environment_is_no_fallback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MQTT_PASSWORD", "from-env")
+    monkeypatch.setenv("MQTT_BRIDGE_PASSWORD", "from-secret-env")
+    with pytest.raises(ConfigError, match="mqtt-bridge-password") as caught:
+        BridgeConfig().password(SecretStore(tmp_path, env={}))
+    assert "from-env" not in str(caught.value)
+    assert "from-secret-env" not in str(caught.value)
 
 
 def test_bridge_password__missing_everywhere_is_a_config_error(

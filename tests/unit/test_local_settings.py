@@ -113,6 +113,8 @@ def test_inherited_environment__keeps_os_basics_and_service_settings_only() -> N
             "BRIDGE_MAX_IN_FLIGHT": "64",
             "AUTOSCALER_DRY_RUN": "true",
             "LOG_LEVEL": "DEBUG",
+            "GATEWAY_PASSWORD": "from-a-shell",
+            "MQTT_PASSWORD": "from-a-shell",
             "PROVISION_TOKEN": "from-a-shell",
             "AWS_SECRET_ACCESS_KEY": "from-a-shell",
             "SOMETHING_ELSE": "x",

@@ -188,7 +188,7 @@ def test_dry_run_prints_each_devices_messages_as_json_lines() -> None:
 def test_cli_exits_1_with_a_clear_message_when_provisioning_is_impossible(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for name in ("GATEWAY_URL", "PROVISION_TOKEN", "DEVICES_DSN", "CA_CERT"):
+    for name in ("GATEWAY_URL", "PROVISION_TOKEN", "DEVICES_DSN", "CA_CERT", "F2_SECRETS_DIR"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("F2_STATE_DIR", str(tmp_path / "no-stack"))
     code = cli.main(

@@ -5,7 +5,8 @@
 ``{service, image, envProcess, envVars, labels, annotations, secrets}`` per function; with
 ``--remove`` it sends ``DELETE /system/functions {"functionName"}`` as `faas-cli remove` does.
 For machines where faas-cli cannot be built (``make deploy-local`` uses faas-cli when present).
-Credentials: ``GATEWAY_USERNAME`` / ``GATEWAY_PASSWORD`` from the environment.
+Credentials: ``GATEWAY_USERNAME`` from the environment (default admin); the password from
+``--password-file``, else the secret file ``basic-auth-password`` in ``F2_SECRETS_DIR``.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
-
 from f2lib.errors import ConfigError, GatewayError
+from f2lib.secrets import SecretStore, read_secret_file
 from infra.deploy.stackfile import FunctionSpec, StackFile
 from infra.services.kit.openfaas import OpenFaaSClient
 
@@ -48,6 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gateway", default=os.environ.get("GATEWAY_URL", "http://127.0.0.1:8080"))
     parser.add_argument("--filter", action="append", dest="names", help="function (repeatable)")
     parser.add_argument("--remove", action="store_true", help="remove instead of deploy")
+    parser.add_argument(
+        "--password-file",
+        type=Path,
+        default=None,
+        help="gateway password file (default: basic-auth-password in $F2_SECRETS_DIR)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
     stack = StackFile.load(args.stack)
@@ -56,10 +62,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"not in {args.stack}: {', '.join(unknown)}")
     try:
+        password = (
+            read_secret_file(args.password_file)
+            if args.password_file
+            else SecretStore().get("basic-auth-password")
+        )
+    except ConfigError as exc:
+        logger.error("%s", exc)
+        return 2
+    try:
         gateway = OpenFaaSClient(
-            args.gateway,
-            os.environ.get("GATEWAY_USERNAME", "admin"),
-            SecretStr(os.environ.get("GATEWAY_PASSWORD", "")),
+            args.gateway, os.environ.get("GATEWAY_USERNAME", "admin"), password
         )
     except ConfigError as exc:
         parser.error(str(exc))

@@ -1,9 +1,9 @@
 """Create the registry's S3 bucket when it is missing (deploy bootstrap, safe to run again).
 
 ``python -m infra.deploy.docker.ensure_bucket`` reads ``S3_ENDPOINT_URL``, ``S3_REGION`` and
-``REGISTRY_S3_BUCKET`` from the environment and the credentials from the secrets
-``s3-access-key-id`` / ``s3-secret-access-key`` (files in ``F2_SECRETS_DIR`` or
-``/var/openfaas/secrets``, else the environment), as the provisioning function does.
+``REGISTRY_S3_BUCKET`` from the environment and the credentials from the secret files
+``s3-access-key-id`` / ``s3-secret-access-key`` in ``F2_SECRETS_DIR`` (default
+``/var/openfaas/secrets``), as the provisioning function does; never from the environment.
 """
 
 from __future__ import annotations

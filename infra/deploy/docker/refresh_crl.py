@@ -1,8 +1,9 @@
 """Ask the provisioning function to re-sign the CRL (POST /function/provision/crl).
 
 Run on a schedule (Kubernetes CronJob, systemd timer on faasd): the CRL must be re-signed well
-before its nextUpdate, or the broker refuses every device. The bearer token is the secret
-``provision-token`` (file in ``F2_SECRETS_DIR`` or /var/openfaas/secrets, else the environment).
+before its nextUpdate, or the broker refuses every device. The bearer token is the file given
+with ``--token-file``, else the secret file ``provision-token`` in ``F2_SECRETS_DIR`` (default
+/var/openfaas/secrets); never an environment variable.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic import SecretStr
 
 from f2lib.errors import ConfigError, GatewayError
-from f2lib.secrets import SecretStore
+from f2lib.secrets import SecretStore, read_secret_file
 from infra.services.kit.openfaas import Invocation, OpenFaaSClient
 
 logger = logging.getLogger(__name__)
@@ -46,10 +48,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--gateway", default=os.environ.get("GATEWAY_URL", "http://127.0.0.1:8080"))
     parser.add_argument("--force", action="store_true", help="re-sign even if not due")
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        default=None,
+        help="bearer token file (default: provision-token in $F2_SECRETS_DIR)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
     try:
-        token = SecretStore().get("provision-token")
+        token = (
+            read_secret_file(args.token_file)
+            if args.token_file
+            else SecretStore().get("provision-token")
+        )
         gateway = OpenFaaSClient(args.gateway)
     except ConfigError as exc:
         logger.error("%s", exc)

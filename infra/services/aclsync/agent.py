@@ -15,8 +15,9 @@ ACLSYNC_TARGET_DIR (certs), ACLSYNC_CA_CERT (<output>/ca.crt), ACLSYNC_PID_FILE 
 file to SIGHUP; unset where a wrapper watches the files), ACLSYNC_INTERVAL_SECONDS |
 ACLSYNC_POLL_SECONDS (10), ACLSYNC_HTTP_PORT (optional /healthz and /metrics), ACLSYNC_HTTP_HOST,
 S3_ENDPOINT_URL, S3_REGION, LOG_LEVEL.
-S3 credentials: secrets ``s3-access-key-id``/``s3-secret-access-key`` (F2_SECRETS_DIR or
-/var/openfaas/secrets), else boto3's default chain (AWS_ACCESS_KEY_ID, ...).
+S3 credentials: the secret files ``s3-access-key-id``/``s3-secret-access-key`` (in F2_SECRETS_DIR,
+default /var/openfaas/secrets), else boto3's default chain (an instance or pod role where the
+bucket's cloud provides one).
 """
 
 from __future__ import annotations

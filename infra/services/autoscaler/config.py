@@ -19,7 +19,6 @@ class AutoscalerConfig(BaseSettings):
 
     gateway_url: str = Field("http://127.0.0.1:8080", alias="GATEWAY_URL")
     gateway_username: str = Field("admin", alias="GATEWAY_USERNAME")
-    gateway_password: SecretStr | None = Field(None, alias="GATEWAY_PASSWORD")
     kafka_bootstrap: str = Field("127.0.0.1:9092", alias="KAFKA_BOOTSTRAP")
     group_prefix: str = Field(CONNECTOR_GROUP_PREFIX, alias="AUTOSCALER_GROUP_PREFIX")
     interval_s: float = Field(5.0, alias="AUTOSCALER_INTERVAL_SECONDS", gt=0)
@@ -42,6 +41,5 @@ class AutoscalerConfig(BaseSettings):
         )
 
     def password(self, store: SecretStore) -> SecretStr:
-        """Gateway password: secret ``basic-auth-password`` (file, env), else GATEWAY_PASSWORD."""
-        fallback = self.gateway_password.get_secret_value() if self.gateway_password else None
-        return store.get(GATEWAY_PASSWORD_SECRET, default=fallback)
+        """Gateway password: the secret file ``basic-auth-password`` (never the environment)."""
+        return store.get(GATEWAY_PASSWORD_SECRET)

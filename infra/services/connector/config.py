@@ -20,7 +20,6 @@ class ConnectorConfig(BaseSettings):
 
     gateway_url: str = Field("http://127.0.0.1:8080", alias="GATEWAY_URL")
     gateway_username: str = Field("admin", alias="GATEWAY_USERNAME")
-    gateway_password: SecretStr | None = Field(None, alias="GATEWAY_PASSWORD")
     kafka_bootstrap: str = Field("127.0.0.1:9092", alias="KAFKA_BOOTSTRAP")
     dead_letter_topic: str = Field(DEAD_LETTER_TOPIC, alias="DEAD_LETTER_TOPIC")
     group_prefix: str = Field(CONNECTOR_GROUP_PREFIX, alias="CONNECTOR_GROUP_PREFIX")
@@ -64,6 +63,5 @@ class ConnectorConfig(BaseSettings):
         return Backoff(base_s=1.0, cap_s=self.retry_max_s)
 
     def password(self, store: SecretStore) -> SecretStr:
-        """Gateway password: secret ``basic-auth-password`` (file, env), else GATEWAY_PASSWORD."""
-        fallback = self.gateway_password.get_secret_value() if self.gateway_password else None
-        return store.get(GATEWAY_PASSWORD_SECRET, default=fallback)
+        """Gateway password: the secret file ``basic-auth-password`` (never the environment)."""
+        return store.get(GATEWAY_PASSWORD_SECRET)

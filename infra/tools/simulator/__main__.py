@@ -1,7 +1,9 @@
 """`python -m infra.tools.simulator`: provision and run a fleet of simulated F2 controllers.
 
-Endpoints default to the variables ``make -s env`` prints (GATEWAY_URL, PROVISION_TOKEN,
-MQTT_HOST, MQTT_TLS_PORT, CA_CERT, DEVICES_DSN), else to the local stack's state folder.
+Endpoints default to the variables ``make -s env`` prints (GATEWAY_URL, MQTT_HOST,
+MQTT_TLS_PORT, CA_CERT, and F2_SECRETS_DIR whose files ``provision-token`` and ``devices-dsn``
+are the secrets), else to the local stack's state folder. Secrets are never read from
+environment variables or the command line: ``--token-file`` and ``--devices-dsn-file`` name files.
 Exit status: 0 when every message sent was acknowledged, 1 when provisioning, connecting or
 the configuration failed, 3 when messages stayed unacknowledged or were refused.
 """
@@ -18,16 +20,22 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
 from f2lib.contracts.devices import MODELS
-from f2lib.errors import SimulatorError
+from f2lib.errors import ConfigError, SimulatorError
+from f2lib.secrets import read_secret_file
 from infra.tools.simulator.fleet import DEFAULT_CERT_DIR, Fleet, FleetConfig, FleetReport
 from infra.tools.simulator.identity import parse_mix
 from infra.tools.simulator.progress import LiveProgress, QuietProgress, render_summary
-from infra.tools.simulator.settings import SimulatorEnvConfig, from_local_stack
+from infra.tools.simulator.settings import (
+    Endpoints,
+    SimulatorEnvConfig,
+    from_environment,
+    from_local_stack,
+)
 
 logger = logging.getLogger("infra.tools.simulator")
 
@@ -64,12 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
     ends = parser.add_argument_group("endpoints (default: the environment of `make -s env`)")
     ends.add_argument("--gateway", help="gateway URL ($GATEWAY_URL)")
     ends.add_argument(
-        "--token", help="provisioning bearer token ($PROVISION_TOKEN; prefer the env)"
+        "--token-file",
+        type=Path,
+        help="file of the provisioning bearer token ($F2_SECRETS_DIR/provision-token)",
     )
     ends.add_argument("--mqtt-host", help="broker host ($MQTT_HOST)")
     ends.add_argument("--mqtt-port", type=int, help="broker mTLS port ($MQTT_TLS_PORT)")
     ends.add_argument("--ca", type=Path, help="CA certificate ($CA_CERT)")
-    ends.add_argument("--devices-dsn", help="device-management database ($DEVICES_DSN)")
+    ends.add_argument(
+        "--devices-dsn-file",
+        type=Path,
+        help="file of the device-management DSN ($F2_SECRETS_DIR/devices-dsn)",
+    )
     ends.add_argument(
         "--cert-dir",
         type=Path,
@@ -119,27 +133,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _endpoints(args: argparse.Namespace) -> SimulatorEnvConfig:
+def _endpoints(args: argparse.Namespace) -> Endpoints:
     env = SimulatorEnvConfig()
-    if env.gateway_url is None and env.provision_token is None:
-        env = from_local_stack(env.f2_state_dir) or env
-    return env.model_copy(
+    endpoints = from_environment(env)
+    if endpoints.gateway_url is None and endpoints.provision_token is None:
+        endpoints = from_local_stack(env.f2_state_dir) or endpoints
+    try:
+        token = read_secret_file(args.token_file) if args.token_file else None
+        dsn = read_secret_file(args.devices_dsn_file) if args.devices_dsn_file else None
+    except ConfigError as exc:
+        raise SimulatorError(str(exc)) from exc
+    return endpoints.model_copy(
         update={
             k: v
             for k, v in {
                 "gateway_url": args.gateway,
-                "provision_token": SecretStr(args.token) if args.token else None,
+                "provision_token": token,
                 "mqtt_host": args.mqtt_host,
                 "mqtt_tls_port": args.mqtt_port,
                 "ca_cert": args.ca,
-                "devices_dsn": SecretStr(args.devices_dsn) if args.devices_dsn else None,
+                "devices_dsn": dsn,
             }.items()
             if v is not None
         }
     )
 
 
-def _config(args: argparse.Namespace, env: SimulatorEnvConfig) -> FleetConfig:
+def _config(args: argparse.Namespace, env: Endpoints) -> FleetConfig:
     return FleetConfig(
         mix=parse_mix(args.models, args.devices),
         seed=args.seed,
@@ -188,7 +208,8 @@ def _stop_on_interrupt(stop: threading.Event, console: Console) -> None:
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
-    config = _config(args, SimulatorEnvConfig() if args.dry_run else _endpoints(args))
+    endpoints = from_environment(SimulatorEnvConfig()) if args.dry_run else _endpoints(args)
+    config = _config(args, endpoints)
     fleet = Fleet(config)
     if args.dry_run:
         return _dry_run(fleet, args.messages or 3)

@@ -293,7 +293,8 @@ class DeviceProvisioner:
         if self.client is None:
             raise SimulatorError(
                 f"device {device_id} has no usable certificate and no gateway to provision it "
-                '(set GATEWAY_URL and PROVISION_TOKEN: make up; eval "$(make -s env)")'
+                "(set GATEWAY_URL and F2_SECRETS_DIR/provision-token: make up; "
+                'eval "$(make -s env)")'
             )
         key = generate_key()  # generated here; only the CSR leaves the device
         answer = self.client.provision(identity, make_csr(key, device_id))

@@ -266,8 +266,8 @@ class Fleet:
             return self.components
         if self.connect_db is None:
             raise SimulatorError(
-                "DEVICES_DSN is needed to read each device's components from device_parameters "
-                "(the built-in catalogue is for dry runs only)"
+                "DEVICES_DSN (the secret file devices-dsn) is needed to read each device's "
+                "components from device_parameters (the built-in catalogue is for dry runs only)"
             )
         found = load_device_components(self.connect_db, [i.device_id for i in self.identities])
         unknown = [i for i in self.identities if i.device_id not in found]

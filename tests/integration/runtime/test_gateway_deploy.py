@@ -276,16 +276,23 @@ def test_delete_removes_the_function_and_its_processes(gateway: Gateway) -> None
     assert gateway.invoke("echo").status_code == 200
 
 
-def test_deploy_functions_module_deploys_and_removes_like_faas_cli(gateway: Gateway) -> None:
+def test_deploy_functions_module_deploys_and_removes_like_faas_cli(
+    gateway: Gateway, tmp_path: Path
+) -> None:
     """`make deploy-local`'s fallback where faas-cli cannot be built."""
     gateway.write_handler("greeter", "v3")
     gateway.rebuild("greeter")
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir()
+    (secrets_dir / "basic-auth-password").write_text(AUTH[1] + "\n")
+    (tmp_path / "wrong-password").write_text("nope\n")
     env = {
         **os.environ,
         "GATEWAY_USERNAME": AUTH[0],
-        "GATEWAY_PASSWORD": AUTH[1],
+        "F2_SECRETS_DIR": str(secrets_dir),
         "PYTHONPATH": f"{REPO}:{REPO / 'functions'}",
     }
+    env.pop("GATEWAY_PASSWORD", None)
     command = [
         sys.executable,
         "-m",
@@ -307,8 +314,8 @@ def test_deploy_functions_module_deploys_and_removes_like_faas_cli(gateway: Gate
     assert removed.returncode == 0, removed.stdout + removed.stderr
     assert gateway.invoke("greeter").status_code == 404
     wrong = subprocess.run(
-        command,
-        env={**env, "GATEWAY_PASSWORD": "nope"},
+        [*command, "--password-file", str(tmp_path / "wrong-password")],
+        env=env,
         capture_output=True,
         text=True,
         check=False,
