@@ -122,7 +122,7 @@ keda: $(PY) ## Regenerate infra/deploy/k8s/keda (KEDA ScaledObjects) from stack.
 prometheus-targets: ## Show the local Prometheus's scrape targets and their health
 	@$(ENVSH) $(PY) -m infra.local.launch.prometheus targets --url "$$PROMETHEUS_URL"
 
-autoscale-demo: $(PY) ## Burst into a running stack (started with DECODE_TEST_DELAY_MS=10 make up) and watch decode scale
+autoscale-demo: $(PY) ## Deploy a test-only slow function on the running stack, burst into it, watch it scale
 	@F2_AUTOSCALER_STACK=1 $(VENV)/bin/pytest -s tests/integration/test_autoscaler_scaling.py
 
 clean: down ## Stop the stack and delete its state, build folders and caches

@@ -17,7 +17,6 @@ secret ``devices-dsn`` (a libpq DSN) from /var/openfaas/secrets or $F2_SECRETS_D
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import psycopg2
@@ -50,7 +49,6 @@ class DecodeConfig(BaseSettings):
     params_negative_ttl_seconds: float = 5.0
     db_connect_timeout_seconds: int = 5
     kafka_send_timeout_seconds: float = 30.0
-    decode_test_delay_ms: float = 0.0  # tests only: sleep per record to build lag
     kafka_bootstrap_timeout_seconds: float = 10.0
     devices_dsn: SecretStr
 
@@ -93,8 +91,6 @@ class DecodeFunction:
 
     def process(self, records: list[ConnectorRecord]) -> dict[str, int]:
         """Decode the records and produce the results; returns once Kafka acknowledged them."""
-        if self.config.decode_test_delay_ms > 0:
-            time.sleep(len(records) * self.config.decode_test_delay_ms / 1000.0)
         params = self.store.get(devices_of(records))
         result = decode_batch(records, params)
         items: list[tuple[str, str | None, bytes]] = [

@@ -1,11 +1,13 @@
 """The autoscaler on real Kafka lag: a burst raises a slowed function to >= 3 replicas, then back.
 
-Local mode (default): a real broker (session fixture ``kafka``), the real local gateway running
-a test function that sleeps per record, the real connector feeding it from a 6-partition topic,
-and ``python -m infra.services.autoscaler`` as a process. Stack mode (``F2_AUTOSCALER_STACK=1``): the
-running ``make up`` stack with its connector and autoscaler; the burst goes to ``raw_iot_data``
-and the function watched is ``decode`` (start the stack with DECODE_TEST_DELAY_MS set so that
-decode is slow enough to build lag). Either way the test prints the timeline (lag, replicas).
+The function watched is ``slow``, a test-only function that sleeps per record (the product
+functions have no slowdown of their own). Local mode (default): a real broker (session fixture
+``kafka``), the real local gateway running ``slow``, the real connector feeding it from a
+6-partition topic, and ``python -m infra.services.autoscaler`` as a process. Stack mode
+(``F2_AUTOSCALER_STACK=1``, ``make autoscale-demo``): ``slow`` is deployed on the running
+``make up`` stack (through its gateway's API, from a build folder beside the product
+functions') on a topic of its own, and the stack's own connector and autoscaler pick it up; it
+is removed again afterwards. Either way the test prints the timeline (lag, replicas).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import shutil
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +29,7 @@ import requests
 from kafka import KafkaProducer
 
 from infra.deploy.stackfile import StackFile
-from infra.local.buildctx import build_all
+from infra.local.buildctx import build_all, build_context
 from infra.local.ports import free_port
 from infra.local.process import ManagedProcess, log_tail
 
@@ -67,7 +70,7 @@ def handle(event, context):
     return {"statusCode": 200, "body": {"records": len(records), "pid": os.getpid()}}
 """
 
-STACK = f"""
+STACK = """
 version: 1.0
 provider: {{name: openfaas, gateway: http://127.0.0.1:8080}}
 configuration:
@@ -77,12 +80,12 @@ functions:
     lang: python3-http-f2
     handler: ./functions/slow
     image: test/slow:1
-    annotations: {{topic: {TOPIC}}}
+    annotations: {{topic: {topic}}}
     labels:
       com.openfaas.scale.min: "1"
       com.openfaas.scale.max: "5"
-      f2pipe.lag.target: "{LAG_TARGET}"
-    environment: {{SLOW_DELAY_MS: "{DELAY_MS}"}}
+      f2pipe.lag.target: "{lag_target}"
+    environment: {{SLOW_DELAY_MS: "{delay_ms}"}}
 """
 
 
@@ -105,18 +108,20 @@ def _slow_record(i: int) -> tuple[bytes, bytes]:
     return f"k{i}".encode(), json.dumps({"n": i}).encode()
 
 
-def _raw_record(i: int) -> tuple[bytes, bytes]:
-    mac = f"{0x02AA00000000 + i % 64:012x}"
-    topic = f"cmnd/f2-{mac}/access-control-mode/J1/strike-1"
-    payload = json.dumps({"status": bool(i % 2), "timestamp": "2024-05-01 12:00:00.000000"})
-    value = {
-        "topic": topic,
-        "payload": payload,
-        "payload_encoding": "utf-8",
-        "received_at": "2024-05-01T12:00:00.100000+00:00",
-        "qos": 1,
-    }
-    return f"f2-{mac}".encode(), json.dumps(value).encode()
+def _slow_project(root: Path, topic: str) -> StackFile:
+    """A project folder holding only the test function ``slow`` (template, handler, f2lib)."""
+    shutil.copytree(REPO / "template", root / "template")
+    shutil.copytree(
+        REPO / "functions" / "f2lib",
+        root / "functions" / "f2lib",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    (root / "functions" / "slow").mkdir(parents=True)
+    (root / "functions" / "slow" / "handler.py").write_text(SLOW_HANDLER)
+    (root / "stack.yml").write_text(
+        STACK.format(topic=topic, lag_target=LAG_TARGET, delay_ms=DELAY_MS)
+    )
+    return StackFile.load(root / "stack.yml")
 
 
 def _wait_http(url: str, proc: ManagedProcess, timeout: float = 60) -> None:
@@ -136,20 +141,12 @@ def _wait_http(url: str, proc: ManagedProcess, timeout: float = 60) -> None:
 def _local_scenario(request: pytest.FixtureRequest, root: Path) -> Iterator[Scenario]:
     kafka = request.getfixturevalue("kafka")
     kafka.create_topics([TOPIC], partitions=PARTITIONS)
-    shutil.copytree(REPO / "template", root / "template")
-    shutil.copytree(
-        REPO / "functions" / "f2lib",
-        root / "functions" / "f2lib",
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
-    (root / "functions" / "slow").mkdir(parents=True)
-    (root / "functions" / "slow" / "handler.py").write_text(SLOW_HANDLER)
-    (root / "stack.yml").write_text(STACK)
+    project = _slow_project(root, TOPIC)
     secrets = root / "secrets"
     secrets.mkdir()
     (secrets / "basic-auth-user").write_text("admin\n")
     (secrets / "basic-auth-password").write_text("scale-pw\n")
-    build_all(StackFile.load(root / "stack.yml"), root / "build")
+    build_all(project, root / "build")
     gw_port, conn_port, as_port = free_port(), free_port(), free_port()
     base = {
         **os.environ,
@@ -236,35 +233,68 @@ def _local_scenario(request: pytest.FixtureRequest, root: Path) -> Iterator[Scen
             proc.stop()
 
 
-def _stack_scenario() -> Scenario:
+def _stack_scenario(root: Path) -> Iterator[Scenario]:
+    """``slow`` deployed on the running stack (make up) on a topic of its own, then removed."""
     from infra.local.stack import LocalStack
 
     stack = LocalStack.load()
-    ports = stack.ports
-    autoscaler_port = getattr(ports, "autoscaler_http", None) or int(
-        os.environ.get("F2_AUTOSCALER_PORT", "9104")
-    )
-    return Scenario(
-        gateway_url=f"http://127.0.0.1:{ports.gateway}",
-        auth=(stack.secret("basic-auth-user"), stack.secret("basic-auth-password")),
-        bootstrap=f"127.0.0.1:{ports.kafka}",
-        function="decode",
-        topic="raw_iot_data",
-        autoscaler_url=f"http://127.0.0.1:{autoscaler_port}",
-        burst=int(os.environ.get("F2_AUTOSCALER_BURST", "20000")),
-        record=_raw_record,
-        logs=[stack.log_path("autoscaler"), stack.log_path("connector")],
-    )
+    gateway_url = f"http://127.0.0.1:{stack.ports.gateway}"
+    autoscaler_url = f"http://127.0.0.1:{stack.ports.autoscaler_http}"
+    auth = (stack.secret("basic-auth-user"), stack.secret("basic-auth-password"))
+    topic = f"{TOPIC}_{uuid.uuid4().hex[:8]}"
+    kafka = stack.kafka()
+    kafka.create_topics([topic], partitions=PARTITIONS)
+    spec = _slow_project(root, topic).functions["slow"]
+    # The stack's gateway deploys from its build folder, as `make deploy-local` does.
+    build_context(StackFile.load(root / "stack.yml"), spec, stack.build_dir)
+    body = {
+        "service": spec.name,
+        "image": spec.image,
+        "labels": spec.labels,
+        "annotations": spec.annotations,
+        "envVars": spec.environment,
+    }
+    deployed = requests.post(f"{gateway_url}/system/functions", json=body, auth=auth, timeout=120)
+    assert deployed.status_code in (200, 202), deployed.text
+    try:
+        deadline = time.monotonic() + 60
+        while spec.name not in requests.get(f"{autoscaler_url}/healthz", timeout=5).json().get(
+            "functions", {}
+        ):
+            assert time.monotonic() < deadline, "the stack's autoscaler never listed slow"
+            time.sleep(1)
+        yield Scenario(
+            gateway_url=gateway_url,
+            auth=auth,
+            bootstrap=kafka.bootstrap,
+            function=spec.name,
+            topic=topic,
+            autoscaler_url=autoscaler_url,
+            burst=int(os.environ.get("F2_AUTOSCALER_BURST", str(BURST))),
+            record=_slow_record,
+            logs=[stack.log_path("autoscaler"), stack.log_path("connector")],
+        )
+    finally:
+        requests.delete(
+            f"{gateway_url}/system/functions",
+            json={"functionName": spec.name},
+            auth=auth,
+            timeout=60,
+        )
+        shutil.rmtree(stack.build_dir / spec.name, ignore_errors=True)
+        with kafka.admin() as admin:
+            admin.delete_topics([topic])
 
 
 @pytest.fixture(scope="module")
 def scenario(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Scenario]:
+    root = tmp_path_factory.mktemp("autoscale")
     if os.environ.get("F2_AUTOSCALER_STACK") == "1":
-        yield _stack_scenario()
+        yield from _stack_scenario(root)
         return
-    yield from _local_scenario(request, tmp_path_factory.mktemp("autoscale"))
+    yield from _local_scenario(request, root)
 
 
 @dataclass
