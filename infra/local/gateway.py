@@ -39,9 +39,11 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from pydantic import SecretStr
 from waitress import serve
 
 from f2lib.errors import ProcessError, ReplicaError
+from f2lib.secrets import SecretStore
 from infra.deploy.stackfile import FunctionSpec, StackFile
 from infra.local.ports import free_port, port_open
 from infra.local.process import ManagedProcess
@@ -73,7 +75,7 @@ class GatewayConfig:
     state_dir: Path
     secrets_dir: Path
     auth_user: str
-    auth_password: str
+    auth_password: SecretStr
     env_overrides: dict[str, dict[str, str]]
     watchdog_bin: Path | None = None
     watchdog_function: str | None = None
@@ -338,7 +340,7 @@ class Gateway:
         except (ValueError, UnicodeDecodeError):
             return False
         return hmac.compare_digest(user, self.config.auth_user) and hmac.compare_digest(
-            password, self.config.auth_password
+            password, self.config.auth_password.get_secret_value()
         )
 
     def describe(self, name: str) -> dict[str, Any]:
@@ -525,10 +527,6 @@ class Gateway:
             logger.error("scaling %s to %d failed: %s", pool.spec.name, replicas, exc)
 
 
-def _read_secret(directory: Path, name: str) -> str:
-    return (directory / name).read_text().strip()
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--stack", type=Path, default=Path("stack.yml"))
@@ -564,12 +562,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     stack = StackFile.load(args.stack)
     overrides = json.loads(args.env_file.read_text()) if args.env_file else {}
+    secrets = SecretStore(args.secrets_dir)
     config = GatewayConfig(
         build_dir=args.build_dir.resolve(),
         state_dir=args.state_dir.resolve(),
         secrets_dir=args.secrets_dir.resolve(),
-        auth_user=_read_secret(args.secrets_dir, "basic-auth-user"),
-        auth_password=_read_secret(args.secrets_dir, "basic-auth-password"),
+        auth_user=secrets.get("basic-auth-user").get_secret_value(),
+        auth_password=secrets.get("basic-auth-password"),
         env_overrides=overrides,
         watchdog_bin=args.watchdog_bin,
         watchdog_function=args.watchdog_function,
