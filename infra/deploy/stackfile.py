@@ -42,6 +42,8 @@ class FunctionSpec:
     annotations: dict[str, str] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
     secrets: tuple[str, ...] = ()
+    limits: dict[str, str] = field(default_factory=dict)
+    requests: dict[str, str] = field(default_factory=dict)
 
     @property
     def min_replicas(self) -> int:
@@ -72,6 +74,36 @@ class FunctionSpec:
             annotations=strings(raw.get("annotations")),
             environment=strings(raw.get("environment")),
             secrets=tuple(str(s) for s in raw.get("secrets") or ()),
+            limits=strings(raw.get("limits")),
+            requests=strings(raw.get("requests")),
+        )
+
+    @classmethod
+    def from_deployment(cls, body: Mapping[str, Any], base: FunctionSpec | None) -> FunctionSpec:
+        """A function from an OpenFaaS deployment request (``POST|PUT /system/functions``).
+
+        The request carries what ``faas-cli deploy`` sends (service, image, envVars, labels,
+        annotations, secrets, limits, requests); the build fields come from ``base`` (stack.yml)
+        when the function is known there.
+        """
+
+        def strings(value: Any) -> dict[str, str]:
+            return {str(k): str(v) for k, v in (value or {}).items() if v not in (None, "")}
+
+        name = str(body.get("service") or "")
+        if not name:
+            raise StackFileError("a deployment needs a service name")
+        return cls(
+            name=name,
+            lang=base.lang if base else "python3-http-f2",
+            handler=base.handler if base else f"./functions/{name}",
+            image=str(body.get("image") or (base.image if base else name)),
+            labels=strings(body.get("labels")),
+            annotations=strings(body.get("annotations")),
+            environment=strings(body.get("envVars")),
+            secrets=tuple(str(s) for s in body.get("secrets") or ()),
+            limits=strings(body.get("limits")),
+            requests=strings(body.get("requests")),
         )
 
     def describe(self, replicas: int, available: int) -> dict[str, Any]:
@@ -87,6 +119,8 @@ class FunctionSpec:
             "envProcess": "python index.py",
             "envVars": self.environment,
             "secrets": list(self.secrets),
+            **({"limits": self.limits} if self.limits else {}),
+            **({"requests": self.requests} if self.requests else {}),
             "invocationCount": 0,
         }
 

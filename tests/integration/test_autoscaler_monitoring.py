@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from bridge.metrics import BridgeMetrics
 from f2lib.metrics import FunctionMetrics
-from infra.local.gateway import Metrics as GatewayMetrics
+from infra.local.gateway.metrics import GatewayMetrics
 from infra.local.launch.prometheus import (
     PROMETHEUS_BIN,
     PrometheusServer,

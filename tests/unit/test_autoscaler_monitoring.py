@@ -12,7 +12,7 @@ import yaml
 
 from bridge.metrics import BridgeMetrics
 from f2lib.metrics import FunctionMetrics
-from infra.local.gateway import Metrics as GatewayMetrics
+from infra.local.gateway.metrics import GatewayMetrics
 from infra.local.launch.prometheus import RULES_FILE, ScrapePorts, check_config, render_config
 from infra.local.targets import ReplicaTarget, read_targets, target_groups, write_targets
 from infra.services.autoscaler.metrics import AutoscalerMetrics
