@@ -17,7 +17,6 @@ import argparse
 import hashlib
 import json
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -30,10 +29,10 @@ from infra.deploy.stackfile import StackFile
 from infra.local.buildctx import build_all
 from infra.local.launch.docker import DockerEngine, docker_cli
 from infra.local.process import ProcessError
+from infra.local.settings import ROOT, RuntimeConfig
 
 logger = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[2]
 PYTHON_IMAGE = "python:3.11.11-slim-bookworm"
 WATCHDOG_IMAGE = "ghcr.io/openfaas/of-watchdog:0.11.6"
 LOCAL_BASE_REPO = "f2pipe-local/python-base"
@@ -59,11 +58,8 @@ class ImageConfig:
     suite: str = "bookworm"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> ImageConfig:
-        return cls(
-            python_image=env.get("F2_PYTHON_IMAGE") or None,
-            watchdog_image=env.get("WATCHDOG_IMAGE") or None,
-        )
+    def from_runtime(cls, runtime: RuntimeConfig) -> ImageConfig:
+        return cls(python_image=runtime.python_image, watchdog_image=runtime.watchdog_image)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +78,8 @@ class BuiltImage:
 class Docker:
     """The docker client pointed at one engine."""
 
-    def __init__(self, host: str) -> None:
-        self.env = {**os.environ, "DOCKER_HOST": host}
+    def __init__(self, host: str, base_env: Mapping[str, str] | None = None) -> None:
+        self.env = {"PATH": "/usr/bin:/bin", **(base_env or {}), "DOCKER_HOST": host}
 
     def run(
         self, *args: str, timeout: float | None = None, check: bool = True, quiet: bool = False
@@ -115,6 +111,14 @@ class Docker:
             return self.run("pull", "-q", ref, timeout=timeout, check=False).returncode == 0
         except ProcessError:
             return False
+
+    def user_of(self, ref: str) -> tuple[int, int]:
+        """The uid and gid the image runs as."""
+        ids = [
+            self.run("run", "--rm", "--network", "none", "--entrypoint", "id", ref, flag).stdout
+            for flag in ("-u", "-g")
+        ]
+        return int(ids[0].strip()), int(ids[1].strip())
 
     def image_env(self, ref: str) -> dict[str, str]:
         result = self.run("image", "inspect", ref, "--format", "{{json .Config.Env}}")
@@ -243,20 +247,19 @@ def runs_under_watchdog(docker: Docker, ref: str) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m infra.local.images``: build (and push) the function images of stack.yml."""
+    runtime = RuntimeConfig()
     parser = argparse.ArgumentParser(prog="python -m infra.local.images", description=main.__doc__)
     parser.add_argument("-f", "--stack", type=Path, default=ROOT / "stack.yml")
-    parser.add_argument("--build-dir", type=Path, default=ROOT / "build")
-    parser.add_argument(
-        "--state-dir", type=Path, default=Path(os.environ.get("F2_STATE_DIR", ROOT / ".state"))
-    )
+    parser.add_argument("--build-dir", type=Path, default=runtime.build_dir)
+    parser.add_argument("--state-dir", type=Path, default=runtime.state_dir)
     parser.add_argument("--push", action="store_true", help="push each image to its registry")
     parser.add_argument("function", nargs="*", help="only these functions")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        engine = DockerEngine(args.state_dir / "docker", os.environ)
-        docker = Docker(engine.start())
-        builder = ImageBuilder(docker, ImageConfig.from_env(os.environ), args.state_dir / "images")
+        engine = DockerEngine(args.state_dir / "docker", runtime.docker_host)
+        docker = Docker(engine.start(), runtime.child_env())
+        builder = ImageBuilder(docker, ImageConfig.from_runtime(runtime), args.state_dir / "images")
         built = builder.build_stack(StackFile.load(args.stack), args.build_dir, args.function)
         for image in built:
             if args.push:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -80,6 +81,8 @@ class PortOverrides(BaseSettings):
     connector_http: int | None = None
     autoscaler_http: int | None = None
     prometheus: int | None = None
+    kafka_containers: int | None = None
+    registry: int | None = None
 
 
 class RuntimeConfig(BaseSettings):
@@ -104,6 +107,11 @@ class RuntimeConfig(BaseSettings):
     log_level: str | None = Field(None, alias="LOG_LEVEL")
     function_log_level: str = Field("INFO", alias="F2_FUNCTION_LOG_LEVEL")
     pythonpath: str = Field("", alias="PYTHONPATH")
+    # Where function replicas run: processes of the build folders, or containers of the images.
+    runtime: Literal["processes", "containers"] = Field("processes", alias="F2_RUNTIME")
+    docker_host: str | None = Field(None, alias="DOCKER_HOST")
+    watchdog_image: str | None = Field(None, alias="WATCHDOG_IMAGE")
+    python_image: str | None = Field(None, alias="F2_PYTHON_IMAGE")
     inherited_env: dict[str, str] = Field(
         default_factory=inherited_environment, alias="F2_INHERITED_ENV"
     )

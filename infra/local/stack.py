@@ -33,6 +33,8 @@ from f2lib.errors import MonitoringError, ProcessError
 from infra.deploy.mosquitto.config import TlsFiles
 from infra.deploy.stackfile import StackFile
 from infra.local.buildctx import build_all
+from infra.local.images import BuiltImage, Docker, ImageBuilder, ImageConfig
+from infra.local.launch.docker import DockerEngine
 from infra.local.launch.kafka import KafkaServer
 from infra.local.launch.mosquitto import MosquittoServer
 from infra.local.launch.postgres import PostgresServer
@@ -42,11 +44,14 @@ from infra.local.launch.prometheus import (
     ScrapePorts,
     summarize_targets,
 )
+from infra.local.launch.registry import LocalRegistry
 from infra.local.ports import free_port, port_open, preferred_port
 from infra.local.process import ManagedProcess, pid_alive, stop_pidfile
 from infra.local.settings import ROOT, PortOverrides, RuntimeConfig
 from infra.services.autoscaler.health import summarize as autoscaler_summary
-from infra.services.kit.openfaas import OpenFaaSClient, TimeoutConfig
+from infra.services.kit.openfaas import FunctionStatus, OpenFaaSClient, TimeoutConfig
+from provision.publishers import LOCK_FILE
+from provision.registry import ACL_FILE, CA_FILE, CRL_FILE, ISSUED_DIR, REGISTRY_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +66,21 @@ PARTS = (
     "connector",
     "bridge",
     "gateway",
+    "reloader",
+    "registry",
     "mosquitto",
     "kafka",
     "postgres",
 )
+# The container backend's view: where the registry lives in the provisioning function.
+CONTAINER_REGISTRY_DIR = "/var/lib/f2pipe/registry"
+
+
+def describe_runtime(function: FunctionStatus) -> str:
+    """``f2pipe/decode:0.1.0, containers, under of-watchdog``: how a function runs here."""
+    backend = function.runtime.get("backend", "?")
+    watchdog = "under of-watchdog" if function.runtime.get("watchdog") else "without of-watchdog"
+    return f"{function.image}, {backend}, {watchdog}"
 
 
 @dataclass
@@ -82,6 +98,8 @@ class StackPorts:
     connector_http: int = 9103
     autoscaler_http: int = 9104
     prometheus: int = 9090
+    kafka_containers: int = 9094
+    registry: int = 5000
 
     @classmethod
     def choose(cls, overrides: PortOverrides | None = None) -> StackPorts:
@@ -138,13 +156,33 @@ class LocalStack:
         )
         ports_file = state / "ports.json"
         if ports_file.exists():
-            stack.ports = StackPorts(**json.loads(ports_file.read_text()))
+            saved = json.loads(ports_file.read_text())
+            known = {k: v for k, v in saved.items() if k in StackPorts.__dataclass_fields__}
+            stack.ports = StackPorts(**known)
         return stack
 
     # --- paths ----------------------------------------------------------------------------
     @property
     def secrets_dir(self) -> Path:
         return self.state_dir / "secrets"
+
+    @property
+    def containers(self) -> bool:
+        """Function replicas run as containers of their images (F2_RUNTIME=containers)."""
+        return self.config.runtime == "containers"
+
+    def docker_engine(self) -> DockerEngine:
+        return DockerEngine(self.state_dir / "docker", self.config.docker_host)
+
+    def container_view(self) -> dict[str, str]:
+        """``docker_host`` and ``service_host`` chosen by ``up`` in containers mode."""
+        path = self.state_dir / "containers.json"
+        return dict(json.loads(path.read_text())) if path.exists() else {}
+
+    @property
+    def service_host(self) -> str:
+        """Where function replicas reach the services: loopback, or the Docker bridge address."""
+        return self.container_view().get("service_host", "127.0.0.1")
 
     @property
     def logs_dir(self) -> Path:
@@ -169,11 +207,18 @@ class LocalStack:
             self._write_secret(name, make())
         return self.secret(name)
 
-    def _write_secret(self, name: str, value: str) -> None:
+    @property
+    def host_secrets_dir(self) -> Path:
+        """Secrets as processes on this host use them, where they differ from the functions'
+        (the DSNs, when functions run in containers and reach PostgreSQL on the bridge)."""
+        return self.state_dir / "host-secrets"
+
+    def _write_secret(self, name: str, value: str, folder: Path | None = None) -> None:
         """Write a secret file 0600 (created with that mode, never widened) in a 0700 folder."""
-        self.secrets_dir.mkdir(parents=True, exist_ok=True)
-        self.secrets_dir.chmod(0o700)
-        path = self.secrets_dir / name
+        folder = folder or self.secrets_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o700)
+        path = folder / name
         path.unlink(missing_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
@@ -181,8 +226,14 @@ class LocalStack:
 
     # --- parts ----------------------------------------------------------------------------
     def postgres(self) -> PostgresServer:
+        view = self.container_view()
+        host = view.get("service_host")
         return PostgresServer(
-            self.state_dir / "postgres", self.ports.postgres, bin_dir=self.config.pg_bin_dir
+            self.state_dir / "postgres",
+            self.ports.postgres,
+            bin_dir=self.config.pg_bin_dir,
+            listen=("127.0.0.1", host) if host else ("127.0.0.1",),
+            client_networks=(view["service_network"],) if host else (),
         )
 
     def kafka(self) -> KafkaServer:
@@ -195,6 +246,9 @@ class LocalStack:
             heap=self.config.kafka_heap,
             jvm_opts=self.config.kafka_jvm_opts,
             java_home=self.config.java_home,
+            container_listener=(
+                (self.service_host, self.ports.kafka_containers) if self.container_view() else None
+            ),
         )
 
     def mosquitto(self) -> MosquittoServer:
@@ -214,6 +268,10 @@ class LocalStack:
 
     def dsn(self, dbname: str) -> str:
         return self.postgres().dsn(dbname)
+
+    def function_dsn(self, dbname: str) -> str:
+        """The DSN as the functions use it (their secrets): the service host's address."""
+        return self.dsn(dbname).replace("host=127.0.0.1 ", f"host={self.service_host} ", 1)
 
     def credentials(self) -> None:
         """The CA, broker certificate and service credentials (``python -m certs init``), copied
@@ -236,6 +294,17 @@ class LocalStack:
 
     def function_env(self) -> dict[str, dict[str, str]]:
         """Environment the gateway gives the functions here, over stack.yml's values."""
+        if self.containers:
+            return {
+                "*": {
+                    "KAFKA_BOOTSTRAP": f"kafka:{self.ports.kafka_containers}",
+                    "LOG_LEVEL": self.config.function_log_level,
+                },
+                "provision": {
+                    "REGISTRY_PUBLISHER": "filesystem",
+                    "REGISTRY_DIR": CONTAINER_REGISTRY_DIR,
+                },
+            }
         return {
             "*": {
                 "KAFKA_BOOTSTRAP": f"127.0.0.1:{self.ports.kafka}",
@@ -285,17 +354,21 @@ class LocalStack:
             ports_file.write_text(json.dumps(asdict(self.ports), indent=2) + "\n")
         self.logs_dir.mkdir(exist_ok=True)
         self.credentials()
+        if self.containers:
+            self._start_docker()
 
         if not self._running("postgres"):
             print(f"starting postgres on 127.0.0.1:{self.ports.postgres}", flush=True)
             pg = self.postgres().start(pid_path=self.pid_path("postgres"))
             for db in (DEVICES_DB, TIMESERIES_DB):
                 pg.create_database(db)
-        self._write_secret("devices-dsn", self.dsn(DEVICES_DB))
-        self._write_secret("timeseries-dsn", self.dsn(TIMESERIES_DB))
+        for name, db in (("devices-dsn", DEVICES_DB), ("timeseries-dsn", TIMESERIES_DB)):
+            self._write_secret(name, self.function_dsn(db))
+            self._write_secret(name, self.dsn(db), self.host_secrets_dir)
         self._apply_schema()
         # The ACL and CRL follow the registry (a registry kept from an earlier run included).
         certs_sync(self.certs_dir, self.dsn(DEVICES_DB), None)
+        self._give_registry_to_provision()
 
         if not self._running("kafka"):
             print(f"starting kafka on 127.0.0.1:{self.ports.kafka}", flush=True)
@@ -306,6 +379,11 @@ class LocalStack:
             print(f"starting mosquitto on 127.0.0.1:{self.ports.mqtt}", flush=True)
             self.mosquitto().start()
 
+        if self.containers and not self._running("registry"):
+            print(f"starting registry on 127.0.0.1:{self.ports.registry}", flush=True)
+            self.registry().start()
+        if self.containers and not self._running("reloader"):
+            self._start_reloader()
         if not self._running("gateway"):
             self._start_gateway()
 
@@ -355,9 +433,9 @@ class LocalStack:
             "-m",
             "infra.deploy.schema",
             "--devices-dsn-file",
-            str(self.secrets_dir / "devices-dsn"),
+            str(self.host_secrets_dir / "devices-dsn"),
             "--timeseries-dsn-file",
-            str(self.secrets_dir / "timeseries-dsn"),
+            str(self.host_secrets_dir / "timeseries-dsn"),
         ]
         if self.config.sql_dir is not None:
             argv += ["--sql-dir", str(self.config.sql_dir)]
@@ -374,9 +452,108 @@ class LocalStack:
         for line in (result.stdout + result.stderr).splitlines()[-3:]:
             print(f"schema: {line}")
 
+    def _start_docker(self) -> None:
+        """The Docker engine (ours or the user's) and the addresses containers use."""
+        engine = self.docker_engine()
+        host = engine.start()
+        whose = "ours" if engine.owned else "the user's"
+        print(f"docker engine {host} ({whose})", flush=True)
+        gateway, network = engine.bridge_network()
+        (self.state_dir / "containers.json").write_text(
+            json.dumps(
+                {
+                    "docker_host": host,
+                    "service_host": gateway,
+                    "service_network": network,
+                    "owned": engine.owned,
+                },
+                indent=2,
+            )
+        )
+
+    def registry(self) -> LocalRegistry:
+        return LocalRegistry(
+            self.state_dir / "registry", self.ports.registry, pid_path=self.pid_path("registry")
+        )
+
+    def _start_reloader(self) -> None:
+        """Mosquitto reloads when the provisioning container rewrites the ACL or CRL."""
+        files = TlsFiles.from_dir(self.certs_dir)
+        argv = [
+            sys.executable,
+            "-m",
+            "infra.local.reloader",
+            "--pid-file",
+            str(self.pid_path("mosquitto")),
+            "--watch",
+            str(files.acl),
+            "--watch",
+            str(files.crl),
+        ]
+        print("starting reloader (mosquitto follows the registry)", flush=True)
+        ManagedProcess(
+            "reloader",
+            argv,
+            self.log_path("reloader"),
+            env=self.config.child_env(),
+            cwd=self.root,
+            pid_path=self.pid_path("reloader"),
+        ).start()
+
+    def build_images(self) -> list[BuiltImage]:
+        """The function images of stack.yml, built from their build contexts."""
+        view = self.container_view()
+        docker = Docker(view["docker_host"], self.config.child_env())
+        builder = ImageBuilder(
+            docker, ImageConfig.from_runtime(self.config), self.state_dir / "images"
+        )
+        return builder.build_stack(StackFile.load(self.root / "stack.yml"), self.build_dir)
+
+    def _container_args(self) -> list[str]:
+        view = self.container_view()
+        built = self.build_images()
+        for image in built:
+            print(f"image {image.tag} ({image.runs})", flush=True)
+        provision = next((b.tag for b in built if b.function == "provision"), None)
+        args = [
+            "--backend",
+            "containers",
+            "--docker-host",
+            view["docker_host"],
+            "--service-host",
+            view["service_host"],
+        ]
+        if provision is not None:
+            uid, gid = Docker(view["docker_host"], self.config.child_env()).user_of(provision)
+            view["registry_owner"] = f"{uid}:{gid}"
+            (self.state_dir / "containers.json").write_text(json.dumps(view, indent=2))
+            self._give_registry_to_provision()
+            args += ["--mount", f"provision={self.certs_dir}:{CONTAINER_REGISTRY_DIR}"]
+        return args
+
+    def _give_registry_to_provision(self) -> None:
+        """The provisioning container writes the registry through a bind mount of the certs
+        folder: the folder and the files it rewrites belong to its image's user (the CA key and
+        the other secrets stay root's, in their 0700 folder)."""
+        owner = self.container_view().get("registry_owner")
+        if not owner:
+            return
+        uid, gid = (int(part) for part in owner.split(":"))
+        paths = [self.certs_dir] + [
+            self.certs_dir / name
+            for name in (ACL_FILE, CRL_FILE, CA_FILE, REGISTRY_FILE, LOCK_FILE)
+        ]
+        issued = self.certs_dir / ISSUED_DIR
+        if issued.is_dir():
+            paths += [issued, *issued.rglob("*")]
+        for path in paths:
+            if path.exists():
+                os.chown(path, uid, gid)
+
     def _start_gateway(self) -> None:
         stack = StackFile.load(self.root / "stack.yml")
         build_all(stack, self.build_dir)
+        backend_args = self._container_args() if self.containers else []
         env_file = self.state_dir / "gateway" / "function-env.json"
         env_file.parent.mkdir(parents=True, exist_ok=True)
         env_file.write_text(json.dumps(self.function_env(), indent=2))
@@ -398,6 +575,7 @@ class LocalStack:
             str(self.ports.gateway),
             "--targets-file",
             str(self.function_targets_file),
+            *backend_args,
         ]
         self._spawn(
             "gateway",
@@ -482,6 +660,11 @@ class LocalStack:
             signum = signal.SIGINT if part == "postgres" else signal.SIGTERM
             if stop_pidfile(self.pid_path(part), timeout=30, signum=signum):
                 stopped.append(part)
+        engine = self.docker_engine()
+        if engine.running():
+            engine.stop()  # ours only; iptables and the bridge restored
+            stopped.append("docker")
+        (self.state_dir / "containers.json").unlink(missing_ok=True)
         return stopped
 
     # --- health ---------------------------------------------------------------------------
@@ -554,10 +737,14 @@ class LocalStack:
         with self.gateway_client() as gateway:
             gateway.healthz()
             fns = gateway.functions()
-        down = [f.name for f in fns if f.available_replicas < 1]
+        down = [
+            f"{f.name} ({f.runtime['error']})" if f.runtime.get("error") else f.name
+            for f in fns
+            if f.available_replicas < 1
+        ]
         if down:
-            raise MonitoringError(f"functions without a ready replica: {down}")
-        listed = ", ".join(f"{f.name}={f.available_replicas}" for f in fns)
+            raise MonitoringError(f"functions without a ready replica: {', '.join(down)}")
+        listed = ", ".join(f"{f.name}={f.available_replicas} ({describe_runtime(f)})" for f in fns)
         return f"{gateway.base_url} {listed}"
 
     def _check_http(self, part: str, port: int) -> str:

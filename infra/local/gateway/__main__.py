@@ -44,6 +44,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--backend", choices=("processes", "containers"), default="processes")
     parser.add_argument("--docker-host", help="DOCKER_HOST of the engine (containers backend)")
     parser.add_argument("--service-host", help="address containers reach the runtime's services on")
+    parser.add_argument(
+        "--mount",
+        action="append",
+        default=[],
+        metavar="FN=HOST:CONTAINER[:ro]",
+        help="a bind mount for one function's containers (repeatable)",
+    )
     parser.add_argument("--watchdog-bin", type=Path, default=None)
     parser.add_argument(
         "--watchdog-function",
@@ -63,12 +70,17 @@ def make_backend(
     if args.backend == "containers":
         if not args.docker_host or not args.service_host:
             raise SystemExit("the containers backend needs --docker-host and --service-host")
+        mounts: dict[str, list[str]] = {}
+        for item in args.mount:
+            function, _, mount = item.partition("=")
+            mounts.setdefault(function, []).append(mount)
         return ContainerBackend(
             ContainerBackendConfig(
                 state_dir=state_dir,
                 docker_host=args.docker_host,
                 service_host=args.service_host,
                 gateway_id=f"{args.port}",
+                mounts=mounts,
             ),
             http,
         )

@@ -59,6 +59,8 @@ class ContainerBackendConfig:
     aliases: tuple[str, ...] = SERVICE_ALIASES
     pull_timeout_s: float = 120.0
     extra_env: dict[str, str] = field(default_factory=dict)
+    # function -> bind mounts ("host:container[:ro]") beyond the secrets, set by the runtime.
+    mounts: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +154,8 @@ class ContainerReplica:
             "-v",
             f"{self._secrets_dir}:{SECRETS_MOUNT}:ro",
         ]
+        for mount in cfg.mounts.get(self.spec.name, []):
+            args += ["-v", mount]
         for alias in cfg.aliases:
             args += ["--add-host", f"{alias}:{cfg.service_host}"]
         memory = docker_memory(self.spec.limits.get("memory", ""))

@@ -71,9 +71,9 @@ class EngineFiles:
 class DockerEngine:
     """The engine the container backend talks to (``host`` is its ``DOCKER_HOST``)."""
 
-    def __init__(self, state_dir: Path, env: Mapping[str, str]) -> None:
+    def __init__(self, state_dir: Path, docker_host: str | None = None) -> None:
         self.files = EngineFiles(state_dir)
-        self._user_host = env.get("DOCKER_HOST") or None
+        self._user_host = docker_host or None
         self.host = self._user_host or f"unix://{DEFAULT_SOCKET}"
         self.owned = False
 
@@ -194,8 +194,9 @@ class DockerEngine:
         if stopped:
             logger.info("stopped our own Docker engine")
 
-    def bridge_gateway(self) -> str:
-        """The host's address on the default bridge: where containers reach host services."""
+    def bridge_network(self) -> tuple[str, str]:
+        """The host's address on the default bridge (where containers reach host services) and
+        the bridge's subnet."""
         result = subprocess.run(
             [docker_cli(), "network", "inspect", "bridge"],
             env={"DOCKER_HOST": self.host, "PATH": "/usr/bin:/bin"},
@@ -207,9 +208,12 @@ class DockerEngine:
             raise ProcessError(f"docker network inspect bridge failed: {result.stderr.strip()}")
         with contextlib.suppress(KeyError, IndexError, ValueError, TypeError):
             config = json.loads(result.stdout)[0]["IPAM"]["Config"][0]
-            if config.get("Gateway"):
-                return str(config["Gateway"])
+            subnet = ipaddress.ip_network(config["Subnet"])
             # Docker 20.10 lists only the subnet of the default bridge; its gateway is the first
             # host address (172.17.0.1 on docker0 by default).
-            return str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
-        raise ProcessError("the bridge network has no gateway address")
+            gateway = config.get("Gateway") or str(next(subnet.hosts()))
+            return str(gateway), str(subnet)
+        raise ProcessError("the bridge network has no subnet")
+
+    def bridge_gateway(self) -> str:
+        return self.bridge_network()[0]

@@ -127,8 +127,11 @@ class KafkaServer:
         heap: str = "512m",
         jvm_opts: Sequence[str] | None = None,
         java_home: Path | None = None,
+        container_listener: tuple[str, int] | None = None,
     ) -> None:
         self.state_dir = state_dir
+        # (address, port) of a second listener for containers (on the Docker bridge address).
+        self.container_listener = container_listener
         self.port = port
         self.controller_port = controller_port
         self.partitions = partitions
@@ -170,14 +173,31 @@ class KafkaServer:
     def write_config(self) -> None:
         self.controller_port = self._resolve_controller_port()
         template = Template((CONFIG_DIR / "server.properties.template").read_text())
-        self.config_path.write_text(
-            template.substitute(
-                port=self.port,
-                controller_port=self.controller_port,
-                log_dir=self.data_dir,
-                partitions=self.partitions,
-            )
+        text = template.substitute(
+            port=self.port,
+            controller_port=self.controller_port,
+            log_dir=self.data_dir,
+            partitions=self.partitions,
         )
+        if self.container_listener is not None:
+            host, port = self.container_listener
+            text = (
+                text.replace(
+                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},",
+                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTAINERS://{host}:{port},",
+                )
+                .replace(
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port},"
+                    f"CONTAINERS://{host}:{port}",
+                )
+                .replace(
+                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    "listener.security.protocol.map="
+                    "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,CONTAINERS:PLAINTEXT",
+                )
+            )
+        self.config_path.write_text(text)
 
     def format_storage(self) -> None:
         """Format the KRaft storage with a new cluster id unless it is formatted already."""

@@ -60,8 +60,14 @@ class PostgresServer:
         user: str = "postgres",
         timescaledb: bool | None = None,
         bin_dir: Path | None = None,
+        listen: tuple[str, ...] = ("127.0.0.1",),
+        client_networks: tuple[str, ...] = (),
     ) -> None:
         self.state_dir = state_dir
+        # Addresses to listen on, and networks (CIDR) allowed in besides loopback: containers
+        # reach the server on the Docker bridge address.
+        self.listen = listen
+        self.client_networks = client_networks
         self.bin_dir = bin_dir
         # TimescaleDB must be preloaded before CREATE EXTENSION: preload it when the server has
         # it (None), or as told (False starts a server that cannot use it, even where installed).
@@ -133,8 +139,21 @@ class PostgresServer:
             pwfile.unlink(missing_ok=True)
         logger.info("initialised PostgreSQL cluster in %s", self.data_dir)
 
+    def _allow_client_networks(self) -> None:
+        """Password logins from ``client_networks`` in pg_hba.conf (added once each)."""
+        hba = self.data_dir / "pg_hba.conf"
+        text = hba.read_text()
+        lines = [
+            f"host all all {network} scram-sha-256  # f2pipe: containers"
+            for network in self.client_networks
+            if f" {network} " not in text
+        ]
+        if lines:
+            hba.write_text(text.rstrip("\n") + "\n" + "\n".join(lines) + "\n")
+
     def start(self, *, pid_path: Path | None = None, timeout: float = 60.0) -> PostgresServer:
         self.initdb()
+        self._allow_client_networks()
         socket_dir = self.state_dir / "socket"
         socket_dir.mkdir(exist_ok=True)
         self._chown(socket_dir)
@@ -147,7 +166,7 @@ class PostgresServer:
                 "-D",
                 str(self.data_dir),
                 "-c",
-                "listen_addresses=127.0.0.1",
+                f"listen_addresses={','.join(self.listen)}",
                 "-c",
                 f"port={self.port}",
                 "-c",

@@ -22,10 +22,10 @@ REGISTRY_BIN = "docker-registry"
 class LocalRegistry:
     """docker-registry serving ``state_dir/data`` on 127.0.0.1:``port``."""
 
-    def __init__(self, state_dir: Path, port: int) -> None:
+    def __init__(self, state_dir: Path, port: int, pid_path: Path | None = None) -> None:
         self.state_dir = state_dir
         self.port = port
-        self.pid_path = state_dir / "registry.pid"
+        self.pid_path = pid_path or state_dir / "registry.pid"
 
     @property
     def address(self) -> str:

@@ -58,6 +58,8 @@ class FunctionStatus:
     annotations: Mapping[str, str] = field(default_factory=dict)
     image: str = ""
     invocation_count: float = 0.0
+    # What f2pipe's local gateway adds (backend, watchdog, error); empty from OpenFaaS.
+    runtime: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -103,6 +105,7 @@ def parse_function(entry: Any) -> FunctionStatus | None:
         annotations=_strings(entry.get("annotations")),
         image=image if isinstance(image, str) else "",
         invocation_count=_number(entry.get("invocationCount")),
+        runtime=entry["f2pipe"] if isinstance(entry.get("f2pipe"), Mapping) else {},
     )
 
 
