@@ -214,7 +214,8 @@ class ImageBuilder:
     def build(
         self, function: str, context: Path, tag: str, python: str, watchdog: str | None
     ) -> BuiltImage:
-        args = ["build", "-t", tag, "--build-arg", f"PYTHON_IMAGE={python}"]
+        # The host's network: pip reaches the package index without NAT on the engine's bridge.
+        args = ["build", "--network", "host", "-t", tag, "--build-arg", f"PYTHON_IMAGE={python}"]
         if watchdog is not None:
             args += ["--build-arg", f"WATCHDOG_IMAGE={watchdog}"]
         else:

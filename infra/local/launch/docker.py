@@ -3,14 +3,19 @@
 Where ``DOCKER_HOST`` is set or the default socket answers, that engine is used as it is and
 never stopped. Otherwise containerd and dockerd (Debian's docker.io) are started with sockets,
 state and data of their own under the runtime's state folder (never ``/run/containerd`` or
-``/var/lib/docker``), published ports on loopback only (``--ip 127.0.0.1``). dockerd rewrites
-iptables (the FORWARD policy becomes DROP) and adds the ``docker0`` bridge: the rules are saved
-before it starts and restored, and the bridge removed, when it stops.
+``/var/lib/docker``), published ports on loopback only (``--ip 127.0.0.1``), on a bridge of
+their own (``f2d<hash>``, a private /24) instead of ``docker0``. Our dockerd leaves iptables
+and ``ip_forward`` alone (``--iptables=false --ip-forward=false``): its containers only talk to
+the runtime's services on the bridge address, published ports go through docker-proxy, and
+builds reach package indexes over the host's network. Stopping it removes its bridge, so the
+host is left as it was, and engines of several stacks (tests in parallel, a user's docker0)
+never step on each other.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
 import json
 import logging
@@ -41,7 +46,7 @@ def docker_cli() -> str:
 
 @dataclass(frozen=True, slots=True)
 class EngineFiles:
-    """Where our own engine keeps its sockets, state, data, logs and the saved iptables rules."""
+    """Where our own engine keeps its sockets, state, data and logs."""
 
     root: Path
 
@@ -54,12 +59,9 @@ class EngineFiles:
         return self.root / "docker.sock"
 
     @property
-    def iptables_saved(self) -> Path:
-        return self.root / "iptables.before"
-
-    @property
-    def bridge_created(self) -> Path:
-        return self.root / "docker0.created"
+    def bridge_name(self) -> str:
+        """An interface name (at most 15 characters) of this engine's own bridge."""
+        return "f2d" + hashlib.sha1(str(self.root.resolve()).encode()).hexdigest()[:8]  # noqa: S324
 
     def pid(self, name: str) -> Path:
         return self.root / f"{name}.pid"
@@ -120,12 +122,7 @@ class DockerEngine:
         files = self.files
         files.root.mkdir(parents=True, exist_ok=True)
         self.stop()  # leftovers of a crashed run
-        if shutil.which("iptables-save") and not files.iptables_saved.exists():
-            saved = subprocess.run(["iptables-save"], capture_output=True, check=False)
-            if saved.returncode == 0:
-                files.iptables_saved.write_bytes(saved.stdout)
-        if not Path("/sys/class/net/docker0").exists():
-            files.bridge_created.touch()
+        self._make_bridge()
         containerd = ManagedProcess(
             "containerd",
             [
@@ -159,12 +156,41 @@ class DockerEngine:
                 "overlay2",
                 "--ip",
                 "127.0.0.1",
+                "--bridge",
+                files.bridge_name,
+                "--iptables=false",
+                "--ip-forward=false",
+                "--ip-masq=false",
             ],
             files.log("dockerd"),
             pid_path=files.pid("dockerd"),
         ).start()
         dockerd.wait_ready(lambda: self.answers(f"unix://{files.docker_socket}"), timeout)
         logger.info("started our own Docker engine on unix://%s", files.docker_socket)
+
+    def _make_bridge(self) -> None:
+        """This engine's bridge with the first free 10.213.<n>.1/24 (n from the name's hash)."""
+        name = self.files.bridge_name
+        if Path(f"/sys/class/net/{name}").exists():
+            return
+        taken = subprocess.run(
+            ["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, check=False
+        ).stdout
+        start = int(name[3:], 16) % 250
+        for step in range(250):
+            third = (start + step) % 250
+            if f" 10.213.{third}." not in taken:
+                break
+        else:
+            raise ProcessError("no free 10.213.<n>.0/24 for the engine's bridge")
+        for argv in (
+            ["ip", "link", "add", "name", name, "type", "bridge"],
+            ["ip", "addr", "add", f"10.213.{third}.1/24", "dev", name],
+            ["ip", "link", "set", name, "up"],
+        ):
+            result = subprocess.run(argv, capture_output=True, text=True, check=False)
+            if result.returncode != 0:
+                raise ProcessError(f"{' '.join(argv)} failed: {result.stderr.strip()}")
 
     def running(self) -> bool:
         """Our own engine's processes are alive (always False for the user's engine)."""
@@ -175,22 +201,12 @@ class DockerEngine:
         return pid_alive(pid)
 
     def stop(self) -> None:
-        """Stop our own engine (never the user's) and undo what dockerd changed on the host."""
+        """Stop our own engine (never the user's) and remove its bridge."""
         files = self.files
         stopped = stop_pidfile(files.pid("dockerd"), timeout=30)
         stop_pidfile(files.pid("containerd"), timeout=15)
-        if files.iptables_saved.exists():
-            restored = subprocess.run(
-                ["iptables-restore"], input=files.iptables_saved.read_bytes(), check=False
-            )
-            if restored.returncode == 0:
-                files.iptables_saved.unlink()
-            else:
-                logger.warning("iptables-restore failed; rules kept in %s", files.iptables_saved)
-        if files.bridge_created.exists():
-            if Path("/sys/class/net/docker0").exists():
-                subprocess.run(["ip", "link", "delete", "docker0"], check=False)
-            files.bridge_created.unlink()
+        if Path(f"/sys/class/net/{files.bridge_name}").exists():
+            subprocess.run(["ip", "link", "delete", files.bridge_name], check=False)
         if stopped:
             logger.info("stopped our own Docker engine")
 
