@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.provision",
     "tests.fixtures.kafka",
     "tests.fixtures.databases",
+    "tests.fixtures.docker",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -75,6 +76,16 @@ def wait_for(check: Callable[[], Any], timeout: float = 60.0, interval: float = 
             return last
         time.sleep(interval)
     return last
+
+
+@pytest.fixture(params=["processes", "containers"])
+def local_stack(request: pytest.FixtureRequest, local_stack: LocalStack) -> LocalStack:
+    """Each test of this module on both backends: function replicas as processes, and as
+    containers of the images `faas-cli up` ships (the session's ``container_stack``)."""
+    if request.param == "processes":
+        return local_stack
+    stack: LocalStack = request.getfixturevalue("container_stack")
+    return stack
 
 
 @pytest.fixture
@@ -311,6 +322,19 @@ def test_killing_the_bridge_and_a_function_mid_stream_loses_nothing_and_doubles_
 
 
 def _kill_one_replica(stack: LocalStack, function: str) -> None:
+    if stack.containers:
+        with stack.gateway_client() as gateway:
+            listed = next(f for f in gateway.functions() if f.name == function)
+        container = listed.runtime["instances"][0]
+        killed = subprocess.run(
+            ["/usr/bin/docker", "kill", "--signal", "KILL", container],
+            env={"DOCKER_HOST": stack.container_view()["docker_host"], "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert killed.returncode == 0, killed.stderr
+        return
     needle = str(stack.state_dir / "gateway" / "secrets" / function).encode()
     for proc in os.listdir("/proc"):
         if not proc.isdigit():
