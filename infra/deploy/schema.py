@@ -180,8 +180,9 @@ class _Locked:
             cur.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
 
     def __exit__(self, *exc: object) -> None:
+        # A connection that died holds no lock any more: nothing to release.
         if not self._conn.closed:
-            with self._conn.cursor() as cur:
+            with contextlib.suppress(psycopg2.Error), self._conn.cursor() as cur:
                 cur.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
 
 
@@ -204,19 +205,15 @@ def apply_devices_schema(
     return report
 
 
-def _enable_timescaledb(dsn: str, mode: TimescaleMode) -> tuple[str | None, str | None]:
+def _enable_timescaledb(conn: Any, mode: TimescaleMode) -> tuple[str | None, str | None]:
     """(version, None) when TimescaleDB is usable, else (None, why not).
 
-    Runs on a connection of its own: without ``shared_preload_libraries=timescaledb``,
-    ``CREATE EXTENSION`` can end the server process of its connection, and the schema must
-    still be applied (the plain fallback) on a connection that is alive.
+    Any failure of the extension step is a reason to fall back, never an error: without
+    ``shared_preload_libraries=timescaledb``, ``CREATE EXTENSION`` can even end the server
+    process of the connection (the caller then applies the fallback on a new one).
     """
     if mode == "off":
         return None, "TimescaleDB disabled by configuration"
-    try:
-        conn = _connect(dsn)
-    except StoreError as exc:
-        return None, f"cannot check for TimescaleDB: {exc}"
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
@@ -227,21 +224,29 @@ def _enable_timescaledb(dsn: str, mode: TimescaleMode) -> tuple[str | None, str 
             if cur.fetchone() is None:
                 return None, "the timescaledb extension is not installed on this server"
             cur.execute("SHOW shared_preload_libraries")
-            preloaded = str((cur.fetchone() or ("",))[0])
-            if "timescaledb" not in [name.strip() for name in preloaded.split(",")]:
-                return None, (
-                    "the timescaledb extension is installed but not preloaded "
-                    "(shared_preload_libraries)"
-                )
+            preloaded = "timescaledb" in str((cur.fetchone() or ("",))[0])
+    except psycopg2.Error as exc:
+        return None, f"cannot check for TimescaleDB: {str(exc).strip()}"
+    try:
+        with conn.cursor() as cur:
             cur.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
             cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
             row = cur.fetchone()
-            return (str(row[0]), None) if row else (None, "timescaledb did not install")
     except psycopg2.Error as exc:
-        return None, f"CREATE EXTENSION timescaledb failed: {str(exc).strip()}"
-    finally:
-        with contextlib.suppress(psycopg2.Error):
-            conn.close()
+        hint = "" if preloaded else " (timescaledb is not in shared_preload_libraries)"
+        return None, f"CREATE EXTENSION timescaledb failed{hint}: {str(exc).strip()}"
+    return (str(row[0]), None) if row else (None, "timescaledb did not install")
+
+
+def _alive(conn: Any) -> bool:
+    if conn.closed:
+        return False
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+    except psycopg2.Error:
+        return False
+    return True
 
 
 def apply_timeseries_schema(
@@ -256,7 +261,13 @@ def apply_timeseries_schema(
     conn = _connect(dsn)
     try:
         with _Locked(conn):
-            version, reason = _enable_timescaledb(dsn, timescaledb)
+            version, reason = _enable_timescaledb(conn, timescaledb)
+        if not _alive(conn):
+            logger.warning("the extension step ended the connection; reconnecting")
+            with contextlib.suppress(psycopg2.Error):
+                conn.close()
+            conn = _connect(dsn)
+        with _Locked(conn):
             if version is None and timescaledb == "require":
                 raise ConfigError(f"TimescaleDB required but unusable: {reason}")
             report.timescaledb = version is not None
@@ -270,7 +281,8 @@ def apply_timeseries_schema(
             files = sql_files(root / "timeseries") + sql_files(root / "timeseries" / variant)
             _apply_files(conn, files, report, root)
     finally:
-        conn.close()
+        with contextlib.suppress(psycopg2.Error):
+            conn.close()
     logger.info("%s", report.summary())
     return report
 
