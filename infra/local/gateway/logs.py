@@ -16,6 +16,7 @@ from pathlib import Path
 
 NAMESPACE = "openfaas-fn"
 POLL_S = 0.5
+HEARTBEAT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +68,15 @@ def stream(
         history = history[-tail:] if tail else []
     for at, name, text in history:
         yield _line(function, name, text, at)
+    if follow and not history:
+        yield "\n"  # whitespace between JSON values: sends the headers before the first line
+    quiet_since = time.monotonic()
     while follow:
         time.sleep(POLL_S)
+        if time.monotonic() - quiet_since > HEARTBEAT_S:
+            # A keep-alive: a caller that went away is noticed here and the stream ends.
+            yield "\n"
+            quiet_since = time.monotonic()
         for source in sources():
             if instance and source.instance != instance:
                 continue
@@ -85,5 +93,6 @@ def stream(
                 continue
             offsets[source.path] = offsets.get(source.path, 0) + complete
             now = time.time()
+            quiet_since = time.monotonic()
             for text in chunk[:complete].decode("utf-8", "replace").splitlines():
                 yield _line(function, source.instance, text, now)
