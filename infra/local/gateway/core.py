@@ -188,23 +188,26 @@ class Gateway:
         forward.setdefault("X-Call-Id", os.urandom(8).hex())
         pool.invocations += 1
         last_error = ""
-        for _attempt in range(2):
+        for attempt in range(2):
+            # A retry goes to the function as deployed now (a rolling update may have swapped it).
+            current = self.pools.get(name, pool) if attempt else pool
             try:
-                replica = pool.pick()
+                replica = current.pick()
             except ReplicaError as exc:
                 last_error = str(exc)
                 break
             try:
-                resp = self.http.request(
-                    method,
-                    replica.url + path,
-                    body=body,
-                    headers=forward,
-                    timeout=urllib3.Timeout(connect=2.0, read=timeout_of(pool.spec)),
-                    retries=False,
-                    preload_content=True,
-                    redirect=False,
-                )
+                with current.calling():
+                    resp = self.http.request(
+                        method,
+                        replica.url + path,
+                        body=body,
+                        headers=forward,
+                        timeout=urllib3.Timeout(connect=2.0, read=timeout_of(current.spec)),
+                        retries=False,
+                        preload_content=True,
+                        redirect=False,
+                    )
             except urllib3.exceptions.NewConnectionError as exc:
                 last_error = f"replica unreachable: {exc}"
                 continue
@@ -259,7 +262,10 @@ class Gateway:
             self.specs[spec.name] = spec
             self.pools[spec.name] = pool
         if old is not None:
-            old.stop()  # after the swap: requests already go to the new replicas
+            # After the swap new calls go to the new replicas; those in flight finish first.
+            if not old.drain(timeout_of(old.spec)):
+                logger.warning("calls to the old %s still running; stopping it", spec.name)
+            old.stop()
         return (202 if update else 200), ""
 
     def scale(self, pool: FunctionPool, replicas: int) -> None:
