@@ -168,7 +168,7 @@ class Commander:
             if method == "POST":
                 return self.send(caller, request)
             if method == "GET":
-                return self.list(request.query)
+                return self.list_commands(request.query)
             raise _refuse(405, "method_not_allowed", "POST a command or GET a listing")
         if len(parts) == 1:
             if method != "GET":
@@ -369,7 +369,7 @@ class Commander:
             raise _refuse(404, "unknown_command", f"no command {wanted}")
         return Response(200, row_json(row))
 
-    def list(self, query: Mapping[str, str]) -> Response:
+    def list_commands(self, query: Mapping[str, str]) -> Response:
         device_id = (query.get("device_id") or "").strip().lower()
         if not is_device_id(device_id):
             raise _refuse(400, "invalid_device_id", "give ?device_id=f2-<12 hex digits>")

@@ -72,10 +72,14 @@ class CommandRow:
 
 def row_json(row: Mapping[str, Any]) -> dict[str, Any]:
     """A row as the API answers it: times in ISO 8601, the id as text."""
-    return {
-        key: value.isoformat() if isinstance(value, dt.datetime) else value
-        for key, value in ((k, str(v) if k == "command_id" else v) for k, v in row.items())
-    }
+    answer: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, dt.datetime):
+            value = value.isoformat()
+        elif key == "command_id":
+            value = str(value)
+        answer[key] = value
+    return answer
 
 
 class CommandStore:
