@@ -606,3 +606,44 @@ def test_metrics_and_logs__count_commands_and_hold_no_token(
     assert latency and float(latency.group(1)) >= 1
     log = command_fn.log_path.read_text()
     assert OPERATOR_TOKEN not in log and AUDITOR_TOKEN not in log and COMMAND_PASSWORD not in log
+
+
+def test_concurrent_requests__share_the_replicas_reply_subscription_and_get_their_own_answers(
+    command_fn: FunctionEndpoint,
+    provision_fn: FunctionEndpoint,
+    broker: MosquittoServer,
+    certs_dir: Path,
+    tmp_path: Path,
+) -> None:
+    devices = [
+        connect_device(broker, certs_dir, provision(provision_fn, tmp_path), answer=result)
+        for result in ("ok", "rejected", "expired")
+    ]
+    results: dict[int, requests.Response] = {}
+
+    def one(n: int) -> None:
+        results[n] = send(command_fn, unlock(devices[n % 3].device_id, wait_s=10))
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(6)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert sorted(results) == list(range(6))
+        for n, answer in results.items():
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["status"] == ("ok", "rejected", "expired")[n % 3]
+        ids = {answer.json()["command_id"] for answer in results.values()}
+        assert len(ids) == 6
+        for device in devices:
+            sent = {json.loads(m.payload)["command_id"] for m in device.commands}
+            mine = {
+                answer.json()["command_id"]
+                for n, answer in results.items()
+                if devices[n % 3] is device
+            }
+            assert sent == mine
+    finally:
+        for device in devices:
+            device.close()
