@@ -341,10 +341,8 @@ class Commander:
         self.metrics.reply_received("in_time", latency)
         self.metrics.command(label, reply.result)
         if outcome != "recorded":
-            logger.info("reply to %s was already recorded (%s)", command_id, outcome)
-            row = self.store.get(command_id)
-            if row is not None:
-                return Response(200, row_json(row))
+            # The bridge forwards the same reply; the reply function may record it first.
+            logger.info("reply to %s recorded by the other path (%s)", command_id, outcome)
         return Response(
             200,
             {

@@ -55,7 +55,8 @@ COMMENT ON COLUMN device_command.status IS
 COMMENT ON COLUMN device_command.result IS
     'The device''s reply {result, detail}, or {error, message} for refused and failed commands';
 COMMENT ON COLUMN device_command.answered_via IS
-    'command: the reply came while the request waited; command_reply: it came late, via Kafka';
+    'Who recorded the answer first: command (the request waiting for it) or command_reply '
+    '(from Kafka: a late reply, or an in-time one that path recorded first)';
 
 CREATE INDEX IF NOT EXISTS device_command_device_idx
     ON device_command (device_id, requested_at DESC, command_id DESC);

@@ -169,7 +169,9 @@ def test_unlock_strike_1_of_a_simulated_f2_403_through_the_gateway(
         "unlock",
     )
     assert row["params"] == {"duration_s": 5} and row["status"] == "ok"
-    assert row["result"]["result"] == "ok" and row["answered_via"] == "command"
+    assert row["result"]["result"] == "ok"
+    # The bridge forwards the reply too: whichever path records it first wins, once.
+    assert row["answered_via"] in ("command", "command_reply")
     requested = datetime.fromisoformat(row["requested_at"])
     answered = datetime.fromisoformat(row["answered_at"])
     assert requested <= answered <= requested + timedelta(seconds=5)
