@@ -11,7 +11,8 @@ PYTEST_ARGS ?=
 
 .PHONY: help setup setup-runtime up down status health logs env build test test-unit check lint fmt \
         typecheck certs clean run db-params db-timescale kafka-topics kafka-groups kafka-raw \
-        kafka-decoded kafka-dlq mqtt-monitor helm deploy-local keda prometheus-targets autoscale-demo
+        kafka-decoded kafka-dlq mqtt-monitor helm deploy-local keda prometheus-targets autoscale-demo \
+        command command-show command-list
 
 help: ## List every target with one line each
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -97,8 +98,22 @@ kafka-decoded: ## Tail the decoded_iot_data topic
 kafka-dlq: ## Tail the iot_dead_letter topic (from the beginning)
 	@$(ENVSH) $(KAFKA_TOOL) console-consumer --bootstrap-server "$$KAFKA_BOOTSTRAP" --topic iot_dead_letter --from-beginning --property print.key=true
 
-mqtt-monitor: ## Subscribe to cmnd/# on the internal listener and print every message
-	@$(ENVSH) $(PY) -m infra.tools.mqtt_monitor 'cmnd/#'
+mqtt-monitor: ## Subscribe to cmnd/# on the internal listener and print every message (TOPIC='#' for all)
+	@$(ENVSH) $(PY) -m infra.tools.mqtt_monitor '$(or $(TOPIC),cmnd/#)'
+
+CONNECTOR ?= J1
+PARAMS ?= {}
+WAIT ?= 5
+command: $(PY) ## Send a downlink command: make command DEVICE=f2-… CONNECTOR=J1 COMPONENT=strike-1 ACTION=unlock PARAMS='{"duration_s":5}'
+	@test -n "$(DEVICE)" -a -n "$(COMPONENT)" -a -n "$(ACTION)" || \
+	  { echo 'usage: make command DEVICE=f2-<mac> CONNECTOR=J1 COMPONENT=strike-1 ACTION=unlock [PARAMS=...] [WAIT=5]' >&2; exit 2; }
+	@$(ENVSH) $(PY) -m infra.tools.command send "$(DEVICE)" "$(CONNECTOR)" "$(COMPONENT)" "$(ACTION)" --params '$(PARAMS)' --wait "$(WAIT)"
+
+command-show: $(PY) ## Show one command's audit row: make command-show ID=<command_id>
+	@$(ENVSH) $(PY) -m infra.tools.command show "$(ID)"
+
+command-list: $(PY) ## List a device's commands, newest first: make command-list DEVICE=f2-…
+	@$(ENVSH) $(PY) -m infra.tools.command list "$(DEVICE)"
 
 HELM := $(F2_TOOLS_DIR)/bin/helm
 FAAS_CLI := $(F2_TOOLS_DIR)/bin/faas-cli

@@ -8,7 +8,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from f2lib.backoff import Backoff
-from f2lib.contracts.records import DEAD_LETTER_TOPIC, RAW_TOPIC
+from f2lib.contracts.records import COMMAND_REPLIES_TOPIC, DEAD_LETTER_TOPIC, RAW_TOPIC
 from f2lib.secrets import SecretStore
 
 MQTT_PASSWORD_SECRET = "mqtt-bridge-password"  # noqa: S105 (a secret name)
@@ -40,6 +40,10 @@ class BridgeConfig(BaseSettings):
     )
     share_group: str = Field("f2-bridge", alias="BRIDGE_SHARE_GROUP")
     topic_filter: str = Field("cmnd/#", alias="BRIDGE_TOPIC_FILTER")
+    # Command replies (ctrl-resp/#) go to COMMAND_REPLIES_TOPIC when this filter is set; the
+    # deployments set it, the default bridges uplink only.
+    reply_filter: str = Field("", alias="BRIDGE_REPLY_FILTER")
+    replies_topic: str = Field(COMMAND_REPLIES_TOPIC, alias="COMMAND_REPLIES_TOPIC")
     max_in_flight: int = Field(1000, alias="BRIDGE_MAX_IN_FLIGHT", ge=1, le=65535)
     retry_max_s: float = Field(30.0, alias="BRIDGE_RETRY_MAX_SECONDS", gt=0)
     drain_timeout_s: float = Field(20.0, alias="BRIDGE_DRAIN_TIMEOUT_SECONDS", ge=0)

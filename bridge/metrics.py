@@ -16,7 +16,7 @@ class BridgeMetrics:
         )
         self.produced = Counter(
             "f2_bridge_records_produced_total",
-            "Records Kafka acknowledged, by kind (raw, dead_letter)",
+            "Records Kafka acknowledged, by kind (raw, reply, dead_letter)",
             ["kind"],
             registry=r,
         )
@@ -64,5 +64,5 @@ class BridgeMetrics:
         for side in ("mqtt", "kafka"):
             self.connected.labels(side=side).set(0)
             self.reconnects.labels(side=side)
-        for kind in ("raw", "dead_letter"):
+        for kind in ("raw", "reply", "dead_letter"):
             self.produced.labels(kind=kind)

@@ -36,7 +36,13 @@ from pydantic import SecretStr
 from bridge.config import BridgeConfig
 from bridge.metrics import BridgeMetrics
 from f2lib.contracts.records import RawRecord, dead_letter, dump_json
-from f2lib.contracts.topics import device_key, parse_topic
+from f2lib.contracts.topics import (
+    REPLY_ROOT,
+    device_key,
+    parse_reply_topic,
+    parse_topic,
+    topic_root,
+)
 from f2lib.errors import TopicError
 from f2lib.mqtt import paho_client
 
@@ -90,14 +96,28 @@ class RoutedMessage:
 
 
 def route_message(
-    mqtt_topic: str, payload: bytes, qos: int, *, raw_topic: str, dead_letter_topic: str
+    mqtt_topic: str,
+    payload: bytes,
+    qos: int,
+    *,
+    raw_topic: str,
+    dead_letter_topic: str,
+    replies_topic: str | None = None,
 ) -> RoutedMessage:
-    """The bridge's verdict on one message: a raw record, or a dead letter (stage ``bridge``)."""
+    """The bridge's verdict on one message: a raw record, or a dead letter (stage ``bridge``).
+
+    With ``replies_topic``, a command reply (``ctrl-resp/<device>``) goes there as a raw record;
+    without, only uplink topics are records.
+    """
     record = RawRecord.from_mqtt(mqtt_topic, payload, qos)
     key = device_key(mqtt_topic)
     key_bytes = key.encode() if key else None
+    reply_to = replies_topic if topic_root(mqtt_topic) == REPLY_ROOT else None
     try:
-        parse_topic(mqtt_topic, stage="bridge")
+        if reply_to is not None:
+            parse_reply_topic(mqtt_topic, stage="bridge")
+        else:
+            parse_topic(mqtt_topic, stage="bridge")
     except TopicError as exc:
         letter = dead_letter(
             record.model_dump(), stage="bridge", reason=exc.reason, error=str(exc), key=key
@@ -105,6 +125,8 @@ def route_message(
         return RoutedMessage(
             "dead_letter", dead_letter_topic, key_bytes, dump_json(letter), exc.reason, str(exc)
         )
+    if reply_to is not None:
+        return RoutedMessage("reply", reply_to, key_bytes, record.to_bytes())
     return RoutedMessage("raw", raw_topic, key_bytes, record.to_bytes())
 
 
@@ -145,6 +167,9 @@ class MqttKafkaBridge:
         self._kafka_heard_at = clock()
         self._resend_backoff = config.resend_backoff()
         self.subscription = f"$share/{config.share_group}/{config.topic_filter}"
+        self.subscriptions = [self.subscription] + (
+            [f"$share/{config.share_group}/{config.reply_filter}"] if config.reply_filter else []
+        )
 
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
@@ -158,6 +183,7 @@ class MqttKafkaBridge:
         self._connects = 0
         self._mqtt_connected = False
         self._subscribed = False
+        self._granted = 0
         self._kafka_ok = False
         self._kafka_was_ok = False
         self._stopping = threading.Event()
@@ -269,6 +295,7 @@ class MqttKafkaBridge:
                 self._epoch += 1
             self._mqtt_connected = True
             self._subscribed = False
+            self._granted = 0
             self._connects += 1
             reconnect = self._connects > 1
         if reconnect:
@@ -277,9 +304,10 @@ class MqttKafkaBridge:
         logger.info(
             "mqtt connected (session present: %s); subscribing %s",
             flags.session_present,
-            self.subscription,
+            self.subscriptions,
         )
-        client.subscribe(self.subscription, options=SubscribeOptions(qos=1))
+        for subscription in self.subscriptions:
+            client.subscribe(subscription, options=SubscribeOptions(qos=1))
 
     def _on_disconnect(
         self,
@@ -306,11 +334,12 @@ class MqttKafkaBridge:
     ) -> None:
         failed = [code for code in reason_codes if code.is_failure]
         if failed:
-            logger.error("subscription %s refused: %s", self.subscription, failed)
+            logger.error("subscription %s refused: %s", self.subscriptions, failed)
             return
         with self._lock:
-            self._subscribed = True
-        logger.info("subscribed %s (granted %s)", self.subscription, reason_codes)
+            self._granted += 1
+            self._subscribed = self._granted >= len(self.subscriptions)
+        logger.info("subscribed %s (granted %s)", self.subscriptions, reason_codes)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         if self._stopping.is_set():
@@ -355,6 +384,7 @@ class MqttKafkaBridge:
             message.qos,
             raw_topic=self._config.raw_topic,
             dead_letter_topic=self._config.dead_letter_topic,
+            replies_topic=self._config.replies_topic if self._config.reply_filter else None,
         )
         if routed.reason is not None:
             self.metrics.dead_lettered.labels(reason=routed.reason).inc()

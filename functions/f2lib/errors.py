@@ -8,7 +8,10 @@ F2PipeError                  root of every error f2pipe raises on purpose
 │   │   └── TimestampError   the payload's timestamp is missing or not a valid date and time
 │   ├── UnknownDeviceError   no parameters for the device (never guessed)
 │   ├── UnknownComponentError  the device has no parameters for this component
-│   └── DecodingError        the value cannot be decoded with its encoding
+│   ├── DecodingError        the value cannot be decoded with its encoding
+│   └── ReplyError           a command reply is malformed; dead-lettered
+│       ├── UnknownCommandError  the reply names no command of the audit trail
+│       └── WrongDeviceError   the reply comes from another device than the command's target
 ├── BatchError               a whole batch is malformed (HTTP 400)
 ├── StoreError               a database operation failed (HTTP 503, retried)
 ├── StreamError              a Kafka operation failed (HTTP 503, retried)
@@ -23,7 +26,9 @@ F2PipeError                  root of every error f2pipe raises on purpose
 ├── ReplicaError             the local gateway has no replica of a function (none built or ready)
 ├── SimulatorError           the device simulator cannot provision, connect or publish
 ├── BenchError               a benchmark phase could not run or complete
-└── MonitoringError          a monitoring endpoint is down or reports a fault
+├── MonitoringError          a monitoring endpoint is down or reports a fault
+├── CommandError             a command request is refused (carries an HTTP status and a code)
+└── BrokerError              the MQTT broker is unreachable or did not take a publish (HTTP 503)
 """
 
 from __future__ import annotations
@@ -99,6 +104,40 @@ class ProvisioningError(F2PipeError):
         super().__init__(message)
         self.status = status
         self.code = code
+
+
+class CommandError(F2PipeError):
+    """A command request is refused; carries the HTTP status and a public code and message."""
+
+    def __init__(self, message: str, *, status: int = 400, code: str = "bad_request") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class BrokerError(F2PipeError):
+    """The MQTT broker is unreachable, or did not acknowledge a publish (HTTP 503, retried)."""
+
+
+class ReplyError(RecordError):
+    """A command reply is not the JSON the contract names; dead-lettered (stage command_reply)."""
+
+    reason = "bad_reply"
+
+    def __init__(self, message: str, *, stage: str = "command_reply", **context: Any) -> None:
+        super().__init__(message, stage=stage, **context)
+
+
+class UnknownCommandError(ReplyError):
+    """A reply names a command id the audit trail does not hold."""
+
+    reason = "unknown_command"
+
+
+class WrongDeviceError(ReplyError):
+    """A reply comes from another device than the one its command was sent to."""
+
+    reason = "wrong_device"
 
 
 class CertificateError(F2PipeError):

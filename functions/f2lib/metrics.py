@@ -21,6 +21,12 @@ Series (units in the names; labels have a handful of values each):
   f2_provision_certificates_total{action}       action: issued, rotated, revoked
   f2_provision_refused_total{reason}            ProvisioningError.code of refused requests
   f2_pipeline_end_to_end_latency_seconds        device timestamp -> sink commit, per row
+  f2_command_requests_total{action,result}      result: ok, rejected, expired (the device's
+                                                answer), sent (no answer in time), refused, failed
+  f2_command_reply_latency_seconds{path}        request -> device reply; path: in_time (the
+                                                command function waited), late (reply function)
+  f2_command_replies_total{outcome}             replies the reply function handled: recorded,
+                                                duplicate, dead_letter
 """
 
 from __future__ import annotations
@@ -48,6 +54,10 @@ PROVISION_ACTIONS = ("issued", "rotated", "revoked")
 OUTCOMES = ("ok", "refused", "retry", "error")
 HANDLER_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
+REPLY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
+COMMAND_RESULTS = ("ok", "rejected", "expired", "sent", "refused", "failed")
+REPLY_PATHS = ("in_time", "late")
+REPLY_OUTCOMES = ("recorded", "duplicate", "dead_letter")
 
 
 def outcome_of(status: int) -> str:
@@ -146,12 +156,35 @@ class FunctionMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.commands = Counter(
+            "f2_command_requests_total",
+            "Command requests by action and result",
+            ["action", "result"],
+            registry=r,
+        )
+        self.reply_latency = Histogram(
+            "f2_command_reply_latency_seconds",
+            "From a command request to its device's reply, by path (in_time, late)",
+            ["path"],
+            buckets=REPLY_BUCKETS,
+            registry=r,
+        )
+        self.replies = Counter(
+            "f2_command_replies_total",
+            "Command replies taken from iot_command_replies, by outcome",
+            ["outcome"],
+            registry=r,
+        )
         for kind in RECORD_KINDS:
             self.records_out.labels(kind)
         for reason in record_error_reasons():
             self.decode_failures.labels(reason)
         for action in PROVISION_ACTIONS:
             self.certificates.labels(action)
+        for path in REPLY_PATHS:
+            self.reply_latency.labels(path)
+        for outcome in REPLY_OUTCOMES:
+            self.replies.labels(outcome)
 
     # -- every function (called by the template's index.py) -----------------------------------
 
@@ -200,6 +233,19 @@ class FunctionMetrics:
 
     def refused(self, reason: str) -> None:
         self.refusals.labels(reason).inc()
+
+    # -- command and command_reply ------------------------------------------------------------
+
+    def command(self, action: str, result: str) -> None:
+        """``action``: a known action or ``unknown``; ``result``: one of COMMAND_RESULTS."""
+        self.commands.labels(action, result).inc()
+
+    def reply_received(self, path: str, seconds: float) -> None:
+        self.reply_latency.labels(path).observe(max(0.0, seconds))
+
+    def reply_handled(self, outcome: str, count: int = 1) -> None:
+        if count:
+            self.replies.labels(outcome).inc(count)
 
     # -- exposition ---------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ import psycopg2.extensions
 from cryptography import x509
 
 from f2lib.contracts.devices import MODELS
+from f2lib.contracts.topics import device_command_filter, device_uplink_filter, reply_topic
 from f2lib.errors import CertificateError, ProvisioningError, RegistryError, StoreError
 
 from .pki import (
@@ -97,33 +98,55 @@ def check_serial_number(value: str) -> str:
 # --- ACL --------------------------------------------------------------------------------------
 
 
+def device_acl_lines(device_id: str) -> tuple[str, ...]:
+    """What device ``f2-<mac>`` may do: write its uplink and its reply topic, read its commands."""
+    return (
+        f"topic write {device_uplink_filter(device_id)}",
+        f"topic write {reply_topic(device_id)}",
+        f"topic read {device_command_filter(device_id)}",
+    )
+
+
 def render_acl(device_ids: Sequence[str]) -> str:
-    """The device listener's ACL: each ``f2-<mac>`` may write only ``cmnd/f2-<mac>/#``."""
+    """The device listener's ACL: each ``f2-<mac>`` may write only ``cmnd/f2-<mac>/#`` and
+    ``ctrl-resp/f2-<mac>``, and read only ``ctrl/f2-<mac>/#``."""
     lines = ["# f2pipe device ACL: generated from the device registry, do not edit"]
     for device_id in sorted(set(device_ids)):
         if not _DEVICE_ID.match(device_id):
             raise RegistryError(f"refusing to render ACL for invalid device id {device_id!r}")
-        lines += ["", f"user {device_id}", f"topic write cmnd/{device_id}/#"]
+        lines += ["", f"user {device_id}", *device_acl_lines(device_id)]
     return "\n".join(lines) + "\n"
 
 
 def validate_acl(text: str) -> list[str]:
-    """Raise unless ``text`` is an ACL as ``render_acl`` writes it; return its device ids."""
+    """Raise unless ``text`` is an ACL as ``render_acl`` writes it; return its device ids.
+
+    Each user entry holds the device's own uplink line and, optionally (an ACL written before
+    downlink commands existed), its reply and command lines: nothing else, nothing twice.
+    """
     devices: list[str] = []
     current: str | None = None
+    allowed: set[str] = set()
+    granted: set[str] = set()
+
+    def close(user: str | None) -> None:
+        if user is not None and f"topic write {device_uplink_filter(user)}" not in granted:
+            raise RegistryError(f"ACL user {user} has no topic line")
+
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.startswith("#"):
             continue
         parts = line.split()
         if len(parts) == 2 and parts[0] == "user" and _DEVICE_ID.match(parts[1]):
+            close(current)
             current = parts[1]
             devices.append(current)
-        elif current is not None and parts == ["topic", "write", f"cmnd/{current}/#"]:
-            current = None
+            allowed, granted = set(device_acl_lines(current)), set()
+        elif current is not None and " ".join(parts) in allowed - granted and len(parts) == 3:
+            granted.add(" ".join(parts))
         else:
             raise RegistryError(f"ACL line {number} is not a device entry")
-    if current is not None:
-        raise RegistryError(f"ACL user {current} has no topic line")
+    close(current)
     return devices
 
 

@@ -30,8 +30,9 @@ from certs.cli import init as certs_init
 from certs.cli import sync as certs_sync
 from f2lib.contracts.records import PIPELINE_TOPICS
 from f2lib.errors import MonitoringError, ProcessError
-from infra.deploy.mosquitto.config import TlsFiles
+from infra.deploy.mosquitto.config import BRIDGE_TOPICS, COMMAND_TOPICS, MONITOR_TOPICS, TlsFiles
 from infra.deploy.stackfile import StackFile
+from infra.local import downlink
 from infra.local.buildctx import build_all
 from infra.local.images import BuiltImage, Docker, ImageBuilder, ImageConfig
 from infra.local.launch.docker import DockerEngine
@@ -262,8 +263,17 @@ class LocalStack:
             username=MONITOR_USER,
             password=self.secret("mqtt-monitor-password"),
             binary=self.config.mosquitto_bin,
+            topics=MONITOR_TOPICS,
         )
-        server.add_user(self.secret("mqtt-bridge-username"), self.secret("mqtt-bridge-password"))
+        server.add_user(
+            self.secret("mqtt-bridge-username"), self.secret("mqtt-bridge-password"), BRIDGE_TOPICS
+        )
+        # Downlink commands: the command sender is the one user that may write ctrl/#.
+        server.add_user(
+            downlink.COMMAND_MQTT_USER,
+            self.secret(downlink.COMMAND_PASSWORD_SECRET),
+            COMMAND_TOPICS,
+        )
         return server
 
     def dsn(self, dbname: str) -> str:
@@ -291,6 +301,9 @@ class LocalStack:
             if not (self.secrets_dir / name).exists() or self.secret(name) != value:
                 self._write_secret(name, value)
         self._ensure_secret("mqtt-monitor-password", lambda: secrets.token_urlsafe(24))
+        # Downlink commands: the callers' tokens and the command sender's broker password.
+        self._ensure_secret(downlink.COMMAND_TOKEN_SECRET, downlink.new_command_token)
+        self._ensure_secret(downlink.COMMAND_PASSWORD_SECRET, downlink.new_password)
 
     def function_env(self) -> dict[str, dict[str, str]]:
         """Environment the gateway gives the functions here, over stack.yml's values."""
@@ -315,6 +328,7 @@ class LocalStack:
                 "REGISTRY_DIR": str(self.certs_dir),
                 "MOSQUITTO_PID_FILE": str(self.pid_path("mosquitto")),
             },
+            "command": downlink.command_function_env(self.ports.mqtt),
         }
 
     def env(self) -> dict[str, str]:
@@ -335,6 +349,7 @@ class LocalStack:
             "TIMESERIES_DSN": self.dsn(TIMESERIES_DB),
             "CA_CERT": str(self.certs_dir / "ca.crt"),
             "PROVISION_TOKEN": self.secret("provision-token"),
+            "COMMAND_TOKEN": downlink.operator_token(self.secret(downlink.COMMAND_TOKEN_SECRET)),
             "F2_STATE_DIR": str(self.state_dir),
             "F2_SECRETS_DIR": str(self.secrets_dir),
             "AUTOSCALER_URL": f"http://127.0.0.1:{self.ports.autoscaler_http}",
@@ -602,6 +617,7 @@ class LocalStack:
             MQTT_HOST="127.0.0.1",
             MQTT_PORT=str(self.ports.mqtt),
             MQTT_USERNAME=self.secret("mqtt-bridge-username"),
+            **downlink.bridge_env(),
         )
 
     def _gateway_client_env(self, prefix: str, http_port: int) -> dict[str, str]:

@@ -1,5 +1,7 @@
 """`make run`: start the local stack, run a simulated fleet, and watch the pipeline live.
 
+Once the devices listen, a few downlink commands (unlock a strike, sound a siren, light a
+reader) go through the gateway's command function; the live view shows each and its answer.
 Ctrl-C stops the simulation and leaves the stack running for exploration (`make down` stops it).
 """
 
@@ -23,12 +25,14 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from f2lib.contracts.commands import ACTIONS
 from f2lib.contracts.devices import MODELS
 from f2lib.contracts.functions import consumer_group
 from f2lib.contracts.records import DEAD_LETTER_TOPIC, DECODED_TOPIC, RAW_TOPIC
 from f2lib.kafka import kafka_admin_factory
 from infra.local.stack import DEVICES_DB, TIMESERIES_DB, LocalStack
 from infra.services.autoscaler.lag import KafkaLagReader
+from infra.tools.command.client import CommandClient
 from infra.tools.simulator.fleet import Fleet, FleetConfig, FleetSnapshot
 from infra.tools.simulator.identity import parse_mix
 
@@ -100,11 +104,89 @@ class PipelineWatch:
         self.lag.close()
 
 
+# What the demo asks of each commandable kind: (action, params).
+DEMO_ACTIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "strike": ("unlock", {"duration_s": 3}),
+    "siren": ("on", {"duration_s": 3}),
+    "reader": ("indicator", {"color": "green", "beep": True, "duration_s": 2}),
+}
+
+
+@dataclass
+class CommandLine:
+    """One command the demo sent, and its answer."""
+
+    device_id: str
+    target: str
+    action: str
+    status: str
+    latency: str
+
+
+class CommandDemo(threading.Thread):
+    """Sends ``count`` commands, one every ``interval`` s, once every device listens."""
+
+    def __init__(
+        self,
+        client: CommandClient,
+        fleet: Fleet,
+        state: dict[str, Any],
+        stop: threading.Event,
+        *,
+        count: int,
+        interval: float = 8.0,
+    ) -> None:
+        super().__init__(name="demo-commands", daemon=True)
+        self.client, self.fleet, self.state, self.stop = client, fleet, state, stop
+        self.count, self.interval = count, interval
+        self.lines: list[CommandLine] = []
+
+    def targets(self) -> list[tuple[str, str, str, str]]:
+        """(device, connector, component, kind) of every commandable component, spread."""
+        found = []
+        for device_id, components in sorted(self.fleet.components.items()):
+            for spec in components:
+                if spec.component_type in ACTIONS and spec.component_type in DEMO_ACTIONS:
+                    found.append((device_id, spec.connector, spec.component, spec.component_type))
+        kinds: dict[str, list[tuple[str, str, str, str]]] = {}
+        for target in found:
+            kinds.setdefault(target[3], []).append(target)
+        spread = []
+        while any(kinds.values()):
+            for kind in sorted(kinds):
+                if kinds[kind]:
+                    spread.append(kinds[kind].pop(0))
+        return spread
+
+    def run(self) -> None:
+        while not self.stop.wait(1.0):
+            snapshot: FleetSnapshot | None = self.state.get("snapshot")
+            if snapshot is not None and snapshot.devices and snapshot.listening == snapshot.devices:
+                break
+        targets = self.targets()
+        for device_id, connector, component, kind in targets[: self.count]:
+            if self.stop.is_set():
+                return
+            action, params = DEMO_ACTIONS[kind]
+            try:
+                answer = self.client.send(device_id, connector, component, action, params, 5)
+                status = answer.command_status or f"{answer.status} {answer.body.get('error')}"
+                latency = answer.body.get("reply_latency_s")
+                took = f"{latency * 1000:.0f} ms" if isinstance(latency, int | float) else "-"
+            except Exception as exc:  # the live view shows what went wrong, the demo goes on
+                status, took = f"error: {exc.__class__.__name__}", "-"
+            self.lines.append(
+                CommandLine(device_id, f"{connector}/{component}", action, status, took)
+            )
+            self.stop.wait(self.interval)
+
+
 def render(
     snapshot: FleetSnapshot | None,
     figures: PipelineFigures | None,
     previous: PipelineFigures | None,
     started: float,
+    commands: list[CommandLine] | None = None,
 ) -> Group:
     fleet = Table(title="simulated fleet", show_edge=False)
     for col in ("devices", "connected", "sent", "acked", "in flight", "publish rate"):
@@ -146,12 +228,18 @@ def render(
         models.add_column(model, justify="right")
     if figures is not None:
         models.add_row(*(str(figures.rows_by_model.get(m, 0)) for m in MODELS))
+    downlink = Table(title="downlink commands (POST /function/command)", show_edge=False)
+    for col in ("device", "component", "action", "answer", "reply"):
+        downlink.add_column(col)
+    for line in (commands or [])[-6:]:
+        downlink.add_row(line.device_id, line.target, line.action, line.status, line.latency)
     return Group(
         f"[bold]f2pipe[/] running for {time.monotonic() - started:.0f}s "
         "(Ctrl-C stops the simulation; the stack keeps running)",
         fleet,
         pipe,
         models,
+        downlink,
     )
 
 
@@ -199,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-live", action="store_true", help="plain progress lines")
+    parser.add_argument(
+        "--commands", type=int, default=5, help="downlink commands to send (0: none; default 5)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     console = Console()
@@ -252,6 +343,15 @@ def main(argv: list[str] | None = None) -> int:
 
     runner = threading.Thread(target=simulate, name="fleet", daemon=True)
     runner.start()
+    commander = CommandDemo(
+        CommandClient(env["GATEWAY_URL"], SecretStr(env["COMMAND_TOKEN"])),
+        fleet,
+        state,
+        stop,
+        count=args.commands,
+    )
+    if args.commands > 0:
+        commander.start()
     previous: PipelineFigures | None = None
     figures: PipelineFigures | None = None
     settle_until: float | None = None
@@ -260,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     ) as live:
         while True:
             previous, figures = figures, watch.read()
-            view = render(state["snapshot"], figures, previous, started)
+            view = render(state["snapshot"], figures, previous, started, commander.lines)
             if args.no_live:
                 console.print(view)
             else:
@@ -289,6 +389,9 @@ def main(argv: list[str] | None = None) -> int:
             f"fleet: {report.total('acked')} of {report.total('sent')} messages "
             f"acknowledged by the broker in {report.duration_s:.1f}s"
         )
+    if commander.lines:
+        answered = sum(line.status in ("ok", "rejected", "expired") for line in commander.lines)
+        console.print(f"commands: {answered} of {len(commander.lines)} answered by their device")
     if figures is not None:
         missing = [m for m in MODELS if not figures.rows_by_model.get(m)]
         console.print(

@@ -95,6 +95,7 @@ def test_up_status_env_down_leaves_no_process(cli_env: dict[str, str]) -> None:
         "TIMESERIES_DSN",
         "CA_CERT",
         "PROVISION_TOKEN",
+        "COMMAND_TOKEN",
     ):
         assert exported.get(key), key
     assert exported["GATEWAY_URL"].endswith(cli_env["F2_PORT_GATEWAY"])
@@ -103,7 +104,7 @@ def test_up_status_env_down_leaves_no_process(cli_env: dict[str, str]) -> None:
         timeout=5,
         auth=(exported["GATEWAY_USERNAME"], exported["GATEWAY_PASSWORD"]),
     ).json()
-    assert {f["name"] for f in fns} == {"decode", "sink", "provision"}
+    assert {f["name"] for f in fns} == {"decode", "sink", "provision", "command", "command-reply"}
 
     again = _run(cli_env, "up")  # idempotent: nothing restarted, still healthy
     assert again.returncode == 0, again.stderr

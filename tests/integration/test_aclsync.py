@@ -229,6 +229,50 @@ def test_s3_path__device_provisioned_through_s3_connects_and_is_locked_out_after
     assert health.status_code == 200 and health.json()["crl_current"] is True
 
 
+def test_s3_path__carries_the_command_lines_and_the_device_hears_only_its_own_commands(
+    provision_s3: FunctionEndpoint,
+    aclsync: ManagedProcess,
+    edge_broker: MosquittoServer,
+    edge_dir: Path,
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    device = provision(provision_s3, tmp_path / "a")
+    other = provision(provision_s3, tmp_path / "b")
+    lines = [
+        f"topic write cmnd/{device.device_id}/#",
+        f"topic write ctrl-resp/{device.device_id}",
+        f"topic read ctrl/{device.device_id}/#",
+    ]
+    assert wait_for(
+        lambda: (
+            all(line in (edge_dir / "devices.acl").read_text() for line in lines)
+            and f"user {other.device_id}" in (edge_dir / "devices.acl").read_text()
+        )
+    )
+    conn = mqtt_connect(
+        edge_broker.host, edge_broker.tls_port or 0, ca_cert=edge_dir / "ca.crt", device=device
+    )
+    internal = mqtt_connect(
+        edge_broker.host,
+        edge_broker.port,
+        username=edge_broker.username,
+        password=edge_broker.password,
+    )
+    try:
+        assert conn.accepted, conn.reason
+        subscribe(conn, "ctrl/#")
+        for target in (other.device_id, device.device_id):  # the device's own comes last
+            topic = f"ctrl/{target}/sensor-mode/J1/sensor-1"
+            internal.client.publish(topic, b"{}", qos=1).wait_for_publish(5)
+        assert wait_for(lambda: len(conn.received) >= 1)
+        assert [m.topic.split("/")[1] for m in conn.received] == [device.device_id]
+    finally:
+        conn.close()
+        internal.close()
+
+
 def publish_raw(s3: S3Server, files: dict[str, bytes], *, version: int) -> None:
     client = s3.client()
     for name, data in files.items():

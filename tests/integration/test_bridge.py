@@ -161,6 +161,29 @@ def test_bridge__delivers_keyed_raw_records_and_acks_them(
     assert health["mqtt"] is True and health["kafka"] is True
 
 
+def test_bridge__forwards_command_replies_to_the_replies_topic_keyed_by_device(
+    bridge_run: BridgeRun, publisher: Publisher, kafka: KafkaServer
+) -> None:
+    replies_topic = f"t-replies-{uuid.uuid4().hex[:8]}"
+    kafka.create_topics([replies_topic], partitions=3)
+    bridge_run.env["BRIDGE_REPLY_FILTER"] = f"ctrl-resp/{bridge_run.device}"
+    bridge_run.env["COMMAND_REPLIES_TOPIC"] = replies_topic
+    bridge_run.start()
+    reply = json.dumps({"command_id": str(uuid.uuid4()), "result": "ok"}).encode()
+    publisher.publish(f"ctrl-resp/{bridge_run.device}", [reply])
+    uplink = f"cmnd/{bridge_run.device}/access-control-mode/J1/strike-1"
+    publisher.publish(uplink, [payload(1)])
+
+    (record,) = read_topic(kafka.bootstrap, replies_topic, lambda rs: len(rs) >= 1, settle=1)
+    assert record.key == bridge_run.device.encode()
+    value = json.loads(record.value)
+    assert value["topic"] == f"ctrl-resp/{bridge_run.device}"
+    assert value["payload"] == reply.decode() and value["received_at"]
+    raw = read_topic(kafka.bootstrap, bridge_run.raw_topic, lambda rs: len(rs) >= 1)
+    assert [json.loads(r.value)["topic"] for r in raw] == [uplink]
+    assert bridge_run.metric('f2_bridge_records_produced_total{kind="reply"}') == 1
+
+
 def test_bridge__malformed_topic_goes_to_dead_letter_and_later_messages_still_flow(
     bridge_run: BridgeRun, publisher: Publisher, kafka: KafkaServer
 ) -> None:

@@ -210,7 +210,12 @@ def test_helm_template_renders_every_part(manifests: list[dict[str, Any]]) -> No
     ]:
         assert expected in kinds, expected
     topics = {d["spec"]["topicName"]: d["spec"] for d in manifests if d["kind"] == "KafkaTopic"}
-    assert set(topics) == {"raw_iot_data", "decoded_iot_data", "iot_dead_letter"}
+    assert set(topics) == {
+        "raw_iot_data",
+        "decoded_iot_data",
+        "iot_dead_letter",
+        "iot_command_replies",
+    }
     pool = next(d for d in manifests if d["kind"] == "KafkaNodePool")
     assert sorted(pool["spec"]["roles"]) == ["broker", "controller"]  # KRaft, no ZooKeeper
     bridge = next(

@@ -31,6 +31,8 @@ REFUSALS = {
     "decode": ("POST", b"", 400),
     "sink": ("POST", b"", 400),
     "provision": ("POST", b"{}", 500),
+    "command": ("POST", b"{}", 500),
+    "command-reply": ("POST", b"", 400),
 }
 
 

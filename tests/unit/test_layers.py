@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("f2lib.errors",),
     ("f2lib",),  # contracts, models, and what every function image carries
-    ("decode", "sink", "provision", "command"),  # the functions, each with its own code
+    ("decode", "sink", "provision", "command", "command_reply"),  # the functions, each its own
     ("infra.services.kit",),
     ("bridge", "infra.services"),  # long-running product services
     ("certs",),  # the CA command line
@@ -24,7 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 # Source roots and how their files map to module names (functions/ holds f2lib and each function).
 SOURCES = {"functions": "", "bridge": "bridge", "certs": "certs", "infra": "infra"}
-FUNCTIONS = ("decode", "sink", "provision", "command")
+FUNCTIONS = ("decode", "sink", "provision", "command", "command_reply")
 
 
 def module_name(path: Path) -> str:

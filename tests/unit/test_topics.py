@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from f2lib.contracts.topics import parse_topic, split_component
+from f2lib.contracts.topics import (
+    command_topic,
+    parse_command_topic,
+    parse_component,
+    parse_reply_topic,
+    parse_topic,
+    reply_topic,
+    split_component,
+    topic_root,
+)
 from f2lib.errors import TopicError
 
 DEVICE = "f2-e4fd45f654be"
@@ -128,3 +137,40 @@ def test_parse_topic__names_the_wrong_part_with_the_callers_stage(
     assert caught.value.reason == "bad_topic"
     assert caught.value.stage == "bridge"
     assert caught.value.context["topic"] == topic
+
+
+@pytest.mark.parametrize(
+    ("component", "expected"),
+    [
+        ("strike-1", ("strike", "1")),
+        ("door-sensors", ("door-sensors", None)),
+        ("sensor-9999", ("sensor", "9999")),
+    ],
+)
+def test_parse_component__gives_kind_and_number(
+    component: str, expected: tuple[str, str | None]
+) -> None:
+    assert parse_component(component) == expected
+
+
+@pytest.mark.parametrize("component", ["strike", "door-sensors-1", "toaster-1", "sensor-12345", ""])
+def test_parse_component__refuses_what_the_grammar_does(component: str) -> None:
+    with pytest.raises(TopicError):
+        parse_component(component)
+
+
+def test_downlink_topics__build_and_parse_with_the_same_grammar() -> None:
+    topic = command_topic(MAC, "alarm-mode", "J2", "siren-1")
+    assert topic == f"ctrl/{MAC}/alarm-mode/J2/siren-1"
+    parts = parse_command_topic(topic)
+    assert (parts.device_id, parts.component_type, parts.component_id) == (MAC, "siren", "1")
+    assert parse_reply_topic(reply_topic(MAC)) == MAC
+    assert [topic_root(t) for t in (topic, reply_topic(MAC), "cmnd/x")] == [
+        "ctrl",
+        "ctrl-resp",
+        "cmnd",
+    ]
+    with pytest.raises(TopicError):
+        command_topic(MAC, "alarm-mode", "J2", "siren")
+    with pytest.raises(TopicError):
+        parse_reply_topic(f"ctrl-resp/{MAC}/extra")

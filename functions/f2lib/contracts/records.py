@@ -1,4 +1,8 @@
-"""Kafka topic names and record values: the raw MQTT record and the dead letter."""
+"""Kafka topic names and record values: the raw MQTT record and the dead letter.
+
+``iot_command_replies`` carries the devices' command replies (``ctrl-resp/<device>``) in the
+same RawRecord format as ``raw_iot_data``, keyed ``f2-<mac>``.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +20,9 @@ from f2lib.errors import RecordError
 RAW_TOPIC = "raw_iot_data"
 DECODED_TOPIC = "decoded_iot_data"
 DEAD_LETTER_TOPIC = "iot_dead_letter"
+COMMAND_REPLIES_TOPIC = "iot_command_replies"
 # The topics the pipeline needs, created by the runtime and the deployments.
-PIPELINE_TOPICS = (RAW_TOPIC, DECODED_TOPIC, DEAD_LETTER_TOPIC)
+PIPELINE_TOPICS = (RAW_TOPIC, DECODED_TOPIC, DEAD_LETTER_TOPIC, COMMAND_REPLIES_TOPIC)
 
 
 def utc_now_iso() -> str:

@@ -64,6 +64,33 @@ def split_component(component: str) -> tuple[str, str | None]:
     return match.group("type"), match.group("n")
 
 
+def parse_component(component: str) -> tuple[str, str | None]:
+    """A component level's kind and number (``strike-1`` -> ("strike", "1")); TopicError when
+    it names no F2 component kind, lacks or has a ``-<N>`` against its kind, or N is too long."""
+    component_type, component_id = split_component(component)
+    numbered = COMPONENT_KINDS.get(component_type)
+    if numbered is None:
+        raise TopicError(
+            f"component {component!r} is not an F2 component (unknown component kind)",
+            topic=component,
+        )
+    if numbered != (component_id is not None):
+        expected = f"{component_type}-<N>" if numbered else component_type
+        raise TopicError(f"component {component!r} should be {expected!r}", topic=component)
+    if component_id is not None and len(component_id) > MAX_COMPONENT_DIGITS:
+        raise TopicError(
+            f"component {component!r} is not an F2 component (more than "
+            f"{MAX_COMPONENT_DIGITS} digits)",
+            topic=component,
+        )
+    return component_type, component_id
+
+
+def topic_root(topic: str) -> str:
+    """The first level of a topic: ``cmnd``, ``ctrl`` or ``ctrl-resp`` for F2 topics."""
+    return topic.split("/", 1)[0]
+
+
 def _parse(topic: str, root: str, stage: str) -> TopicParts:
     def refuse(why: str) -> TopicError:
         return TopicError(
@@ -88,26 +115,10 @@ def _parse(topic: str, root: str, stage: str) -> TopicParts:
         raise TopicError(
             f"unknown connector {connector!r}, expected J1..J4", stage=stage, topic=topic
         )
-    component_type, component_id = split_component(component)
-    numbered = COMPONENT_KINDS.get(component_type)
-    if numbered is None:
-        raise TopicError(
-            f"component {component!r} is not an F2 component (unknown component kind)",
-            stage=stage,
-            topic=topic,
-        )
-    if numbered != (component_id is not None):
-        expected = f"{component_type}-<N>" if numbered else component_type
-        raise TopicError(
-            f"component {component!r} should be {expected!r}", stage=stage, topic=topic
-        )
-    if component_id is not None and len(component_id) > MAX_COMPONENT_DIGITS:
-        raise TopicError(
-            f"component {component!r} is not an F2 component (more than "
-            f"{MAX_COMPONENT_DIGITS} digits)",
-            stage=stage,
-            topic=topic,
-        )
+    try:
+        component_type, component_id = parse_component(component)
+    except TopicError as exc:
+        raise TopicError(str(exc), stage=stage, topic=topic) from None
     return TopicParts(device, mode, connector, component, component_type, component_id)
 
 

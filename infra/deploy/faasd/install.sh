@@ -74,9 +74,12 @@ log "CA and broker certificate in $CERTS (SANs: $hosts)"
 mkdir -p "$F2_DIR/secrets/generated"
 chmod 0700 "$F2_DIR/secrets" "$F2_DIR/secrets/generated"
 GEN="$F2_DIR/secrets/generated"
-for name in postgres-password f2pipe-db-password s3-secret-access-key; do
+for name in postgres-password f2pipe-db-password s3-secret-access-key mqtt-command-password; do
   secret_file "$GEN/$name"
 done
+# the command function's callers, <name>:<token> per line (one generated caller, operator)
+[ -s "$GEN/command-token" ] || ( umask 077; "$PYTHON" -c \
+  'import secrets; print("operator:" + secrets.token_urlsafe(32))' > "$GEN/command-token" )
 [ -s "$GEN/s3-access-key-id" ] || ( umask 077; echo "f2pipe-registry" > "$GEN/s3-access-key-id" )
 [ -s "$GEN/kafka-cluster-id" ] || "$PYTHON" -c \
   'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))' \
@@ -114,9 +117,9 @@ for name in devices.acl crl.pem; do
     install_file 0644 "$UID_MOSQUITTO" "$CERTS/$name" "$F2_DIR/mosquitto/registry/$name"
   fi
 done
-# the bridge's password, hashed as mosquitto_passwd does ($7$, PBKDF2-SHA512)
+# the bridge's and the command sender's passwords, hashed as mosquitto_passwd does ($7$)
 "$PYTHON" -m infra.deploy.docker.mosquitto_passwd --out "$F2_DIR/mosquitto/auth/passwd" \
-  "f2-bridge=$CERTS/secrets/mqtt-password"
+  "f2-bridge=$CERTS/secrets/mqtt-password" "f2-command=$GEN/mqtt-command-password"
 chown -R "$UID_MOSQUITTO:$UID_MOSQUITTO" "$F2_DIR/mosquitto"
 chmod 0640 "$F2_DIR/mosquitto/auth/passwd"
 
@@ -191,12 +194,13 @@ FN="$F2_DIR/secrets/functions"
   printf '%s' "$timeseries_dsn" > "$FN/timeseries-dsn"
   cp "$CERTS/secrets/provision-token" "$CERTS/secrets/ca-key" "$CERTS/secrets/ca-crt" "$FN/"
   cp "$GEN/s3-access-key-id" "$GEN/s3-secret-access-key" "$FN/"
+  cp "$GEN/command-token" "$GEN/mqtt-command-password" "$FN/"
 )
 faas-cli login --gateway "$GATEWAY" --username "$gateway_user" \
   --password-stdin < "$FAASD_DIR/secrets/basic-auth-password" >/dev/null
 existing="$(faas-cli secret list --gateway "$GATEWAY" 2>/dev/null || true)"
 for name in devices-dsn timeseries-dsn provision-token ca-key ca-crt \
-            s3-access-key-id s3-secret-access-key; do
+            s3-access-key-id s3-secret-access-key command-token mqtt-command-password; do
   if printf '%s\n' "$existing" | grep -qx "$name"; then
     faas-cli secret update "$name" --from-file "$FN/$name" --gateway "$GATEWAY" >/dev/null
   else

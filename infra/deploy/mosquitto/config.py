@@ -20,6 +20,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from f2lib.contracts.topics import COMMAND_FILTER, REPLY_FILTER, UPLINK_FILTER
+
+# What each internal user may do, from the topics contract's filters. Only the command sender
+# writes ctrl/#: neither the bridge nor an operator's monitor can command a door.
+BRIDGE_TOPICS: tuple[tuple[str, str], ...] = (("read", UPLINK_FILTER), ("read", REPLY_FILTER))
+COMMAND_TOPICS: tuple[tuple[str, str], ...] = (("write", COMMAND_FILTER), ("read", REPLY_FILTER))
+MONITOR_TOPICS: tuple[tuple[str, str], ...] = (("read", "#"), ("write", UPLINK_FILTER))
+
 PBKDF2_ITERATIONS = 101  # mosquitto_passwd's default for the $7$ (PBKDF2-SHA512) format
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 _TOPIC_ACCESS = ("read", "write", "readwrite", "deny")

@@ -68,6 +68,7 @@ class MosquittoServer:
         username: str = "f2-internal",
         password: str | None = None,
         binary: Path | None = None,
+        topics: Sequence[tuple[str, str]] = (("readwrite", "#"),),
     ) -> None:
         if (tls_port is not None or ws_port is not None) and tls is None:
             raise ValueError("tls_port and ws_port need tls=TlsFiles(...)")
@@ -90,7 +91,7 @@ class MosquittoServer:
         self._users: dict[str, InternalUser] = {}
         self.username = username
         self.password = password if password is not None else secrets.token_urlsafe(24)
-        self.add_user(self.username, self.password)
+        self.add_user(self.username, self.password, topics)
 
     @property
     def pid(self) -> int | None:

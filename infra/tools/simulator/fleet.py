@@ -30,6 +30,7 @@ from infra.tools.simulator.catalogue import (
     builtin_components,
     load_device_components,
 )
+from infra.tools.simulator.commands import DeviceCommands
 from infra.tools.simulator.credentials import (
     CredentialStore,
     DeviceCredentials,
@@ -69,6 +70,7 @@ class FleetConfig:
     drain_timeout: float = 15.0
     record_acks: bool = True
     workers: int = 8  # provisioning requests and TLS handshakes in parallel
+    obey_commands: bool = True  # subscribe ctrl/<device>/# and answer downlink commands
 
     def __post_init__(self) -> None:
         if self.qos not in (0, 1):
@@ -95,6 +97,8 @@ class DeviceReport:
     connects: int
     disconnects: int
     last_error: str | None
+    commands: int = 0  # downlink commands received
+    replies: int = 0  # answers published
 
 
 @dataclass
@@ -112,6 +116,9 @@ class FleetSnapshot:
     dropped: int
     outstanding: int
     qos: int
+    commands: int = 0
+    replies: int = 0
+    listening: int = 0  # devices subscribed to their commands
 
 
 @dataclass
@@ -380,6 +387,11 @@ class Fleet:
                     interval=1.0 / self.config.rate,
                     quota=messages,
                     record_acks=self.config.record_acks,
+                    commands=(
+                        DeviceCommands(identity.device_id, streams[identity.device_id])
+                        if self.config.obey_commands
+                        else None
+                    ),
                 )
             )
         return links
@@ -482,6 +494,8 @@ class Fleet:
                     connects=c.connects,
                     disconnects=c.disconnects,
                     last_error=link.last_error,
+                    commands=link.commands.counters.received if link.commands else 0,
+                    replies=c.replies,
                 )
             )
             report.acknowledged.extend(link.acked_messages)
@@ -516,4 +530,7 @@ def _snapshot(phase: str, elapsed: float, links: list[DeviceLink], qos: int) -> 
         dropped=sum(link.counters.dropped for link in links),
         outstanding=sum(link.outstanding for link in links),
         qos=qos,
+        commands=sum(link.commands.counters.received for link in links if link.commands),
+        replies=sum(link.counters.replies for link in links),
+        listening=sum(link.listening for link in links),
     )

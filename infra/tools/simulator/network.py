@@ -8,6 +8,11 @@ Counters are plain integers read (never written) by the progress display.
 
 MQTT v5 is used so that a broker refusal is visible: Mosquitto answers a publish its ACL
 denies with PUBACK reason "Not authorized", counted as rejected, never as acknowledged.
+
+A link with ``commands`` also obeys downlink commands: it subscribes ``ctrl/<device>/#`` once
+connected, answers each command on its response topic (``commands.DeviceCommands`` decides),
+publishes the state reports a command causes, and the shard runs the state changes a command
+scheduled (a strike locking again after its unlock duration).
 """
 
 from __future__ import annotations
@@ -25,9 +30,13 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from f2lib.backoff import Backoff
+from f2lib.contracts.topics import device_command_filter
 from f2lib.mqtt import ClientTls, paho_client
+from infra.tools.simulator.commands import DeviceCommands
 from infra.tools.simulator.payloads import Message, MessageStream
 
 logger = logging.getLogger(__name__)
@@ -75,6 +84,7 @@ class LinkCounters:
     dropped: int = 0  # QoS 0 while disconnected, or refused by the client
     connects: int = 0
     disconnects: int = 0
+    replies: int = 0  # command replies handed to the client (not counted in sent)
 
 
 @dataclass
@@ -101,6 +111,8 @@ class DeviceLink:
     retry_at: float = 0.0
     reconnect_attempts: int = 0  # since the last successful connection
     closing: bool = False
+    commands: DeviceCommands | None = None  # set: the device obeys downlink commands
+    listening: bool = False  # subscribed to its commands (SUBACK granted)
 
     def __post_init__(self) -> None:
         client = paho_client(
@@ -112,6 +124,8 @@ class DeviceLink:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         self.client = client
 
     # --- state ---------------------------------------------------------------------------
@@ -145,6 +159,8 @@ class DeviceLink:
         self.counters.connects += 1
         self.reconnect_attempts = 0
         logger.debug("device %s connected", self.device_id)
+        if self.commands is not None:
+            client.subscribe(device_command_filter(self.device_id), qos=1)
 
     def _on_disconnect(
         self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any
@@ -155,6 +171,7 @@ class DeviceLink:
             # Closed before the first CONNACK: a refused certificate shows this way in TLS 1.3.
             self.refused = f"the broker closed the connection before CONNACK: {reason}"
         self.connected = False
+        self.listening = False
         if not self.closing:
             self.last_error = f"disconnected: {reason}"
         logger.info("device %s disconnected: %s", self.device_id, reason)
@@ -179,6 +196,38 @@ class DeviceLink:
                 AckedMessage(self.device_id, message.topic, message.timestamp, message.measurements)
             )
 
+    def _on_subscribe(
+        self, client: Any, userdata: Any, mid: int, reasons: Any, properties: Any
+    ) -> None:
+        self.listening = not any(reason.is_failure for reason in reasons)
+        if not self.listening:
+            logger.warning("device %s: command subscription refused: %s", self.device_id, reasons)
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        if self.commands is None:
+            return
+        answer = self.commands.handle(message.topic, bytes(message.payload), message.properties)
+        if answer is None:
+            return
+        properties = None
+        if answer.correlation is not None:
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            properties.CorrelationData = answer.correlation
+        client.publish(answer.topic, answer.payload, qos=1, properties=properties)
+        self.counters.replies += 1
+        for report in answer.reports:
+            self._send(report)
+
+    def run_timers(self, now: float) -> None:
+        """Publish the state reports of the command timers due by ``now``."""
+        if self.commands is not None:
+            for report in self.commands.due(now):
+                self._send(report)
+
+    @property
+    def next_timer(self) -> float | None:
+        return self.commands.next_due() if self.commands is not None else None
+
     # --- actions (shard thread, or the connecting thread before the shard starts) ----------
     def connect(self) -> None:
         """TCP + TLS handshake and CONNECT (blocking); CONNACK is read by the shard."""
@@ -199,7 +248,9 @@ class DeviceLink:
             logger.info("device %s: %s", self.device_id, self.last_error)
 
     def publish(self) -> None:
-        message = self.stream.next_message()
+        self._send(self.stream.next_message())
+
+    def _send(self, message: Message) -> None:
         qos = self.endpoint.qos
         info = self.client.publish(message.topic, message.payload, qos=qos)
         queued = info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS or (
@@ -233,6 +284,7 @@ class Shard(threading.Thread):
         self.error: BaseException | None = None
         self._selector = selectors.DefaultSelector()
         self._registered: dict[int, tuple[Any, int, int]] = {}
+        self._timed: set[int] = set()  # links with command timers pending
 
     # --- socket bookkeeping ------------------------------------------------------------------
     def _sync_selector(self, indices: Iterable[int]) -> None:
@@ -315,11 +367,14 @@ class Shard(threading.Thread):
                 dirty.add(index)
                 jitter = link.stream.rng.uniform(0.8, 1.2)
                 heapq.heappush(schedule, (max(due + link.interval * jitter, now), index))
+            next_timer = self._run_timers(now, dirty)
             self._sync_selector(dirty)
             dirty.clear()
             wait = MAX_SELECT_WAIT if closing_since is None else 0.05
             if publishing and schedule:
                 wait = min(wait, max(schedule[0][0] - now, 0.0))
+            if next_timer is not None:
+                wait = min(wait, max(next_timer - now, 0.0))
             for key, mask in self._selector.select(wait):
                 index = key.data
                 link = self.links[index]
@@ -333,6 +388,8 @@ class Shard(threading.Thread):
                         self._check(link, link.client.loop_read())
                 if mask & selectors.EVENT_WRITE and link.client.socket() is not None:
                     self._check(link, link.client.loop_write())
+                if link.next_timer is not None:
+                    self._timed.add(index)
             now = self.clock()
             if now - last_misc >= MISC_INTERVAL:
                 last_misc = now
@@ -342,6 +399,20 @@ class Shard(threading.Thread):
                         link.client.loop_misc()
                     elif link.may_reconnect(now):
                         link.reconnect(now)
+
+    def _run_timers(self, now: float, dirty: set[int]) -> float | None:
+        """Run the command timers due by ``now``; the monotonic time of the next one."""
+        upcoming: float | None = None
+        for index in sorted(self._timed):
+            link = self.links[index]
+            link.run_timers(now)
+            dirty.add(index)
+            due = link.next_timer
+            if due is None:
+                self._timed.discard(index)
+            elif upcoming is None or due < upcoming:
+                upcoming = due
+        return upcoming
 
     @staticmethod
     def _ssl_pending(link: DeviceLink) -> bool:

@@ -97,24 +97,44 @@ class Behaviour:
         """How many measurements the decoder makes of these fields."""
         return 1
 
+    def current(self) -> dict[str, Any] | None:
+        """The fields of the component's present state, when it has one to report."""
+        return None
+
 
 class StatusBehaviour(Behaviour):
-    """strike, siren, motion sensor: ``status`` changes; sirens rarely sound."""
+    """strike, siren, motion sensor: ``status`` changes; sirens rarely sound.
+
+    A command ``hold``s the state (an unlocked strike stays unlocked, a sounding siren sounds)
+    until ``release``: events in between report the held state.
+    """
 
     kind = "status"
 
     def __init__(self, spec: ComponentSpec, rng: random.Random) -> None:
         super().__init__(spec, rng)
         self.state = False
+        self.held = False
         ctype = spec.component_type
         # Probability that an event switches the component on when it is off.
         self.on_probability = {"siren": 0.15, "motion-sensor": 0.6}.get(ctype, 1.0)
         self.weight = {"siren": 0.5, "motion-sensor": 2.0, "strike": 2.0}.get(ctype, 1.0)
 
     def fields(self) -> dict[str, Any]:
+        if self.held:
+            return {"status": self.state}
         if self.state or self.rng.random() < self.on_probability:
             self.state = not self.state
         return {"status": self.state}
+
+    def current(self) -> dict[str, Any]:
+        return {"status": self.state}
+
+    def hold(self, state: bool) -> None:
+        self.state, self.held = state, True
+
+    def release(self, state: bool) -> None:
+        self.state, self.held = state, False
 
 
 class MapBehaviour(Behaviour):
@@ -297,8 +317,22 @@ class MessageStream:
 
     def next_message(self) -> Message:
         index = self._pick()
+        return self._message(index, self.behaviours[index].fields())
+
+    def component_index(self, connector: str, component: str) -> int | None:
+        """The index of the component at ``connector`` named ``component`` (``strike-1``)."""
+        for index, behaviour in enumerate(self.behaviours):
+            if behaviour.spec.connector == connector and behaviour.spec.component == component:
+                return index
+        return None
+
+    def report(self, index: int) -> Message | None:
+        """A message with the component's present state (after a command changed it)."""
+        fields = self.behaviours[index].current()
+        return None if fields is None else self._message(index, fields)
+
+    def _message(self, index: int, fields: dict[str, Any]) -> Message:
         behaviour = self.behaviours[index]
-        fields = behaviour.fields()
         timestamp = format_timestamp(self._now())
         payload = json.dumps({"timestamp": timestamp, **fields}, separators=(", ", ": "))
         return Message(

@@ -76,6 +76,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{/* Secret names */}}
+{{- define "f2pipe.secret.command" -}}{{ include "f2pipe.component" (dict "root" . "component" "command") }}{{- end -}}
 {{- define "f2pipe.secret.database" -}}{{ include "f2pipe.component" (dict "root" . "component" "database") }}{{- end -}}
 {{- define "f2pipe.secret.mqtt" -}}{{ include "f2pipe.component" (dict "root" . "component" "mqtt") }}{{- end -}}
 {{- define "f2pipe.secret.gateway" -}}{{ include "f2pipe.component" (dict "root" . "component" "gateway") }}{{- end -}}

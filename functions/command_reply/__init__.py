@@ -1,0 +1,1 @@
+"""The command-reply function: late replies from ``iot_command_replies`` into the audit trail."""
