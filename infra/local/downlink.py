@@ -34,10 +34,11 @@ def operator_token(secret_text: str) -> str:
     return tokens.tokens[0][1].decode()
 
 
-def command_function_env(mqtt_port: int) -> dict[str, str]:
-    """The command function's broker, over stack.yml's values."""
+def command_function_env(mqtt_port: int, host: str = "127.0.0.1") -> dict[str, str]:
+    """The command function's broker, over stack.yml's values (``host``: as the function
+    reaches it: loopback for processes, the ``mosquitto`` alias for containers)."""
     return {
-        "MQTT_HOST": "127.0.0.1",
+        "MQTT_HOST": host,
         "MQTT_PORT": str(mqtt_port),
         "MQTT_USERNAME": COMMAND_MQTT_USER,
     }

@@ -264,6 +264,7 @@ class LocalStack:
             password=self.secret("mqtt-monitor-password"),
             binary=self.config.mosquitto_bin,
             topics=MONITOR_TOPICS,
+            internal_hosts=(self.service_host,) if self.container_view() else (),
         )
         server.add_user(
             self.secret("mqtt-bridge-username"), self.secret("mqtt-bridge-password"), BRIDGE_TOPICS
@@ -317,6 +318,7 @@ class LocalStack:
                     "REGISTRY_PUBLISHER": "filesystem",
                     "REGISTRY_DIR": CONTAINER_REGISTRY_DIR,
                 },
+                "command": downlink.command_function_env(self.ports.mqtt, "mosquitto"),
             }
         return {
             "*": {

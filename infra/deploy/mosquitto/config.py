@@ -78,6 +78,9 @@ class BrokerConfig:
     ws_port: int | None = None
     tls: TlsFiles | None = None
     extra: Sequence[str] = field(default_factory=tuple)
+    # More addresses for the internal listener (functions in containers reach the broker on
+    # the Docker bridge address), each with the same password file and ACL.
+    internal_hosts: Sequence[str] = field(default_factory=tuple)
 
 
 def check_name(name: str) -> str:
@@ -161,6 +164,14 @@ def render_config(cfg: BrokerConfig) -> str:
         f"password_file {cfg.password_file}",
         f"acl_file {cfg.internal_acl}",
     ]
+    for host in cfg.internal_hosts:
+        lines += [
+            f"listener {cfg.port} {host}",
+            "protocol mqtt",
+            "allow_anonymous false",
+            f"password_file {cfg.password_file}",
+            f"acl_file {cfg.internal_acl}",
+        ]
     if (cfg.tls_port is not None or cfg.ws_port is not None) and cfg.tls is None:
         raise ValueError("tls_port/ws_port need TLS files")
     if cfg.tls_port is not None and cfg.tls is not None:

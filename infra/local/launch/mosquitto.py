@@ -69,7 +69,9 @@ class MosquittoServer:
         password: str | None = None,
         binary: Path | None = None,
         topics: Sequence[tuple[str, str]] = (("readwrite", "#"),),
+        internal_hosts: Sequence[str] = (),
     ) -> None:
+        self.internal_hosts = tuple(internal_hosts)
         if (tls_port is not None or ws_port is not None) and tls is None:
             raise ValueError("tls_port and ws_port need tls=TlsFiles(...)")
         self.state_dir = state_dir
@@ -181,6 +183,7 @@ class MosquittoServer:
             tls_port=self.tls_port,
             ws_port=self.ws_port,
             tls=tls,
+            internal_hosts=self.internal_hosts,
         )
         self._write(self.config_path, render_config(config), 0o644)
         return self.config_path
