@@ -5,7 +5,7 @@
 DELETE /system/functions {"functionName"}. The gateway runs the function from its
 shrinkwrapped build folder (build/<fn>/, as `faas-cli build --shrinkwrap` writes it), so a
 rebuilt folder plus a deploy replaces the running function without restarting the stack.
-The last test drives the real faas-cli when `.tools/bin/faas-cli` exists.
+The last test drives the real faas-cli when ``FAAS_CLI`` names one.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from infra.deploy.stackfile import StackFile
 from infra.local.buildctx import build_all, build_context
 from infra.local.ports import free_port, port_open
 from infra.local.process import ManagedProcess
+from tests.openfaas_tools import faas_cli
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
-TOOLS = Path(os.environ.get("F2_TOOLS_DIR", REPO / ".tools")) / "bin"
 AUTH = ("admin", "deploy-pw")
 
 HANDLER = """
@@ -324,18 +324,6 @@ def test_deploy_functions_module_deploys_and_removes_like_faas_cli(
 
 
 # --- the real CLI ------------------------------------------------------------------------------
-
-
-def faas_cli() -> Path:
-    path = TOOLS / "faas-cli"
-    if not path.exists():
-        why = TOOLS / ".faas-cli.unavailable"
-        reason = why.read_text().strip() if why.exists() else "not built"
-        pytest.skip(
-            f"faas-cli not installed ({reason}): the Go module proxy refuses "
-            "github.com/openfaas/* here; see infra/tools/setup/install-go-tools.sh"
-        )
-    return path
 
 
 def test_faas_cli_deploy_replaces_and_remove_removes(gateway: Gateway, tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """The template under the real of-watchdog, and build contexts against real faas-cli output.
 
-Both binaries come from `make setup` (infra/tools/setup/install-go-tools.sh, `go install` at pinned
-commits). Where the Go module proxy refuses them the tests skip and say so.
+Both come from the environment (``FAAS_CLI``, ``WATCHDOG_IMAGE``: tests/openfaas_tools.py); where
+they are not given the tests skip and say so.
 """
 
 from __future__ import annotations
@@ -20,23 +20,14 @@ from infra.deploy.stackfile import StackFile
 from infra.local.buildctx import build_all
 from infra.local.ports import free_port, port_open
 from infra.local.process import ManagedProcess
+from tests.openfaas_tools import faas_cli
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
-TOOLS = Path(os.environ.get("F2_TOOLS_DIR", REPO / ".tools")) / "bin"
-
-
-def _tool(name: str) -> Path:
-    path = TOOLS / name
-    if not path.exists():
-        why = TOOLS / f".{name}.unavailable"
-        reason = why.read_text().strip().splitlines()[-1] if why.exists() else "not built"
-        pytest.skip(f"{name} not installed ({reason}); see infra/tools/setup/install-go-tools.sh")
-    return path
 
 
 def test_shrinkwrap_layout_matches_faas_cli(tmp_path: Path) -> None:
-    faas_cli = _tool("faas-cli")
+    cli = faas_cli()
     project = tmp_path / "project"
     for part in ("template", "functions", "stack.yml"):
         src = REPO / part
@@ -45,7 +36,7 @@ def test_shrinkwrap_layout_matches_faas_cli(tmp_path: Path) -> None:
         else:
             shutil.copy2(src, project / part)
     result = subprocess.run(
-        [str(faas_cli), "build", "--shrinkwrap", "-f", "stack.yml"],
+        [str(cli), "build", "--shrinkwrap", "-f", "stack.yml"],
         cwd=project,
         capture_output=True,
         text=True,
@@ -54,13 +45,13 @@ def test_shrinkwrap_layout_matches_faas_cli(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     ours = tmp_path / "ours"
     build_all(StackFile.load(project / "stack.yml"), ours)
-    for fn in ("decode", "sink", "provision"):
+    for fn in StackFile.load(project / "stack.yml").functions:
         cmp = filecmp.dircmp(project / "build" / fn, ours / fn)
         assert not cmp.left_only and not cmp.right_only and not cmp.diff_files, fn
 
 
-def test_template_contract_through_real_of_watchdog(tmp_path: Path) -> None:
-    watchdog = _tool("of-watchdog")
+def test_template_contract_through_real_of_watchdog(tmp_path: Path, watchdog_binary: Path) -> None:
+    watchdog = watchdog_binary
     if port_open(8081):
         pytest.skip("port 8081 (of-watchdog's fixed metrics port) is in use")
     shutil.copytree(REPO / "template", tmp_path / "template")
