@@ -11,8 +11,8 @@ PYTEST_ARGS ?=
 
 .PHONY: help setup setup-runtime up down status health logs env build test test-unit check lint fmt \
         typecheck certs clean run db-params db-timescale kafka-topics kafka-groups kafka-raw \
-        kafka-decoded kafka-dlq mqtt-monitor helm deploy-local keda prometheus-targets autoscale-demo \
-        command command-show command-list
+        kafka-decoded kafka-dlq mqtt-monitor helm deploy-local k8s-generate keda prometheus-targets \
+        autoscale-demo command command-show command-list
 
 help: ## List every target with one line each
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -131,8 +131,10 @@ deploy-local: $(PY) ## Redeploy changed functions on the running local stack (sh
 	  $(RT) build && $(PY) -m infra.deploy.docker.deploy_functions -f stack.yml --gateway "$$GATEWAY_URL"; \
 	fi
 
-keda: $(PY) ## Regenerate infra/deploy/k8s/keda (KEDA ScaledObjects) from stack.yml's scale labels
-	@$(PY) -m infra.deploy.keda
+k8s-generate: $(PY) ## Regenerate what Kubernetes takes from stack.yml: the chart's function list, KEDA objects
+	@$(PY) -m infra.deploy.k8s_functions
+
+keda: k8s-generate ## Alias of k8s-generate (the KEDA ScaledObjects are part of it)
 
 prometheus-targets: ## Show the local Prometheus's scrape targets and their health
 	@$(ENVSH) $(PY) -m infra.local.launch.prometheus targets --url "$$PROMETHEUS_URL"

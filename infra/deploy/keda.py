@@ -52,11 +52,13 @@ class KedaOptions:
     polling_interval_s: int = 15
     cooldown_s: int = DEFAULT_COOLDOWN_SECONDS
     replica_cap: int = OPENFAAS_CE_MAX_REPLICAS
+    # OpenFaaS CE cannot scale to zero; Deployments without OpenFaaS can (KEDA activates them).
+    scale_to_zero: bool = False
 
 
 def scaled_object(spec: ScalingSpec, bootstrap: str, options: KedaOptions) -> dict[str, Any]:
     """One function's ScaledObject as a plain mapping."""
-    if spec.min_replicas < 1:
+    if spec.min_replicas < 1 and not options.scale_to_zero:
         raise ConfigError(
             f"function {spec.function}: scale.min 0 needs scale to zero, which OpenFaaS CE lacks"
         )

@@ -1,4 +1,4 @@
-"""stack.yml as the local runtime reads it: functions, labels, annotations, env, secrets."""
+"""stack.yml as the local runtime reads it: functions, labels, annotations, env, secrets, limits."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ class FunctionSpec:
     annotations: dict[str, str] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
     secrets: tuple[str, ...] = ()
-    limits: dict[str, str] = field(default_factory=dict)
+    limits: dict[str, str] = field(default_factory=dict)  # memory, cpu
     requests: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -138,9 +138,14 @@ class StackFile:
         return self.path.parent
 
     @classmethod
-    def load(cls, path: Path, env: Mapping[str, str] | None = None) -> StackFile:
+    def load(
+        cls, path: Path, env: Mapping[str, str] | None = None, *, expand: bool = True
+    ) -> StackFile:
+        """Parse ``path``, its ``${VAR:-default}`` references expanded from ``env`` (default:
+        the process environment), or kept as written with ``expand=False``."""
         try:
-            raw = yaml.safe_load(expand_env(path.read_text(), env))
+            text = path.read_text()
+            raw = yaml.safe_load(expand_env(text, env) if expand else text)
         except (OSError, yaml.YAMLError) as exc:
             raise StackFileError(f"cannot read {path}: {exc}") from exc
         if not isinstance(raw, dict) or not isinstance(raw.get("functions"), dict):

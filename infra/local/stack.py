@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import requests
@@ -82,6 +83,14 @@ def describe_runtime(function: FunctionStatus) -> str:
     backend = function.runtime.get("backend", "?")
     watchdog = "under of-watchdog" if function.runtime.get("watchdog") else "without of-watchdog"
     return f"{function.image}, {backend}, {watchdog}"
+
+
+def timeseries_variant(cursor: Any) -> str:
+    """What the timeseries database runs, read from it: ``TimescaleDB <version>`` when the
+    extension is created there, else ``plain PostgreSQL fallback``."""
+    cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+    row = cursor.fetchone()
+    return f"TimescaleDB {row[0]}" if row else "plain PostgreSQL fallback"
 
 
 @dataclass
@@ -713,6 +722,7 @@ class LocalStack:
             psycopg2.connect(self.dsn(TIMESERIES_DB), connect_timeout=3) as conn,
             conn.cursor() as cur,
         ):
+            variant = timeseries_variant(cur)
             cur.execute("SELECT to_regclass('iot_measurements') IS NOT NULL")
             row = cur.fetchone()
             rows = "no schema"
@@ -720,7 +730,8 @@ class LocalStack:
                 cur.execute("SELECT count(*) FROM iot_measurements")
                 counted = cur.fetchone()
                 rows = f"{counted[0] if counted else 0} rows stored"
-        return f"127.0.0.1:{self.ports.postgres} {DEVICES_DB}+{TIMESERIES_DB}, {rows}"
+        conn.close()
+        return f"127.0.0.1:{self.ports.postgres} {DEVICES_DB}+{TIMESERIES_DB}, {variant}, {rows}"
 
     def _check_kafka(self) -> str:
         if not self._running("kafka"):

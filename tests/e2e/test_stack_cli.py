@@ -74,6 +74,8 @@ def test_up_status_env_down_leaves_no_process(cli_env: dict[str, str]) -> None:
     lines = status.stdout.strip().splitlines()
     assert {line.split()[0] for line in lines} >= {"postgres", "kafka", "mosquitto", "gateway"}
     assert all(" up " in line for line in lines), status.stdout
+    (postgres_line,) = [line for line in lines if line.split()[0] == "postgres"]
+    assert "TimescaleDB " in postgres_line or "plain PostgreSQL fallback" in postgres_line
 
     env_out = _run(cli_env, "env")
     assert env_out.returncode == 0

@@ -1,5 +1,6 @@
-"""Deployment files: the Helm chart (helm lint/template and checks on the rendered manifests),
-the faasd compose additions and installer helpers, the container images' Dockerfile, and the
+"""Deployment files: the Helm chart in each of its modes (helm lint/template and checks on the
+rendered manifests; the kubernetes runtime's functions against stack.yml), the faasd compose
+additions and installer helpers, the container images' Dockerfile, and the
 broker and database bootstrap scripts run against the real Mosquitto and PostgreSQL.
 
 helm is the binary `infra/tools/setup/install-helm.sh` builds from its Go module (`make setup` does it;
@@ -8,6 +9,7 @@ the first test run builds it when it is missing).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -25,10 +27,15 @@ import psycopg2
 import pytest
 import yaml
 
+from f2lib.contracts.functions import scaling_spec
+from infra.deploy import keda
 from infra.deploy.docker import create_topics, ensure_bucket, faasd_compose, mosquitto_passwd
+from infra.deploy.k8s_functions import connector_entry, service_url
 from infra.deploy.mosquitto.config import verify_password
+from infra.deploy.stackfile import StackFile
 from infra.local.launch.postgres import PostgresServer
 from infra.local.ports import free_port, port_open
+from infra.services.connector.static import parse_function_list
 from provision.pki import CertificateAuthority, certificate_pem, private_key_pem
 from provision.registry import render_acl
 
@@ -104,10 +111,10 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-def chart_args(certs: Path, *extra: str) -> list[str]:
+def chart_args(certs: Path, *extra: str, gateway_password: str | None = "gateway-pw") -> list[str]:
+    password = ["--set", f"openfaas.basicAuth.password={gateway_password}"]
     return [
-        "--set",
-        "openfaas.basicAuth.password=gateway-pw",
+        *(password if gateway_password is not None else []),
         "--set-file",
         f"pki.caCrt={certs / 'ca.crt'}",
         "--set-file",
@@ -140,9 +147,37 @@ def render(helm: Path, certs: Path, *extra: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
+# The chart in each of its modes (functions.runtime and what goes with it): the generic checks
+# below run on every one of them.
+MODES: dict[str, tuple[str, ...]] = {
+    "openfaas": (),
+    "openfaas-keda": ("--set", "keda.enabled=true", "--set", "autoscaler.enabled=false"),
+    "kubernetes": ("--set", "functions.runtime=kubernetes"),
+    "kubernetes-endpoints": (
+        "--set", "functions.runtime=kubernetes", "--set", "functions.namespace=f2pipe-fn",
+        "--set", "keda.enabled=false", "--set", "functions.endpoints.ingress.enabled=true",
+        "--set", "functions.endpoints.ingress.host=devices.example.com",
+        "--set", "functions.endpoints.service.type=LoadBalancer",
+    ),
+}  # fmt: skip
+
+
 @pytest.fixture(scope="module")
-def manifests(helm: Path, certs: Path) -> list[dict[str, Any]]:
-    return render(helm, certs)
+def renders(helm: Path, certs: Path) -> dict[str, list[dict[str, Any]]]:
+    """Each mode rendered once for the module."""
+    return {mode: render(helm, certs, *extra) for mode, extra in MODES.items()}
+
+
+@pytest.fixture(params=sorted(MODES))
+def rendered(request: pytest.FixtureRequest, renders: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chart as one of MODES renders it (the generic checks run on each)."""
+    return list(renders[request.param])
+
+
+@pytest.fixture(scope="module")
+def manifests(renders: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The chart with its defaults (the openfaas runtime)."""
+    return renders["openfaas"]
 
 
 def namespace_of(doc: dict[str, Any]) -> str:
@@ -180,9 +215,10 @@ def is_pinned(image: str) -> bool:
     return bool(tag) and tag != "latest"
 
 
-def test_helm_lint_passes_strict(helm: Path, certs: Path) -> None:
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_helm_lint_passes_strict(helm: Path, certs: Path, mode: str) -> None:
     result = subprocess.run(
-        [str(helm), "lint", "--strict", str(CHART), *chart_args(certs)],
+        [str(helm), "lint", "--strict", str(CHART), *chart_args(certs, *MODES[mode])],
         capture_output=True,
         text=True,
         check=False,
@@ -226,32 +262,32 @@ def test_helm_template_renders_every_part(manifests: list[dict[str, Any]]) -> No
     assert bridge["spec"]["replicas"] >= 2
 
 
-def test_every_image_is_pinned(manifests: list[dict[str, Any]]) -> None:
-    images = [(where, c["name"], c["image"]) for where, _, c in containers(manifests)]
+def test_every_image_is_pinned(rendered: list[dict[str, Any]]) -> None:
+    images = [(where, c["name"], c["image"]) for where, _, c in containers(rendered)]
     assert images
     unpinned = [entry for entry in images if not is_pinned(entry[2])]
     assert not unpinned, unpinned
 
 
-def test_every_container_has_requests_and_limits(manifests: list[dict[str, Any]]) -> None:
+def test_every_container_has_requests_and_limits(rendered: list[dict[str, Any]]) -> None:
     missing = []
-    for where, _, container in containers(manifests):
+    for where, _, container in containers(rendered):
         resources = container.get("resources") or {}
         for part in ("requests", "limits"):
             if not {"cpu", "memory"} <= set(resources.get(part) or {}):
                 missing.append((where, container["name"], part))
     assert not missing, missing
-    pool = next(d for d in manifests if d["kind"] == "KafkaNodePool")
+    pool = next(d for d in rendered if d["kind"] == "KafkaNodePool")
     assert {"cpu", "memory"} <= set(pool["spec"]["resources"]["limits"])
 
 
 def test_every_long_running_container_has_liveness_and_readiness(
-    manifests: list[dict[str, Any]],
+    rendered: list[dict[str, Any]],
 ) -> None:
     # Jobs and CronJobs run to completion: Kubernetes gives them no use for probes, and init
     # containers may not have them.
     missing = []
-    for doc in manifests:
+    for doc in rendered:
         if doc["kind"] not in LONG_RUNNING:
             continue
         for container in doc["spec"]["template"]["spec"]["containers"]:
@@ -304,14 +340,14 @@ def references(doc: dict[str, Any]) -> Iterator[tuple[str, str, str | None]]:
 
 
 def test_every_referenced_secret_and_configmap_is_defined_with_its_keys(
-    manifests: list[dict[str, Any]],
+    rendered: list[dict[str, Any]],
 ) -> None:
     available = {
-        "Secret": defined(manifests, "Secret"),
-        "ConfigMap": defined(manifests, "ConfigMap"),
+        "Secret": defined(rendered, "Secret"),
+        "ConfigMap": defined(rendered, "ConfigMap"),
     }
     checked, problems = 0, []
-    for doc in manifests:
+    for doc in rendered:
         for kind, name, key in references(doc):
             checked += 1
             keys = available[kind].get((namespace_of(doc), name))
@@ -323,14 +359,14 @@ def test_every_referenced_secret_and_configmap_is_defined_with_its_keys(
     assert not problems, problems
 
 
-def test_every_service_selects_pods_of_the_chart(manifests: list[dict[str, Any]]) -> None:
+def test_every_service_selects_pods_of_the_chart(rendered: list[dict[str, Any]]) -> None:
     pods = [
         (namespace_of(d), d["spec"]["template"]["metadata"]["labels"])
-        for d in manifests
+        for d in rendered
         if d["kind"] in LONG_RUNNING
     ]
     orphans = []
-    for doc in manifests:
+    for doc in rendered:
         if doc["kind"] != "Service" or doc["spec"].get("type") == "ExternalName":
             continue
         selector = doc["spec"]["selector"]
@@ -372,8 +408,23 @@ def test_function_namespace_aliases_resolve_stack_yml_addresses(
             assert bootstrap.split(":")[0] in aliases
 
 
+def chart_scaling_values() -> dict[str, dict[str, Any]]:
+    """The lag-scaled functions of the chart's function list (files/functions.yaml)."""
+    listed = yaml.safe_load((CHART / "files" / "functions.yaml").read_text())["functions"]
+    return {
+        name: {
+            "topic": ",".join(entry["topics"]),
+            "minReplicas": entry["minReplicas"],
+            "maxReplicas": entry["maxReplicas"],
+            "lagTarget": entry["lagTarget"],
+        }
+        for name, entry in listed.items()
+        if "lagTarget" in entry
+    }
+
+
 def test_chart_function_scaling_values_equal_stack_yml() -> None:
-    values = yaml.safe_load((CHART / "values.yaml").read_text())["functions"]
+    values = chart_scaling_values()
     for name, fn in stack_functions().items():
         labels = fn.get("labels") or {}
         if "f2pipe.lag.target" not in labels:
@@ -453,6 +504,295 @@ def test_faasd_installs_the_charts_broker_and_database_files() -> None:
         assert (CHART / "files" / name).is_file(), name
         assert f'"$CHART_FILES/{name}"' in install, name
     assert not list(FAASD.rglob("*.sh")) or all(p.name == "install.sh" for p in FAASD.rglob("*.sh"))
+
+
+# --- the kubernetes runtime: stack.yml's functions without OpenFaaS ----------------------------
+
+VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
+K8S_MODES = {"kubernetes": NAMESPACE, "kubernetes-endpoints": "f2pipe-fn"}  # mode -> functions' ns
+SECRETS_DIR = "/var/openfaas/secrets"
+
+
+def chart_stack() -> StackFile:
+    """stack.yml expanded as the chart expands it by default (image, bucket, S3 endpoint)."""
+    return StackFile.load(
+        REPO / "stack.yml",
+        env={
+            "F2_REGISTRY": VALUES["image"]["repository"],
+            "F2_TAG": str(VALUES["image"]["tag"]),
+            "F2_REGISTRY_BUCKET": VALUES["s3"]["bucket"],
+            "F2_S3_ENDPOINT_URL": f"http://f2pipe-minio.{NAMESPACE}.svc.cluster.local:9000",
+        },
+    )
+
+
+def find(docs: list[dict[str, Any]], kind: str, name: str, namespace: str | None = None) -> Any:
+    (doc,) = [
+        d
+        for d in docs
+        if d["kind"] == kind
+        and d["metadata"]["name"] == name
+        and (namespace is None or namespace_of(d) == namespace)
+    ]
+    return doc
+
+
+def template_user() -> tuple[int, int]:
+    """(uid, gid) of the function image's user, as template/python3-http-f2/Dockerfile fixes them."""
+    text = (REPO / "template" / "python3-http-f2" / "Dockerfile").read_text()
+    uid = re.search(r"adduser --system --uid (\d+)", text)
+    gid = re.search(r"addgroup --system --gid (\d+) app", text)
+    assert uid and gid, "the template's Dockerfile fixes no uid/gid"
+    return int(uid.group(1)), int(gid.group(1))
+
+
+@pytest.mark.parametrize("mode", sorted(K8S_MODES))
+def test_kubernetes_runtime__deployments_use_exactly_the_environment_and_secrets_of_stack_yml(
+    renders: dict[str, list[dict[str, Any]]], mode: str
+) -> None:
+    docs, ns = renders[mode], K8S_MODES[mode]
+    stack = chart_stack()
+    deployments = {
+        d["metadata"]["name"]: d
+        for d in docs
+        if d["kind"] == "Deployment"
+        and namespace_of(d) == ns
+        and "faas_function" in d["metadata"]["labels"]
+    }
+    assert set(deployments) == set(stack.functions)
+    for name, spec in stack.functions.items():
+        pod = deployments[name]["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert container["image"] == spec.image, name
+        env = container.get("env") or []
+        assert all(set(e) == {"name", "value"} for e in env), name  # no valueFrom: no secret
+        assert "envFrom" not in container
+        assert {e["name"]: e["value"] for e in env} == spec.environment, name
+        assert len(env) == len(spec.environment), name
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+        sources = volumes[mounts[SECRETS_DIR]["name"]]["projected"]["sources"]
+        mounted = [
+            (source["secret"]["name"], item["key"], item["path"])
+            for source in sources
+            for item in source["secret"]["items"]
+        ]
+        assert mounted == [(secret, secret, secret) for secret in spec.secrets], name
+        assert mounts[SECRETS_DIR]["readOnly"] is True
+        other_secrets = [v for v in pod["volumes"] if "secret" in v or "projected" in v]
+        assert len(other_secrets) == 1, name
+        resources = container["resources"]
+        assert spec.limits.items() <= resources["limits"].items(), name
+        assert spec.requests.items() <= resources["requests"].items(), name
+
+
+@pytest.mark.parametrize("mode", sorted(K8S_MODES))
+def test_kubernetes_runtime__function_pods_run_unprivileged_as_the_template_user_with_probes(
+    renders: dict[str, list[dict[str, Any]]], mode: str
+) -> None:
+    uid, gid = template_user()
+    for name in chart_stack().functions:
+        pod = find(renders[mode], "Deployment", name, K8S_MODES[mode])["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert (pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]) == (
+            uid,
+            gid,
+        )
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["enableServiceLinks"] is False
+        (container,) = pod["containers"]
+        context = container["securityContext"]
+        assert context["readOnlyRootFilesystem"] is True
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["capabilities"]["drop"] == ["ALL"]
+        tmp = next(m for m in container["volumeMounts"] if m["mountPath"] == "/tmp")
+        assert "emptyDir" in next(v for v in pod["volumes"] if v["name"] == tmp["name"])
+        assert container["ports"] == [{"name": "http", "containerPort": 8080}]
+        assert container["livenessProbe"]["httpGet"] == {"path": "/_/health", "port": "http"}
+        assert container["readinessProbe"]["httpGet"] == {"path": "/_/ready", "port": "http"}
+        service = find(renders[mode], "Service", name, K8S_MODES[mode])
+        assert service["spec"]["ports"] == [{"name": "http", "port": 8080, "targetPort": "http"}]
+
+
+def test_kubernetes_runtime__needs_no_openfaas_and_runs_no_gateway_client(
+    helm: Path, certs: Path
+) -> None:
+    args = chart_args(certs, "--set", "functions.runtime=kubernetes", gateway_password=None)
+    result = helm_template(helm, None, *args)
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    names = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    assert ("Deployment", "f2pipe-autoscaler") not in names
+    assert ("Secret", "f2pipe-gateway") not in names
+    assert not [d for d in docs if namespace_of(d) == "openfaas-fn"]
+    gateway_env = [
+        (where, e["name"])
+        for where, _, c in containers(docs)
+        for e in c.get("env") or []
+        if e["name"].startswith("GATEWAY_") and "provision" not in str(e.get("value"))
+    ]
+    assert not gateway_env, gateway_env
+    assert not [k for keys in defined(docs, "Secret").values() for k in keys if "basic-auth" in k]
+    connector = find(docs, "Deployment", "f2pipe-connector")["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in connector["containers"][0]["env"]}
+    assert "GATEWAY_URL" not in env and "GATEWAY_USERNAME" not in env
+    mount = next(m for m in connector["containers"][0]["volumeMounts"] if m["name"] == "functions")
+    assert env["CONNECTOR_FUNCTIONS_FILE"] == f"{mount['mountPath']}/functions.json"
+    assert not [v for v in connector["volumes"] if "secret" in v], "no gateway password"
+
+
+@pytest.mark.parametrize("mode", sorted(K8S_MODES))
+def test_kubernetes_runtime__connector_function_list_is_stack_yml_with_the_service_urls(
+    renders: dict[str, list[dict[str, Any]]], mode: str
+) -> None:
+    ns, stack = K8S_MODES[mode], chart_stack()
+    scaled_by_keda = mode == "kubernetes"
+    configmap = find(renders[mode], "ConfigMap", "f2pipe-connector-functions")
+    listed = json.loads(configmap["data"]["functions.json"])
+    parse_function_list(listed)  # what the connector reads
+    expected = []
+    for name in sorted(stack.functions):
+        spec = stack.functions[name]
+        lag_scaled = scaling_spec(name, spec.labels, spec.annotations) is not None
+        replicas = spec.max_replicas if scaled_by_keda and lag_scaled else spec.min_replicas
+        expected.append(connector_entry(spec, service_url(name, ns), replicas))
+    assert listed == expected
+
+
+@pytest.mark.parametrize(
+    ("mode", "namespace", "cap"),
+    [("openfaas-keda", "openfaas-fn", 5), ("kubernetes", NAMESPACE, 0)],
+)
+def test_scaled_objects_equal_what_infra_deploy_keda_renders(
+    renders: dict[str, list[dict[str, Any]]], mode: str, namespace: str, cap: int
+) -> None:
+    stack = StackFile.load(REPO / "stack.yml", env={})
+    options = keda.KedaOptions(namespace=namespace, replica_cap=cap, scale_to_zero=cap == 0)
+    bootstrap = f"f2pipe-kafka-kafka-bootstrap.{NAMESPACE}.svc.cluster.local:9092"
+    rendered = {d["metadata"]["name"]: d for d in renders[mode] if d["kind"] == "ScaledObject"}
+    expected = {}
+    for name, spec in stack.functions.items():
+        scaling = scaling_spec(name, spec.labels, spec.annotations)
+        if scaling is not None:
+            expected[name] = keda.scaled_object(scaling.capped(cap), bootstrap, options)
+    assert set(rendered) == set(expected) == {"decode", "sink"}
+    for name, document in expected.items():
+        assert rendered[name]["spec"] == document["spec"], name
+        assert rendered[name]["metadata"]["namespace"] == namespace
+    if mode == "kubernetes":  # KEDA owns the replica count of the chart's own Deployments
+        for name in expected:
+            assert "replicas" not in find(renders[mode], "Deployment", name, namespace)["spec"]
+
+
+def test_without_keda__the_functions_run_their_min_replicas_and_no_scaled_object(
+    renders: dict[str, list[dict[str, Any]]],
+) -> None:
+    docs = renders["kubernetes-endpoints"]
+    assert not [d for d in docs if d["kind"] == "ScaledObject"]
+    assert not [d for d in renders["openfaas"] if d["kind"] == "ScaledObject"]
+    for name, spec in chart_stack().functions.items():
+        deployment = find(docs, "Deployment", name, "f2pipe-fn")
+        assert deployment["spec"]["replicas"] == spec.min_replicas
+
+
+def test_kubernetes_runtime__endpoints_are_published_with_their_tokens_and_consumers_are_not(
+    renders: dict[str, list[dict[str, Any]]],
+) -> None:
+    docs, ns = renders["kubernetes-endpoints"], "f2pipe-fn"
+    stack = chart_stack()
+    endpoints = sorted(n for n, spec in stack.functions.items() if not spec.topics)
+    assert endpoints == ["command", "provision"]
+    ingress = find(docs, "Ingress", "f2pipe-functions", ns)
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["host"] == "devices.example.com"
+    routes = {path["path"]: path["backend"]["service"]["name"] for path in rule["http"]["paths"]}
+    assert routes == {f"/function/{name}": name for name in endpoints}
+    for name in stack.functions:
+        kind = find(docs, "Service", name, ns)["spec"]["type"]
+        assert kind == ("LoadBalancer" if name in endpoints else "ClusterIP"), name
+    secrets = defined(docs, "Secret")
+    assert secrets[(ns, "provision-token")] == {"provision-token"}
+    assert secrets[(NAMESPACE, "f2pipe-provision")] == {"provision-token"}
+    assert secrets[(NAMESPACE, "f2pipe-command")] == {"command-token"}
+    assert secrets[(ns, "command-token")] == {"command-token"}
+    aliases = {
+        d["metadata"]["name"] for d in docs if d["kind"] == "Service" and namespace_of(d) == ns
+        and d["spec"].get("type") == "ExternalName"
+    }  # fmt: skip
+    assert aliases == {"kafka", "minio", "mosquitto"}
+    crl = pod_spec(find(docs, "CronJob", "f2pipe-crl-refresh"))
+    env = {e["name"]: e["value"] for e in crl["containers"][0]["env"]}
+    assert env["GATEWAY_URL"] == f"http://provision.{ns}.svc:8080"
+
+
+def chart_copy(tmp_path: Path, edit: Any) -> Path:
+    """The chart with its function list edited by ``edit(functions)`` (a stack.yml change)."""
+    copy = tmp_path / "f2pipe"
+    shutil.copytree(CHART, copy)
+    listing = copy / "files" / "functions.yaml"
+    document = yaml.safe_load(listing.read_text())
+    edit(document["functions"])
+    listing.write_text(yaml.safe_dump(document))
+    return copy
+
+
+def template_copy(
+    helm: Path, certs: Path, chart: Path, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(helm), "template", RELEASE, str(chart), "--namespace", NAMESPACE,
+         *chart_args(certs, "--set", "functions.runtime=kubernetes", *extra)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+def test_kubernetes_runtime__a_function_secret_the_chart_does_not_make_is_refused(
+    helm: Path, certs: Path, tmp_path: Path
+) -> None:
+    chart = chart_copy(tmp_path, lambda fns: fns["decode"]["secrets"].append("mqtt-x-password"))
+    result = template_copy(helm, certs, chart)
+    assert result.returncode != 0
+    assert "function decode (stack.yml) mounts the secret mqtt-x-password" in result.stderr
+
+
+def test_kubernetes_runtime__stack_references_expand_as_faas_cli_expands_them(
+    helm: Path, certs: Path, tmp_path: Path
+) -> None:
+    def edit(fns: dict[str, Any]) -> None:
+        fns["sink"]["environment"].update(
+            {"WITH_DEFAULT": "${F2_UNSET:-fallback}", "BARE": "x-${F2_UNSET}-y"}
+        )
+
+    chart = chart_copy(tmp_path, edit)
+    result = template_copy(
+        helm, certs, chart,
+        "--set", "functions.stackEnv.F2_TAG=2.0.1",
+        "--set", "functions.stackEnv.F2_REGISTRY_BUCKET=acme-registry",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    sink = find(docs, "Deployment", "sink", NAMESPACE)["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in sink["env"]}
+    assert (env["WITH_DEFAULT"], env["BARE"]) == ("fallback", "x--y")
+    assert sink["image"] == f"{VALUES['image']['repository']}/sink:2.0.1"
+    provision = find(docs, "Deployment", "provision", NAMESPACE)["spec"]["template"]["spec"]
+    env = {e["name"]: e["value"] for e in provision["containers"][0]["env"]}
+    assert env["REGISTRY_S3_BUCKET"] == "acme-registry"
+
+
+def test_a_lag_scaled_topic_missing_from_kafka_topics_is_refused(
+    helm: Path, certs: Path, tmp_path: Path
+) -> None:
+    """A function added to stack.yml on a new topic (the reply recorder) needs its KafkaTopic."""
+
+    def edit(fns: dict[str, Any]) -> None:
+        fns["replies"] = {**fns["sink"], "topics": ["iot_command_replies"]}
+
+    result = template_copy(helm, certs, chart_copy(tmp_path, edit))
+    assert result.returncode != 0
+    assert "kafka.topics.iot_command_replies.partitions must be >= functions.replies" in (
+        result.stderr
+    )
 
 
 # --- faasd -------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -20,6 +22,9 @@ class ConnectorConfig(BaseSettings):
 
     gateway_url: str = Field("http://127.0.0.1:8080", alias="GATEWAY_URL")
     gateway_username: str = Field("admin", alias="GATEWAY_USERNAME")
+    # Direct mode: the functions from this static list (infra/services/connector/static.py),
+    # each invoked at its own URL; no gateway, no gateway password. Unset: the gateway mode.
+    functions_file: Path | None = Field(None, alias="CONNECTOR_FUNCTIONS_FILE")
     kafka_bootstrap: str = Field("127.0.0.1:9092", alias="KAFKA_BOOTSTRAP")
     dead_letter_topic: str = Field(DEAD_LETTER_TOPIC, alias="DEAD_LETTER_TOPIC")
     group_prefix: str = Field(CONNECTOR_GROUP_PREFIX, alias="CONNECTOR_GROUP_PREFIX")
@@ -62,6 +67,15 @@ class ConnectorConfig(BaseSettings):
         """Between attempts to reach Kafka at start: from 1 s up to the same cap."""
         return Backoff(base_s=1.0, cap_s=self.retry_max_s)
 
+    @property
+    def direct(self) -> bool:
+        """True when the functions come from ``functions_file`` rather than a gateway."""
+        return self.functions_file is not None
+
     def password(self, store: SecretStore) -> SecretStr:
         """Gateway password: the secret file ``basic-auth-password`` (never the environment)."""
         return store.get(GATEWAY_PASSWORD_SECRET)
+
+    def credentials(self, store: SecretStore) -> SecretStr | None:
+        """What the mode needs: the gateway password, or nothing in the direct mode."""
+        return None if self.direct else self.password(store)

@@ -20,13 +20,14 @@ logger = logging.getLogger(__name__)
 
 
 class FunctionGateway(Invoker, Protocol):
-    """What the connector asks of the gateway (``OpenFaaSClient`` in production)."""
+    """Where the connector finds and invokes functions: ``OpenFaaSClient`` (a gateway) or
+    ``StaticFunctionGateway`` (a static list, each function at its own URL)."""
 
     def functions(self) -> list[FunctionStatus]: ...
 
 
 class Connector:
-    """Reconciles consumers with the gateway's ``/system/functions`` every ``refresh_s``.
+    """Reconciles consumers with the gateway's function list every ``refresh_s``.
 
     A new annotated function gets a consumer; a function whose topics changed gets a new one;
     a replica change resizes its concurrency; a function gone has its consumer stopped. A
@@ -117,7 +118,7 @@ class Connector:
             return sorted(self._consumers)
 
     def health(self) -> tuple[bool, Mapping[str, Any]]:
-        """Healthy when the gateway was listed recently and every consumer thread is running."""
+        """Healthy when the functions were listed recently and every consumer thread is running."""
         with self._lock:
             consumers = {name: c.healthy() for name, c in self._consumers.items()}
         listed = self._last_listing

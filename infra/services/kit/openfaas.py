@@ -5,6 +5,8 @@
 function called through ``/function/*`` never sees the gateway's credentials. requests' errors
 become ``GatewayError`` here, naming the call and the URL but never the credentials. A
 ``GET /system/functions`` answer is parsed once, by ``parse_listing``, for every caller.
+``invoke_url`` is the same invocation without a gateway: a POST to the URL a function serves on
+(its Kubernetes Service), for callers that find functions elsewhere.
 """
 
 from __future__ import annotations
@@ -245,15 +247,15 @@ class OpenFaaSClient:
         answer came back (connection refused, timeout after ``timeout_s`` or ``invoke_s``).
         """
         target = f"/function/{function}" + (f"/{path.lstrip('/')}" if path else "")
-        response = self._send(
-            "POST",
-            target,
-            data=body,
-            headers=dict(headers or {}),
-            params=dict(params) if params else None,
-            read_s=self.timeouts.invoke_s if timeout_s is None else timeout_s,
+        return invoke_url(
+            self._session,
+            self.base_url + target,
+            body,
+            headers,
+            params=params,
+            timeouts=self.timeouts,
+            timeout_s=timeout_s,
         )
-        return Invocation(status=response.status_code, body=response.text)
 
     def close(self) -> None:
         self._session.close()
@@ -271,18 +273,17 @@ class OpenFaaSClient:
 
     # --- the boundary ------------------------------------------------------------------------
     def _send(self, method: str, path: str, *, read_s: float, **kwargs: Any) -> requests.Response:
-        url = self.base_url + path
         auth = None
         if path.startswith(SYSTEM_PREFIX) and self._password is not None:
             auth = (self._username, self._password.get_secret_value())
-        try:
-            return self._session.request(
-                method, url, auth=auth, timeout=(self.timeouts.connect_s, read_s), **kwargs
-            )
-        except requests.Timeout as exc:
-            raise GatewayError(f"{method} {url} timed out ({type(exc).__name__})") from exc
-        except requests.RequestException as exc:
-            raise GatewayError(f"{method} {url} failed: {type(exc).__name__}") from exc
+        return _request(
+            self._session,
+            method,
+            self.base_url + path,
+            auth=auth,
+            timeout=(self.timeouts.connect_s, read_s),
+            **kwargs,
+        )
 
     @staticmethod
     def _expect(response: requests.Response, status: int) -> requests.Response:
@@ -302,6 +303,43 @@ class OpenFaaSClient:
             return response.json()
         except ValueError as exc:
             raise GatewayError(f"{_call(response)} answered a body that is not JSON") from exc
+
+
+def invoke_url(
+    session: requests.Session,
+    url: str,
+    body: bytes = b"",
+    headers: Mapping[str, str] | None = None,
+    *,
+    params: Mapping[str, str] | None = None,
+    timeouts: TimeoutConfig = DEFAULT_TIMEOUTS,
+    timeout_s: float | None = None,
+) -> Invocation:
+    """POST ``body`` to a function serving at ``url``, with no gateway and no credentials.
+
+    The same contract as ``OpenFaaSClient.invoke``: whatever the function answered comes back
+    as an Invocation; GatewayError only when no answer came back.
+    """
+    response = _request(
+        session,
+        "POST",
+        url,
+        data=body,
+        headers=dict(headers or {}),
+        params=dict(params) if params else None,
+        timeout=(timeouts.connect_s, timeouts.invoke_s if timeout_s is None else timeout_s),
+    )
+    return Invocation(status=response.status_code, body=response.text)
+
+
+def _request(session: requests.Session, method: str, url: str, **kwargs: Any) -> requests.Response:
+    """One HTTP call, requests' errors mapped to GatewayError (the boundary, for both paths)."""
+    try:
+        return session.request(method, url, **kwargs)
+    except requests.Timeout as exc:
+        raise GatewayError(f"{method} {url} timed out ({type(exc).__name__})") from exc
+    except requests.RequestException as exc:
+        raise GatewayError(f"{method} {url} failed: {type(exc).__name__}") from exc
 
 
 def _call(response: requests.Response) -> str:

@@ -127,3 +127,87 @@ imagePullSecrets:
 - name: KAFKA_BOOTSTRAP
   value: {{ include "f2pipe.kafkaBootstrap" . | quote }}
 {{- end -}}
+
+{{/* --- the functions (files/functions.yaml, generated from stack.yml) ------------------------ */}}
+
+{{/* "kubernetes" or "openfaas" (fails on anything else) */}}
+{{- define "f2pipe.runtime" -}}
+{{- $runtime := .Values.functions.runtime -}}
+{{- if not (has $runtime (list "kubernetes" "openfaas")) -}}
+{{- fail (printf "functions.runtime must be kubernetes or openfaas, not %v" $runtime) -}}
+{{- end -}}
+{{- $runtime -}}
+{{- end -}}
+
+{{/* "true" when the chart runs the functions itself (no OpenFaaS), else empty */}}
+{{- define "f2pipe.kubernetesFunctions" -}}
+{{- if eq (include "f2pipe.runtime" .) "kubernetes" }}true{{ end -}}
+{{- end -}}
+
+{{/* The namespace of the functions: OpenFaaS's function namespace, or functions.namespace
+(default the release's) when the chart runs them. */}}
+{{- define "f2pipe.functionNamespace" -}}
+{{- if include "f2pipe.kubernetesFunctions" . -}}
+{{- default .Release.Namespace .Values.functions.namespace -}}
+{{- else -}}
+{{- .Values.openfaas.functionNamespace -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when KEDA ScaledObjects are rendered: keda.enabled true, or "auto" in the
+kubernetes runtime */}}
+{{- define "f2pipe.kedaEnabled" -}}
+{{- $enabled := toString .Values.keda.enabled -}}
+{{- if eq $enabled "auto" -}}
+{{- include "f2pipe.kubernetesFunctions" . -}}
+{{- else if eq $enabled "true" -}}
+true
+{{- else if ne $enabled "false" -}}
+{{- fail (printf "keda.enabled must be auto, true or false, not %v" $enabled) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when the lag autoscaler runs: it scales through the OpenFaaS gateway only */}}
+{{- define "f2pipe.autoscalerEnabled" -}}
+{{- if and .Values.autoscaler.enabled (not (include "f2pipe.kubernetesFunctions" .)) }}true{{ end -}}
+{{- end -}}
+
+{{/* Replicas a function runs with when KEDA does not scale it, or the most KEDA may give it
+(the connector's concurrency bound). Call with (dict "root" $ "fn" entry). */}}
+{{- define "f2pipe.functionReplicas" -}}
+{{- if and (include "f2pipe.kedaEnabled" .root) (hasKey .fn "lagTarget") -}}
+{{- .fn.maxReplicas | int -}}
+{{- else -}}
+{{- .fn.minReplicas | int -}}
+{{- end -}}
+{{- end -}}
+
+{{/* What stack.yml's ${VAR:-default} references expand to in the kubernetes runtime, as
+faas-cli expands them from the shell: chart values, overridden by functions.stackEnv. */}}
+{{- define "f2pipe.stackVariables" -}}
+{{- $vars := dict
+      "F2_REGISTRY" (.Values.image.repository | trimSuffix "/")
+      "F2_TAG" (toString .Values.image.tag)
+      "F2_REGISTRY_BUCKET" .Values.s3.bucket
+      "F2_S3_ENDPOINT_URL" (include "f2pipe.s3Endpoint" .) -}}
+{{- toYaml (merge (deepCopy (.Values.functions.stackEnv | default dict)) $vars) -}}
+{{- end -}}
+
+{{/* faas-cli's expansion of one stack.yml string: ${VAR} and ${VAR:-default} become the
+variable's value when it is set and not empty, else the default (else ""). Call with
+(dict "text" string "vars" map). */}}
+{{- define "f2pipe.stackExpand" -}}
+{{- $text := toString .text -}}
+{{- range $name, $value := .vars -}}
+{{- if $value -}}
+{{- $text = regexReplaceAll (printf "\\$\\{%s(:-[^}]*)?\\}" $name) $text (toString $value | replace "$" "$$") -}}
+{{- end -}}
+{{- end -}}
+{{- regexReplaceAll "\\$\\{[A-Za-z_][A-Za-z0-9_]*(?::-([^}]*))?\\}" $text "${1}" -}}
+{{- end -}}
+
+{{/* A function's pod labels. Call with (dict "root" $ "name" function). */}}
+{{- define "f2pipe.functionSelectorLabels" -}}
+{{- include "f2pipe.selectorLabels" (dict "root" .root "component" (printf "function-%s" .name)) }}
+faas_function: {{ .name }}
+{{- end -}}
