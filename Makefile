@@ -9,7 +9,7 @@ export F2_TOOLS_DIR ?= $(ROOT)/.tools
 RT := $(PY) -m infra.local
 PYTEST_ARGS ?=
 
-.PHONY: help setup setup-runtime up down status health logs env build test test-unit check lint fmt \
+.PHONY: help setup setup-runtime up down status health logs env build images test test-unit check lint fmt \
         typecheck certs clean run db-params db-timescale kafka-topics kafka-groups kafka-raw \
         kafka-decoded kafka-dlq mqtt-monitor helm deploy-local k8s-generate keda prometheus-targets \
         autoscale-demo command command-show command-list
@@ -53,6 +53,11 @@ env: ## Print shell export lines for every endpoint and credential (use: eval "$
 
 build: $(PY) ## Write build/<fn>/ for every function as `faas-cli build --shrinkwrap` does
 	@$(RT) build
+
+IMAGES_ARGS ?=
+images: setup-runtime ## Build the function images as faas-cli does (IMAGES_ARGS=--push: to their registry)
+	@F2_RUNTIME=containers bash infra/tools/setup/setup.sh --runtime >/dev/null
+	@$(PY) -m infra.local.images $(IMAGES_ARGS)
 
 certs: $(PY) ## Create the internal CA, broker certificate, service credentials and empty CRL
 	@$(PY) -m certs init --dir $(ROOT)/certs
@@ -116,13 +121,15 @@ command-list: $(PY) ## List a device's commands, newest first: make command-list
 	@$(ENVSH) $(PY) -m infra.tools.command list "$(DEVICE)"
 
 HELM := $(F2_TOOLS_DIR)/bin/helm
-FAAS_CLI := $(F2_TOOLS_DIR)/bin/faas-cli
+# faas-cli cannot be installed here (the Go module proxy refuses github.com/openfaas/*): give
+# one with FAAS_CLI=/path/to/faas-cli where you have it.
+FAAS_CLI ?=
 
 helm: ## Build helm v3.19.0 from its Go module into .tools/bin (idempotent)
 	@bash infra/tools/setup/install-helm.sh
 
 deploy-local: $(PY) ## Redeploy changed functions on the running local stack (shrinkwrap, then deploy)
-	@$(ENVSH) if [ -x "$(FAAS_CLI)" ]; then \
+	@$(ENVSH) if [ -n "$(FAAS_CLI)" ] && [ -x "$(FAAS_CLI)" ]; then \
 	  "$(FAAS_CLI)" build --shrinkwrap -f stack.yml && \
 	  "$(FAAS_CLI)" login --gateway "$$GATEWAY_URL" --username "$$GATEWAY_USERNAME" \
 	    --password-stdin < "$$F2_SECRETS_DIR/basic-auth-password" && \

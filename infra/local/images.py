@@ -17,6 +17,7 @@ import argparse
 import hashlib
 import json
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from pathlib import Path
 from infra.deploy.stackfile import StackFile
 from infra.local.buildctx import build_all
 from infra.local.launch.docker import DockerEngine, docker_cli
+from infra.local.launch.registry import LocalRegistry
 from infra.local.process import ProcessError
 from infra.local.settings import ROOT, RuntimeConfig
 
@@ -264,6 +266,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         built = builder.build_stack(StackFile.load(args.stack), args.build_dir, args.function)
         for image in built:
             if args.push:
+                local = re.match(r"^127\.0\.0\.1:(\d+)/", image.tag)
+                if local:  # the runtime's own registry on loopback: started when not running
+                    LocalRegistry(
+                        args.state_dir / "registry",
+                        int(local.group(1)),
+                        pid_path=args.state_dir / "pids" / "registry.pid",
+                    ).start()
                 builder.push(image.tag)
             print(f"{image.function}: {image.tag} ({image.runs})")
     except ProcessError as exc:
