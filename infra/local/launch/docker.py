@@ -4,12 +4,12 @@ Where ``DOCKER_HOST`` is set or the default socket answers, that engine is used 
 never stopped. Otherwise containerd and dockerd (Debian's docker.io) are started with sockets,
 state and data of their own under the runtime's state folder (never ``/run/containerd`` or
 ``/var/lib/docker``), published ports on loopback only (``--ip 127.0.0.1``), on a bridge of
-their own (``f2d<hash>``, a private /24) instead of ``docker0``. Our dockerd leaves iptables
-and ``ip_forward`` alone (``--iptables=false --ip-forward=false``): its containers only talk to
-the runtime's services on the bridge address, published ports go through docker-proxy, and
-builds reach package indexes over the host's network. Stopping it removes its bridge, so the
-host is left as it was, and engines of several stacks (tests in parallel, a user's docker0)
-never step on each other.
+their own (``f2d<hash>``, a private /24) instead of ``docker0``. Our dockerd does not manage
+iptables (``--iptables=false``); published ports go through docker-proxy, and the engine adds
+just what its containers need to reach package indexes during builds (faas-cli's included): one
+MASQUERADE rule for its subnet, FORWARD rules for its bridge, and ``ip_forward`` on, each marked
+with the bridge's name and removed (``ip_forward`` set back) when it stops, as is the bridge.
+Engines of several stacks (tests in parallel, a user's docker0) never step on each other.
 """
 
 from __future__ import annotations
@@ -123,6 +123,7 @@ class DockerEngine:
         files.root.mkdir(parents=True, exist_ok=True)
         self.stop()  # leftovers of a crashed run
         self._make_bridge()
+        self._open_egress()
         containerd = ManagedProcess(
             "containerd",
             [
@@ -192,6 +193,64 @@ class DockerEngine:
             if result.returncode != 0:
                 raise ProcessError(f"{' '.join(argv)} failed: {result.stderr.strip()}")
 
+    def _egress_rules(self) -> list[list[str]]:
+        """The iptables rules (table, chain, rule) giving this engine's containers the outside."""
+        name = self.files.bridge_name
+        subnet = self._subnet()
+        mark = ["-m", "comment", "--comment", f"f2pipe-{name}"]
+        return [
+            ["-t", "nat", "POSTROUTING", "-s", subnet, "!", "-o", name, "-j", "MASQUERADE", *mark],
+            ["-t", "filter", "FORWARD", "-i", name, "-j", "ACCEPT", *mark],
+            ["-t", "filter", "FORWARD", "-o", name, "-m", "conntrack", "--ctstate",
+             "RELATED,ESTABLISHED", "-j", "ACCEPT", *mark],
+        ]  # fmt: skip
+
+    def _subnet(self) -> str:
+        shown = subprocess.run(
+            ["ip", "-4", "-o", "addr", "show", "dev", self.files.bridge_name],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.split()
+        address = shown[shown.index("inet") + 1]
+        return str(ipaddress.ip_interface(address).network)
+
+    def _open_egress(self) -> None:
+        if shutil.which("iptables") is None:
+            logger.warning("iptables not installed: containers of our engine reach no network")
+            return
+        forward = Path("/proc/sys/net/ipv4/ip_forward")
+        saved = self.files.root / "ip_forward.before"
+        if not saved.exists():
+            saved.write_text(forward.read_text())
+        forward.write_text("1\n")
+        for table, chain, *rule in ([r[1], r[2], *r[3:]] for r in self._egress_rules()):
+            exists = subprocess.run(
+                ["iptables", "-t", table, "-C", chain, *rule], capture_output=True, check=False
+            )
+            if exists.returncode != 0:
+                subprocess.run(["iptables", "-t", table, "-I", chain, *rule], check=True)
+
+    def _close_egress(self) -> None:
+        if (
+            shutil.which("iptables") is not None
+            and Path(f"/sys/class/net/{self.files.bridge_name}").exists()
+        ):
+            for table, chain, *rule in ([r[1], r[2], *r[3:]] for r in self._egress_rules()):
+                while (
+                    subprocess.run(
+                        ["iptables", "-t", table, "-D", chain, *rule],
+                        capture_output=True,
+                        check=False,
+                    ).returncode
+                    == 0
+                ):
+                    pass
+        saved = self.files.root / "ip_forward.before"
+        if saved.exists():
+            Path("/proc/sys/net/ipv4/ip_forward").write_text(saved.read_text())
+            saved.unlink()
+
     def running(self) -> bool:
         """Our own engine's processes are alive (always False for the user's engine)."""
         try:
@@ -201,10 +260,11 @@ class DockerEngine:
         return pid_alive(pid)
 
     def stop(self) -> None:
-        """Stop our own engine (never the user's) and remove its bridge."""
+        """Stop our own engine (never the user's); remove its rules and its bridge."""
         files = self.files
         stopped = stop_pidfile(files.pid("dockerd"), timeout=30)
         stop_pidfile(files.pid("containerd"), timeout=15)
+        self._close_egress()
         if Path(f"/sys/class/net/{files.bridge_name}").exists():
             subprocess.run(["ip", "link", "delete", files.bridge_name], check=False)
         if stopped:

@@ -120,7 +120,12 @@ def logged_in(root: Path, url: str, extra_env: dict[str, str] | None = None) -> 
     home = root / "home"
     home.mkdir(exist_ok=True)
     # Debian's docker client first: the machine's other CLI has no buildx.
-    env = {"HOME": str(home), "PATH": "/usr/bin:/bin:/usr/local/bin", **(extra_env or {})}
+    env = {
+        "HOME": str(home),
+        "PATH": "/usr/bin:/bin:/usr/local/bin",
+        "OPENFAAS_URL": url,  # the commands that take no stack.yml
+        **(extra_env or {}),
+    }
     project = Project(root, url, home, env)
     project.cli("login", "--gateway", url, "--username", AUTH[0], "--password-stdin", stdin=AUTH[1])
     return project
@@ -157,7 +162,7 @@ def test_faas_cli_invoke_calls_the_function_and_describe_counts_it(processes: Pr
 
 def test_faas_cli_logs_prints_the_replicas_lines(processes: Project) -> None:
     processes.cli("invoke", "echo", stdin="for the log")
-    logs = processes.cli("logs", "echo", "--tail=50", "--follow=false")
+    logs = processes.cli("logs", "echo", "--tail=false", "--lines=50")
     assert "echo handled POST" in logs
 
 
