@@ -12,28 +12,32 @@ import argparse
 import json
 import logging
 import os
+import secrets
 import shlex
 import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from infra.local.launch.mosquitto import MosquittoServer
+from infra.local.ports import free_port
+from infra.local.process import stop_pidfile
 from infra.local.settings import RuntimeConfig
 from infra.local.stack import (
     DEVICES_DB,
-    MONITOR_USER,
     TIMESERIES_DB,
     LocalStack,
     StackPorts,
 )
 from infra.services.kit.openfaas import TimeoutConfig
-from infra.tools.bench import baseline, pipeline, raw
+from infra.tools.bench import baseline, peer, pipeline, raw
 from infra.tools.bench.machine import CpuAccount, calibration_ms, machine_facts, polluted, versions
+from infra.tools.bench.processes import stack_groups
 from infra.tools.bench.publisher import PublisherPool
 from infra.tools.bench.report import compute_ratios, render_table, targets
 from infra.tools.bench.settings import Sizes, settings
@@ -44,11 +48,58 @@ ROOT = Path(__file__).resolve().parents[3]
 T = TypeVar("T")
 
 
+BENCH_MQTT_USER = "f2-bench"
+BENCH_PASSWORD_SECRET = "mqtt-bench-password"  # noqa: S105 (a secret's name)
+# The raw and peer phases publish under bench/ (the bridge reads cmnd/# only; the stack's
+# monitor user may write uplink topics only).
+BENCH_TOPICS = (("readwrite", "bench/#"),)
+
+
 @dataclass
 class BenchStack(LocalStack):
-    """A LocalStack whose functions get extra environment (``--function-env``)."""
+    """A LocalStack whose functions get extra environment (``--function-env``), with an MQTT
+    user of the bench's own for the ``bench/`` topics."""
 
     function_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def credentials(self) -> None:
+        super().credentials()
+        self._ensure_secret(BENCH_PASSWORD_SECRET, lambda: secrets.token_urlsafe(24))
+
+    def mosquitto(self) -> MosquittoServer:
+        server = super().mosquitto()
+        server.add_user(BENCH_MQTT_USER, self.secret(BENCH_PASSWORD_SECRET), BENCH_TOPICS)
+        return server
+
+    def extra_bridges(self) -> list[str]:
+        """The parts of the bridges added by ``add_bridge`` (``bridge-1``...)."""
+        return sorted(p.stem for p in (self.state_dir / "pids").glob("bridge-*.pid"))
+
+    def add_bridge(self) -> str:
+        """One more bridge process on the shared subscription (its own client id and port)."""
+        part = f"bridge-{len(self.extra_bridges()) + 1}"
+        port = free_port()
+        env = self._bridge_env()
+        env.update(
+            BRIDGE_CLIENT_ID=f"f2-bridge-local-{part}",
+            BRIDGE_HTTP_PORT=str(port),
+        )
+        self._spawn(
+            part,
+            [sys.executable, "-m", "bridge"],
+            env,
+            ready_url=f"http://127.0.0.1:{port}/healthz",
+        )
+        return part
+
+    def remove_bridges(self) -> None:
+        for part in self.extra_bridges():
+            stop_pidfile(self.pid_path(part), timeout=30)
+            self.pid_path(part).unlink(missing_ok=True)
+
+    def down(self) -> list[str]:
+        self.remove_bridges()
+        return super().down()
 
     def function_env(self) -> dict[str, dict[str, str]]:
         env = super().function_env()
@@ -87,8 +138,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--skip",
         action="append",
         default=[],
-        choices=["stages", "latency", "burst"],
+        choices=["stages", "latency", "burst", "peer", "scaling", "cores"],
         help="leave a phase out",
+    )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="a earlier run's JSON (e.g. of the code before a change): before/after targets",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the measured phases, a sustained run with py-spy on every Python process "
+        "(flame graphs and collapsed stacks in bench-results/profiles/)",
     )
     parser.add_argument(
         "--autoscale",
@@ -124,6 +187,9 @@ class Run:
         self.args = args
         self.sizes = Sizes.quick() if args.quick else Sizes.full()
         self.results: dict[str, Any] = {"phases": {}}
+        self.before: dict[str, Any] | None = (
+            json.loads(args.before.read_text()) if args.before else None
+        )
         self.cpu = CpuAccount()
         self.state = Path(tempfile.mkdtemp(prefix="f2pipe-bench-"))
         self.state.chmod(0o755)
@@ -201,29 +267,66 @@ class Run:
             "models": sorted({m for _, m in devices}),
             "rows_per_message": len(sample_rows) / sizes.copy_messages,
         }
-        password = stack.secret("mqtt-monitor-password")
-        cores = os.cpu_count() or 1
+        self._raw(fleet, sample_rows)
+
+        pool = PublisherPool(2)
+        pool.warm()
+        pipe = pipeline.Pipeline(stack, fleet, pool)
+        try:
+            self._pipeline(pipe, fleet)
+        finally:
+            pipe.close()
+            pool.close()
+        results["calibration_ms"]["end"] = calibration_ms()
+        results["ratios"] = compute_ratios(results)
+        results["targets"] = targets(results, self.before)
+        results["duration_s"] = round(time.monotonic() - started, 1)
+        results["polluted"] = polluted(
+            p for name, p in results["phases"].items() if name != "stack up"
+        )
+        return results
+
+    def _raw(self, fleet: Fleet, sample_rows: list[Any]) -> None:
+        """The components alone: MQTT (paho, C clients), Kafka, COPY, the in-process cores."""
+        args, sizes, stack = self.args, self.sizes, self.stack
+        devices_dsn, ts_dsn = stack.dsn(DEVICES_DB), stack.dsn(TIMESERIES_DB)
+        password = stack.secret(BENCH_PASSWORD_SECRET)
         raw_results: dict[str, Any] = {}
-        results["raw"] = raw_results
+        self.results["raw"] = raw_results
         raw_results["mqtt"] = self.phase(
-            "raw MQTT",
+            "raw MQTT (paho)",
             lambda: raw.mqtt_raw(
-                "127.0.0.1", stack.ports.mqtt, MONITOR_USER, password, fleet, sizes.raw_mqtt
+                "127.0.0.1", stack.ports.mqtt, BENCH_MQTT_USER, password, fleet, sizes.raw_mqtt
             ),
         ).to_dict()
+        raw_results["mqtt_c"] = self.phase(
+            "raw MQTT (C clients)",
+            lambda: peer.mosquitto_c_clients(
+                host="127.0.0.1",
+                port=stack.ports.mqtt,
+                username=BENCH_MQTT_USER,
+                password=password,
+                fleet=fleet,
+                count=sizes.raw_mqtt_c,
+            ),
+        )
         raw_results["kafka"] = self.phase(
             "raw Kafka",
             lambda: raw.kafka_raw(
-                f"127.0.0.1:{stack.ports.kafka}", partitions, fleet, sizes.raw_kafka
+                f"127.0.0.1:{stack.ports.kafka}", stack.config.kafka_partitions, fleet,
+                sizes.raw_kafka,
             ),
-        ).to_dict()
+        ).to_dict()  # fmt: skip
         raw_results["copy"] = self.phase(
             "raw COPY", lambda: raw.copy_raw(ts_dsn, sample_rows)
         ).to_dict()
-        batch = results["settings"]["connector"]["batch_max_records"]
+        batch = self.results["settings"]["connector"]["batch_max_records"]
         raw_results["sink_core"] = self.phase(
             "sink write path", lambda: raw.sink_core(ts_dsn, sample_rows, batch)
         ).to_dict()
+        if "cores" in args.skip:
+            return
+        cores = os.cpu_count() or 1
         raw_results["decode_one_core"] = self.phase(
             "decode core x1", lambda: raw.decode_core(devices_dsn, fleet, sizes.decode, batch, 1)
         ).to_dict()
@@ -236,53 +339,118 @@ class Run:
             lambda: raw.decode_handler_core(devices_dsn, fleet, sizes.decode, batch),
         ).to_dict()
         records = raw.connector_records(fleet, sizes.baseline, seed=31)
-        results["baseline"] = self.phase(
+        self.results["baseline"] = self.phase(
             "per-message baseline", lambda: baseline.per_message(devices_dsn, ts_dsn, records)
         ).to_dict()
 
-        pool = PublisherPool(2)
-        pool.warm()
-        pipe = pipeline.Pipeline(stack, fleet, pool)
-        try:
-            if "stages" not in args.skip:
-                results["stages"] = asdict(
-                    self.phase("stages alone", lambda: pipeline.stages_alone(pipe, sizes.stages))
-                )
-            results["sustained"] = asdict(
+    def _pipeline(self, pipe: pipeline.Pipeline, fleet: Fleet) -> None:
+        args, sizes, results = self.args, self.sizes, self.results
+        if "stages" not in args.skip:
+            results["stages"] = asdict(
+                self.phase("stages alone", lambda: pipeline.stages_alone(pipe, sizes.stages))
+            )
+        results["sustained"] = asdict(
+            self.phase("end to end, sustained", lambda: pipeline.sustained(pipe, sizes.sustained))
+        )
+        # The pair measured by one method, one after the other: f2pipe's drain, Telegraf's.
+        results["drain"] = asdict(
+            self.phase("end to end, backlog drain", lambda: pipeline.drain(pipe, sizes.drain))
+        )
+        if "peer" not in args.skip:
+            results["peer"] = self._peer(pipe, fleet)
+        if "scaling" not in args.skip:
+            results["scaling"] = self._scaling(pipe)
+        half = results["sustained"]["msgs_per_s"] / 2
+        if "latency" not in args.skip:
+            results["latency"] = asdict(
                 self.phase(
-                    "end to end, sustained", lambda: pipeline.sustained(pipe, sizes.sustained)
+                    "latency at half the sustained max",
+                    lambda: pipeline.latency(pipe, half, sizes.latency_seconds),
                 )
             )
-            half = results["sustained"]["msgs_per_s"] / 2
-            if "latency" not in args.skip:
-                results["latency"] = asdict(
-                    self.phase(
-                        "latency at half the sustained max",
-                        lambda: pipeline.latency(pipe, half, sizes.latency_seconds),
-                    )
+        if args.profile:
+            folder = args.output.parent / "profiles"
+            results["profiles"] = self.phase(
+                "profiles",
+                lambda: pipeline.profiled(
+                    pipe, sizes.sustained, results["sustained"]["msgs_per_s"], folder
+                ),
+            )
+        p99 = (results.get("latency") or {}).get("latency", {}).get("p99", 1.0)
+        drain_below = max(1.0, 1.5 * p99)
+        if "burst" not in args.skip:
+            results["burst"] = asdict(
+                self.phase(
+                    "burst, memory",
+                    lambda: pipeline.burst(
+                        pipe, half, 10.0, sizes.burst_before_seconds, sizes.burst_seconds,
+                        drain_below,
+                    ),
                 )
-            p99 = (results.get("latency") or {}).get("latency", {}).get("p99", 1.0)
-            drain = max(1.0, 1.5 * p99)
-            if "burst" not in args.skip:
-                results["burst"] = asdict(
-                    self.phase(
-                        "burst, memory",
-                        lambda: pipeline.burst(
-                            pipe, half, 10.0, sizes.burst_before_seconds, sizes.burst_seconds, drain
-                        ),
-                    )
+            )  # fmt: skip
+
+    def _peer(self, pipe: pipeline.Pipeline, fleet: Fleet) -> dict[str, Any] | None:
+        binary = self.stack.config.tools_dir / "bin" / "telegraf"
+        if not binary.exists():
+            print(f"[bench] no {binary} (make bench builds it): peer skipped", flush=True)
+            return None
+        stack = self.stack
+        pg = stack.postgres()
+        groups = stack_groups(stack.pid_path)
+        brokers = {"mosquitto": groups["mosquitto"][0], "postgres": groups["postgres"][0]}
+        password = stack.secret(BENCH_PASSWORD_SECRET)
+
+        def publish(count: int, prefix: str) -> Any:
+            plans = [
+                replace(
+                    pipe.plan(count // 2 + (count % 2 if i == 0 else 0), None, part, "peer"),
+                    username=BENCH_MQTT_USER,
+                    password=password,
+                    topic_prefix=prefix,
                 )
-        finally:
-            pipe.close()
-            pool.close()
-        results["calibration_ms"]["end"] = calibration_ms()
-        results["ratios"] = compute_ratios(results)
-        results["targets"] = targets(results)
-        results["duration_s"] = round(time.monotonic() - started, 1)
-        results["polluted"] = polluted(
-            p for name, p in results["phases"].items() if name != "stack up"
+                for i, part in enumerate(fleet.split(2))
+            ]
+            return pipe.publish(plans)
+
+        work = self.state / "telegraf"
+        work.mkdir(exist_ok=True)
+        figures = self.phase(
+            "peer: telegraf, backlog drain",
+            lambda: peer.telegraf_drain(
+                binary,
+                dsn=stack.dsn(TIMESERIES_DB),
+                pg_password=pg.password,
+                mqtt_port=stack.ports.mqtt,
+                mqtt_user=BENCH_MQTT_USER,
+                mqtt_password=password,
+                publish=publish,
+                broker_pids=brokers,
+                count=self.sizes.drain,
+                work_dir=work,
+            ),
         )
-        return results
+        return asdict(figures)
+
+    def _scaling(self, pipe: pipeline.Pipeline) -> list[dict[str, Any]]:
+        """The drain with 1 and 2 replicas of decode and sink, and 1 and 2 bridges."""
+        found: list[dict[str, Any]] = []
+        for replicas, bridges in ((1, 1), (2, 1), (1, 2), (2, 2)):
+            label = f"scaling: decode/sink x{replicas}, bridges x{bridges}"
+
+            def one(replicas: int = replicas, bridges: int = bridges) -> dict[str, Any]:
+                self.scale({"decode": str(replicas), "sink": str(replicas)})
+                while len(self.stack.extra_bridges()) + 1 < bridges:
+                    self.stack.add_bridge()
+                if len(self.stack.extra_bridges()) + 1 > bridges:
+                    self.stack.remove_bridges()
+                figures = asdict(pipeline.drain(pipe, self.sizes.drain))
+                figures["replicas"] = {"decode": replicas, "sink": replicas}
+                return figures
+
+            found.append(self.phase(label, one))
+        self.stack.remove_bridges()
+        self.scale({"decode": "1", "sink": "1"})
+        return found
 
     def close(self) -> None:
         if self.args.keep:

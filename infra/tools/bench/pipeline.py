@@ -39,6 +39,7 @@ from f2lib.models import parse_timestamp
 from infra.local.stack import MONITOR_USER, TIMESERIES_DB, LocalStack
 from infra.services.autoscaler.lag import KafkaLagReader
 from infra.tools.bench.processes import CpuByGroup, MemorySampler, MemorySeries, stack_groups
+from infra.tools.bench.profiles import Profiler
 from infra.tools.bench.publisher import PublisherPool, PublishPlan, PublishResult, combined
 from infra.tools.bench.stats import (
     LatencySummary,
@@ -572,3 +573,68 @@ def _level(level: MemoryLevel) -> dict[str, Any]:
         "growth": None if level.growth is None else round(level.growth, 4),
         "flat": level.flat(),
     }
+
+
+def profiled(pipe: Pipeline, count: int, expected_per_s: float, folder: Path) -> dict[str, Any]:
+    """The sustained run once more with py-spy on every Python process (flame graphs in
+    ``folder``); kept apart from the measured runs, since sampling costs the processes CPU."""
+    pipe.truncate()
+    seconds = max(5.0, 1.3 * count / max(expected_per_s, 1.0))
+    groups = stack_groups(pipe.stack.pid_path)
+    profiler = Profiler(folder, seconds, groups).start()
+    published = pipe.publish([pipe.plan(count, None, tag="profiled")])
+    pipe.wait_rows(published.rows, 600.0, published.first_publish)
+    return profiler.stop()
+
+
+@dataclass
+class DrainFigures:
+    """A backlog of ``messages`` queued in Mosquitto while the bridges were paused, then
+    drained end to end: from the resume to the last committed row, and the CPU meanwhile."""
+
+    messages: int
+    rows: int
+    seconds: float
+    msgs_per_s: float
+    bridges: int
+    stored_rows: int
+    cpu_seconds: dict[str, float]
+    cpu_ms_per_message: dict[str, float]
+    cpu_ms_per_message_total: float
+    replicas: dict[str, int] = field(default_factory=dict)
+
+
+def drain(pipe: Pipeline, count: int, publishers: int = 2) -> DrainFigures:
+    """The pipeline's figure by the method of the peer's (``peer.telegraf_drain``): the
+    publishers' own speed is out of the measurement, for both."""
+    pipe.truncate()
+    bridges = pipe.pids("bridge")
+    if not bridges:
+        raise BenchError("no bridge process found")
+    plans = [pipe.plan(count // publishers + (1 if i < count % publishers else 0), None, part,
+                       tag=f"drain{i}")
+             for i, part in enumerate(pipe.fleet.split(publishers))]  # fmt: skip
+    _signal(bridges, signal.SIGSTOP)
+    try:
+        published = pipe.publish(plans)
+        cpu = CpuByGroup(pipe.stack.pid_path).start()
+        resumed = time.time()
+    finally:
+        _signal(bridges, signal.SIGCONT)
+    done = pipe.wait_rows(published.rows, 600.0, resumed)
+    cpu_seconds = cpu.stop()
+    if done.done_at is None:
+        raise BenchError(f"drain: {done.final_value} of {published.rows} rows stored")
+    seconds = pipe.last_ingested() - resumed
+    per_message = {k: round(v * 1000 / published.sent, 4) for k, v in cpu_seconds.items()}
+    return DrainFigures(
+        messages=published.sent,
+        rows=published.rows,
+        seconds=seconds,
+        msgs_per_s=rate(published.sent, seconds),
+        bridges=len(bridges),
+        stored_rows=done.final_value,
+        cpu_seconds={k: round(v, 2) for k, v in cpu_seconds.items()},
+        cpu_ms_per_message=per_message,
+        cpu_ms_per_message_total=round(sum(per_message.values()), 4),
+    )

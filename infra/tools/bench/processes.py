@@ -77,6 +77,10 @@ def stack_groups(pid_path: Callable[[str], Path]) -> dict[str, list[int]]:
         pid = read_pid(pid_path(part))
         if pid is not None and pid in parents:
             groups[part] = [pid]
+    for index in range(1, 9):  # bridges the bench added (bridge-1.pid ...): bridge#1 ...
+        pid = read_pid(pid_path(f"bridge-{index}"))
+        if pid is not None and pid in parents:
+            groups[f"bridge#{index}"] = [pid]
     postmaster = read_pid(pid_path("postgres"))
     if postmaster is not None and postmaster in parents:
         groups["postgres"] = [postmaster, *descendants(postmaster, parents)]

@@ -53,7 +53,6 @@ from sink.timeseries import TimescaleSink, copy_payload
 logger = logging.getLogger(__name__)
 
 RAW_KAFKA_TOPIC = "bench_raw_kafka"
-COPY_TABLE = "bench_copy_target"
 
 
 @dataclass(frozen=True)
@@ -81,9 +80,17 @@ def _spawn_pool(workers: int) -> ProcessPoolExecutor:
 
 
 def _subscribe_count(
-    host: str, port: int, username: str, password: str, topic: str, count: int, timeout_s: float
+    host: str,
+    port: int,
+    username: str,
+    password: str,
+    topic: str,
+    count: int,
+    timeout_s: float,
+    ready_file: str,
 ) -> tuple[int, float, float]:
-    """Receive ``count`` messages on ``topic`` at QoS 1: (received, first, last) wall times."""
+    """Receive ``count`` messages on ``topic`` at QoS 1: (received, first, last) wall times.
+    ``ready_file`` is created once the subscription is granted."""
     lock = threading.Lock()
     got = threading.Event()
     state = {"n": 0, "first": 0.0, "last": 0.0}
@@ -108,6 +115,7 @@ def _subscribe_count(
     try:
         if not subscribed.wait(15):
             raise BenchError("raw MQTT subscriber was not subscribed within 15 s")
+        Path(ready_file).touch()
         got.wait(timeout_s)
     finally:
         client.disconnect()
@@ -119,9 +127,16 @@ def mqtt_raw(
     host: str, port: int, username: str, password: str, fleet: Fleet, count: int
 ) -> StageRate:
     """Publish ``count`` messages flat out; rate = count / (last received - first published)."""
-    with _spawn_pool(2) as pool:
-        start_at = time.time() + 3.0
-        sub = pool.submit(_subscribe_count, host, port, username, password, "bench/#", count, 300.0)
+    with _spawn_pool(2) as pool, tempfile.TemporaryDirectory(prefix="f2-bench-") as folder:
+        ready = Path(folder) / "subscribed"
+        sub = pool.submit(
+            _subscribe_count, host, port, username, password, "bench/paho/#", count, 300.0,
+            str(ready),
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not ready.exists() and not sub.done() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        start_at = time.time() + 0.5
         plan = PublishPlan(
             host,
             port,
@@ -132,7 +147,7 @@ def mqtt_raw(
             rate=None,
             seed=11,
             client_id="f2-bench-raw-pub",
-            topic_prefix="bench",
+            topic_prefix="bench/paho/cmnd",
             start_at=start_at,
         )
         pub = pool.submit(publish, plan)
@@ -335,34 +350,45 @@ def _psql(dsn: str, command: str) -> float:
 
 
 def copy_raw(dsn: str, rows: Sequence[Measurement], table: str = "iot_measurements") -> StageRate:
-    """``psql \\copy`` of the rows into a fresh table shaped like ``table`` (indexes included);
+    """``psql \\copy`` of the rows into ``table`` itself, the table the sink writes (its
+    indexes and natural key; a hypertable when TimescaleDB runs), emptied before and after;
     the time of a psql that does nothing (``SELECT 1``) is subtracted."""
     columns = ", ".join(MEASUREMENT_COLUMNS)
-    target = sql.Identifier(COPY_TABLE)
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(target))
-        cur.execute(
-            sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING ALL)").format(target, sql.Identifier(table))
-        )
-    conn.close()
+    target = sql.Identifier(table)
     with tempfile.NamedTemporaryFile("w", suffix=".tsv", delete=False) as handle:
         handle.write(copy_payload(rows).getvalue())
         path = Path(handle.name)
     path.chmod(0o644)
     size = path.stat().st_size
+    _truncate(dsn, table)
     try:
         idle = min(_psql(dsn, "SELECT 1") for _ in range(3))
-        seconds = _psql(dsn, f"\\copy {COPY_TABLE} ({columns}) FROM '{path}'") - idle
+        seconds = _psql(dsn, f"\\copy {table} ({columns}) FROM '{path}'") - idle
         with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
             cur.execute(sql.SQL("SELECT count(*) FROM {}").format(target))
             stored = cur.fetchone()
-            cur.execute(sql.SQL("DROP TABLE {}").format(target))
+            cur.execute("SELECT count(*) FROM pg_indexes WHERE tablename = %s", (table,))
+            indexes = cur.fetchone()
+            cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+            timescale = cur.fetchone()
         conn.close()
     finally:
         path.unlink(missing_ok=True)
+        _truncate(dsn, table)
     if not stored or stored[0] != len(rows):
         raise BenchError(f"raw COPY stored {stored} of {len(rows)} rows")
-    return StageRate(len(rows), seconds, "rows", {"psql_startup_s": idle, "bytes": size})
+    return StageRate(
+        len(rows),
+        seconds,
+        "rows",
+        {
+            "psql_startup_s": idle,
+            "bytes": size,
+            "table": table,
+            "indexes": indexes[0] if indexes else None,
+            "timescaledb": timescale[0] if timescale else None,
+        },
+    )
 
 
 def sink_core(dsn: str, rows: Sequence[Measurement], batch: int) -> StageRate:
@@ -385,7 +411,7 @@ def sink_core(dsn: str, rows: Sequence[Measurement], batch: int) -> StageRate:
     return StageRate(len(rows) - 1, seconds, "rows", {"batch": batch})
 
 
-def _truncate(dsn: str) -> None:
+def _truncate(dsn: str, table: str = "iot_measurements") -> None:
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute("TRUNCATE iot_measurements")
+        cur.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(table)))
     conn.close()

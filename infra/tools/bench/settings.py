@@ -20,12 +20,14 @@ class Sizes:
 
     devices: int
     raw_mqtt: int
+    raw_mqtt_c: int
     raw_kafka: int
     copy_messages: int
     decode: int
     baseline: int
     stages: int
     sustained: int
+    drain: int
     latency_seconds: float
     burst_before_seconds: float
     burst_seconds: float
@@ -35,12 +37,14 @@ class Sizes:
         return cls(
             devices=140,
             raw_mqtt=20_000,
+            raw_mqtt_c=100_000,
             raw_kafka=50_000,
             copy_messages=50_000,
             decode=20_000,
             baseline=3_000,
             stages=20_000,
             sustained=30_000,
+            drain=60_000,
             latency_seconds=30.0,
             burst_before_seconds=10.0,
             burst_seconds=5.0,
@@ -51,12 +55,14 @@ class Sizes:
         return cls(
             devices=70,
             raw_mqtt=5_000,
+            raw_mqtt_c=30_000,
             raw_kafka=15_000,
             copy_messages=15_000,
             decode=5_000,
             baseline=800,
             stages=5_000,
             sustained=8_000,
+            drain=15_000,
             latency_seconds=10.0,
             burst_before_seconds=5.0,
             burst_seconds=2.0,

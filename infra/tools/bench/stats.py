@@ -162,3 +162,41 @@ def evaluate_targets(
             "<=",
         ),
     ]
+
+
+# Targets of issue 15, against the peer and the raw limits of the same run and the code before.
+TARGET_CPU_VS_BEFORE = 1 / 3  # CPU per stored message at most a third of before
+TARGET_CPU_VS_PEER = 4.0  # at most 4x the Telegraf stack's CPU per message
+TARGET_RATE_VS_BEFORE = 3.0  # end to end at least 3x before
+TARGET_RATE_VS_PEER = 0.35  # and at least 0.35x Telegraf's
+TARGET_P99_15_S = 0.3  # p99 publish -> committed row under 300 ms at half the sustained rate
+TARGET_SINK_VS_COPY_15 = 0.5  # the sink stage alone at least half of psql \copy
+# "Today" in issue 15 (make bench on this machine): used when no --before run is given.
+ISSUE15_TODAY_MSGS_PER_S = 3342.0
+ISSUE15_TODAY_CPU_MS = 0.47
+
+
+def issue15_targets(
+    *,
+    cpu_vs_before: float | None,
+    cpu_vs_peer: float | None,
+    rate_vs_before: float | None,
+    rate_vs_peer: float | None,
+    p99_s: float | None,
+    sink_vs_copy: float | None,
+    worst_memory_growth: float | None,
+) -> list[Target]:
+    return [
+        Target("CPU per message / before", cpu_vs_before, TARGET_CPU_VS_BEFORE, "<="),
+        Target("CPU per message / Telegraf stack's", cpu_vs_peer, TARGET_CPU_VS_PEER, "<="),
+        Target("end to end / before", rate_vs_before, TARGET_RATE_VS_BEFORE, ">="),
+        Target("end to end / Telegraf's (drain)", rate_vs_peer, TARGET_RATE_VS_PEER, ">="),
+        Target("p99 latency at half the sustained max (s) [15]", p99_s, TARGET_P99_15_S, "<"),
+        Target("sink stage / psql \\copy [15]", sink_vs_copy, TARGET_SINK_VS_COPY_15, ">="),
+        Target(
+            "heap growth during the burst (worst) [15]",
+            worst_memory_growth,
+            TARGET_MEMORY_GROWTH,
+            "<=",
+        ),
+    ]
