@@ -22,6 +22,7 @@ def connect_producer(config: BridgeConfig, stop: threading.Event) -> Any:
     def connect() -> Any:
         producer = make_producer(
             config.kafka_bootstrap,
+            client=config.kafka_client,
             linger_ms=config.kafka_linger_ms,
             retries=2**31 - 1,
             delivery_timeout_ms=config.kafka_delivery_timeout_ms,

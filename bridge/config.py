@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from f2lib.backoff import Backoff
 from f2lib.contracts.records import COMMAND_REPLIES_TOPIC, DEAD_LETTER_TOPIC, RAW_TOPIC
+from f2lib.kafka import KafkaClient
 from f2lib.secrets import SecretStore
 
 MQTT_PASSWORD_SECRET = "mqtt-bridge-password"  # noqa: S105 (a secret name)
@@ -30,6 +31,8 @@ class BridgeConfig(BaseSettings):
     reconnect_min_s: int = Field(1, alias="MQTT_RECONNECT_MIN_SECONDS", ge=1)
     reconnect_max_s: int = Field(30, alias="MQTT_RECONNECT_MAX_SECONDS", ge=1)
     kafka_bootstrap: str = Field("127.0.0.1:9092", alias="KAFKA_BOOTSTRAP")
+    # The producer's client (f2lib.kafka; the choice and its figures: docs/benchmarks.md).
+    kafka_client: KafkaClient = Field("confluent", alias="KAFKA_CLIENT")
     raw_topic: str = Field(RAW_TOPIC, alias="RAW_TOPIC")
     dead_letter_topic: str = Field(DEAD_LETTER_TOPIC, alias="DEAD_LETTER_TOPIC")
     # 20 ms: about half the broker CPU per message of 5 ms, for +15 ms of latency (bench).

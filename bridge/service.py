@@ -43,7 +43,7 @@ from f2lib.contracts.topics import (
     parse_topic,
     topic_root,
 )
-from f2lib.errors import TopicError
+from f2lib.errors import RecordTooLargeError, TopicError
 from f2lib.mqtt import paho_client
 
 logger = logging.getLogger(__name__)
@@ -427,7 +427,7 @@ class MqttKafkaBridge:
     def _send(self, item: PendingRecord) -> None:
         try:
             future: RecordFuture = self._producer.send(item.topic, key=item.key, value=item.value)
-        except MessageSizeTooLargeError as exc:
+        except (MessageSizeTooLargeError, RecordTooLargeError) as exc:
             self._send(self._oversized(item, exc))
             return
         except Exception as exc:  # metadata timeouts, closed producer: the record is retried

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from f2lib.contracts.invocation import ConnectorRecord
@@ -57,10 +58,28 @@ def raw_record(record: ConnectorRecord) -> RawRecord:
             raise PayloadError("record value is not JSON") from exc
     if not isinstance(value, dict):
         raise PayloadError("record value is not a raw record object")
+    if _raw_record_shape(value):
+        return RawRecord.model_construct(**value)
     try:
         return RawRecord.model_validate(value)
     except ValidationError as exc:
         raise PayloadError(f"record value is not a raw record: {validation_summary(exc)}") from exc
+
+
+_RAW_FIELDS = frozenset({"topic", "payload", "payload_encoding", "received_at", "qos"})
+
+
+def _raw_record_shape(value: dict[str, Any]) -> bool:
+    """True when ``value`` is a RawRecord exactly as the bridge writes it: validating it would
+    pass and change nothing."""
+    return (
+        value.keys() == _RAW_FIELDS
+        and type(value["topic"]) is str
+        and type(value["payload"]) is str
+        and value["payload_encoding"] in ("utf-8", "base64")
+        and type(value["received_at"]) is str
+        and type(value["qos"]) is int
+    )
 
 
 def devices_of(records: Iterable[ConnectorRecord]) -> set[str]:
@@ -112,7 +131,7 @@ def decode_record(record: ConnectorRecord, params: DeviceParameters) -> list[Mea
     decoded = decode_values(payload, point, parts.component_id or "")
     try:
         return [
-            Measurement(
+            Measurement.checked(
                 time=time,
                 device_id=parts.device_id,
                 connector_mode=parts.connector_mode,
@@ -278,8 +297,11 @@ def parse_bytes_literal(text: str) -> bytes:
 
 
 def _payload(raw: RawRecord) -> dict[str, Any]:
+    text = raw.payload if raw.payload_encoding == "utf-8" else raw.payload_bytes()
     try:
-        payload = json.loads(raw.payload_bytes())
+        # orjson, strict JSON: NaN and Infinity are refused here (they are not JSON; json.loads
+        # took them and the value then failed as not finite)
+        payload = orjson.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise PayloadError(f"payload is not JSON: {exc}") from exc
     if not isinstance(payload, dict):

@@ -27,7 +27,7 @@ from f2lib.batchfn import Lazy, handle_batch
 from f2lib.contracts.invocation import ConnectorRecord
 from f2lib.contracts.records import DEAD_LETTER_TOPIC, DECODED_TOPIC, dump_json
 from f2lib.errors import ConfigError
-from f2lib.kafka import make_producer, send_all
+from f2lib.kafka import KafkaClient, make_producer, send_all
 from f2lib.metrics import function_metrics
 from f2lib.secrets import SecretStore
 
@@ -43,6 +43,7 @@ class DecodeConfig(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
 
     kafka_bootstrap: str
+    kafka_client: KafkaClient = "confluent"
     decoded_topic: str = DECODED_TOPIC
     dead_letter_topic: str = DEAD_LETTER_TOPIC
     params_cache_ttl_seconds: float = 60.0
@@ -84,6 +85,7 @@ class DecodeFunction:
         )
         producer = make_producer(
             config.kafka_bootstrap,
+            client=config.kafka_client,
             client_id="f2pipe-decode",
             bootstrap_timeout_ms=int(config.kafka_bootstrap_timeout_seconds * 1000),
         )

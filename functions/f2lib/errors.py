@@ -15,6 +15,7 @@ F2PipeError                  root of every error f2pipe raises on purpose
 ├── BatchError               a whole batch is malformed (HTTP 400)
 ├── StoreError               a database operation failed (HTTP 503, retried)
 ├── StreamError              a Kafka operation failed (HTTP 503, retried)
+│   └── RecordTooLargeError  Kafka can never take this record (larger than the limits)
 ├── ProvisioningError        a provisioning request is refused (carries an HTTP status)
 ├── CertificateError         a certificate, key, CSR or CRL is malformed or cannot be issued
 ├── RegistryError            the device registry's ACL, CRL or archive cannot be published
@@ -95,6 +96,10 @@ class StoreError(F2PipeError):
 
 class StreamError(F2PipeError):
     """A Kafka operation failed; the caller may retry (HTTP 503)."""
+
+
+class RecordTooLargeError(StreamError):
+    """Kafka can never take this record: it is larger than the producer's or broker's limit."""
 
 
 class ProvisioningError(F2PipeError):

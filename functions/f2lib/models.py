@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from pydantic import (
     AliasChoices,
     BaseModel,
@@ -151,7 +153,76 @@ class Measurement(BaseModel):
         return self.device_id
 
     def to_json_bytes(self) -> bytes:
-        return self.model_dump_json().encode("utf-8")
+        """The JSON of the model (byte for byte what ``model_dump_json`` writes), with orjson."""
+        moment = self.time.isoformat()
+        if moment.endswith("+00:00"):
+            moment = moment[:-6] + "Z"
+        return orjson.dumps(
+            {
+                "time": moment,
+                "device_id": self.device_id,
+                "connector_mode": self.connector_mode,
+                "connector": self.connector,
+                "component_type": self.component_type,
+                "component_id": self.component_id,
+                "value": self.value,
+                "value_text": self.value_text,
+                "unit": self.unit,
+                "topic": self.topic,
+            }
+        )
+
+    @classmethod
+    def checked(cls, **fields: Any) -> Measurement:
+        """``Measurement(**fields)``, faster: when every field already is what validation would
+        make of it, the model is built without running the validators again; anything else
+        (to be converted, or invalid) goes through full validation and its errors."""
+        if _already_valid(fields):
+            return cls.model_construct(**fields)
+        return cls(**fields)
+
+    @classmethod
+    def from_value(cls, value: Mapping[str, Any]) -> Measurement:
+        """``Measurement.model_validate(value)`` for a decoded record's JSON object (the sink's
+        input), with the same fast path as ``checked``."""
+        if value.keys() == _FIELD_SET and type(value["time"]) is str:
+            try:
+                moment = parse_timestamp(value["time"])
+            except ValueError:
+                return cls.model_validate(value)
+            fields = {**value, "time": moment}
+            if _already_valid(fields):
+                return cls.model_construct(**fields)
+        return cls.model_validate(value)
+
+
+_DEVICE_ID = re.compile(r"f2-[0-9a-f]{12}")
+_TEXT_LIMITS = (("component_type", 1, 64), ("component_id", 0, 128), ("topic", 1, 512))
+
+
+def _already_valid(fields: Mapping[str, Any]) -> bool:
+    """True when validating ``fields`` as a Measurement would pass and change none of them."""
+    if fields.keys() != _FIELD_SET:
+        return False
+    moment, value = fields["time"], fields["value"]
+    if type(moment) is not datetime or moment.tzinfo is not UTC:
+        return False
+    if value is not None and (type(value) is not float or not math.isfinite(value)):
+        return False
+    device = fields["device_id"]
+    if type(device) is not str or _DEVICE_ID.fullmatch(device) is None:
+        return False
+    if fields["connector_mode"] not in CONNECTOR_MODES or fields["connector"] not in CONNECTORS:
+        return False
+    for name, low, high in _TEXT_LIMITS:
+        text = fields[name]
+        if type(text) is not str or not low <= len(text) <= high or "\x00" in text:
+            return False
+    for name, high in (("value_text", 65_536), ("unit", 64)):
+        text = fields[name]
+        if text is not None and (type(text) is not str or len(text) > high or "\x00" in text):
+            return False
+    return value is not None or fields["value_text"] is not None
 
 
 MEASUREMENT_COLUMNS = (
@@ -166,3 +237,4 @@ MEASUREMENT_COLUMNS = (
     "unit",
     "topic",
 )
+_FIELD_SET = frozenset(MEASUREMENT_COLUMNS)

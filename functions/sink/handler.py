@@ -30,7 +30,7 @@ from f2lib.batchfn import Lazy, handle_batch
 from f2lib.contracts.invocation import ConnectorRecord
 from f2lib.contracts.records import DEAD_LETTER_TOPIC, DeadLetter, dump_json
 from f2lib.errors import ConfigError
-from f2lib.kafka import make_producer, send_all
+from f2lib.kafka import KafkaClient, make_producer, send_all
 from f2lib.metrics import function_metrics
 from f2lib.models import Measurement, validation_summary
 from f2lib.secrets import SecretStore
@@ -49,6 +49,7 @@ class SinkConfig(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
 
     kafka_bootstrap: str
+    kafka_client: KafkaClient = "confluent"
     dead_letter_topic: str = DEAD_LETTER_TOPIC
     sink_write_mode: Literal["copy", "insert"] = "copy"
     db_connect_timeout_seconds: int = 5
@@ -74,7 +75,10 @@ def validate(records: list[ConnectorRecord]) -> tuple[list[Measurement], list[De
         try:
             if isinstance(value, str):
                 value = json.loads(value)
-            valid.append(Measurement.model_validate(value))
+            if isinstance(value, dict):
+                valid.append(Measurement.from_value(value))
+            else:
+                valid.append(Measurement.model_validate(value))
         except ValidationError as exc:
             error = validation_summary(exc)
         except ValueError as exc:
@@ -121,6 +125,7 @@ class SinkFunction:
             lambda: TimescaleSink(connect, write_mode=config.sink_write_mode),
             lambda: make_producer(
                 config.kafka_bootstrap,
+                client=config.kafka_client,
                 client_id="f2pipe-sink",
                 bootstrap_timeout_ms=int(config.kafka_bootstrap_timeout_seconds * 1000),
             ),

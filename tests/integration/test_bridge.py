@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import requests
 
+from f2lib.kafka import KAFKA_CLIENTS
 from infra.local.launch.kafka import KafkaServer
 from infra.local.launch.mosquitto import MosquittoServer
 from infra.local.ports import free_port
@@ -79,9 +80,9 @@ class BridgeRun:
         return log_tail(self.log_path, 60)
 
 
-@pytest.fixture
+@pytest.fixture(params=KAFKA_CLIENTS)
 def bridge_run(
-    mosquitto: MosquittoServer, kafka: KafkaServer, tmp_path: Path
+    request: pytest.FixtureRequest, mosquitto: MosquittoServer, kafka: KafkaServer, tmp_path: Path
 ) -> Iterator[BridgeRun]:
     suffix = uuid.uuid4().hex[:8]
     device = f"f2-{uuid.uuid4().hex[:12]}"
@@ -100,6 +101,7 @@ def bridge_run(
         "MQTT_USERNAME": mosquitto.username,
         "MQTT_RECONNECT_MAX_SECONDS": "2",
         "KAFKA_BOOTSTRAP": kafka.bootstrap,
+        "KAFKA_CLIENT": request.param,
         "RAW_TOPIC": raw_topic,
         "DEAD_LETTER_TOPIC": dead_topic,
         "BRIDGE_CLIENT_ID": f"bridge-test-{suffix}",

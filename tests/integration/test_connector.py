@@ -26,7 +26,7 @@ import requests
 from kafka.errors import KafkaError
 from pydantic import SecretStr
 
-from f2lib.kafka import make_producer
+from f2lib.kafka import KAFKA_CLIENTS, make_producer
 from infra.local.launch.kafka import KafkaServer
 from infra.local.ports import free_port
 from infra.local.process import ManagedProcess, log_tail
@@ -191,9 +191,9 @@ def gateway() -> Iterator[StandInGateway]:
     stand_in.close()
 
 
-@pytest.fixture
+@pytest.fixture(params=KAFKA_CLIENTS)
 def run_connector(
-    scenario: Scenario, gateway: StandInGateway
+    request: pytest.FixtureRequest, scenario: Scenario, gateway: StandInGateway
 ) -> Iterator[Callable[..., Connector]]:
     started: list[tuple[Connector, threading.Event, threading.Thread, Any]] = []
 
@@ -204,9 +204,10 @@ def run_connector(
             "CONNECTOR_LINGER_MS": 20, "CONNECTOR_REFRESH_SECONDS": 0.5,
             "CONNECTOR_LAG_INTERVAL_SECONDS": 0.2, "CONNECTOR_RETRY_INITIAL_SECONDS": 0.05,
             "CONNECTOR_RETRY_MAX_SECONDS": 0.2, "CONNECTOR_INVOKE_TIMEOUT_SECONDS": 30,
+            "KAFKA_CLIENT": request.param,
             **settings,
         })  # fmt: skip
-        producer = make_producer(scenario.kafka.bootstrap)
+        producer = make_producer(scenario.kafka.bootstrap, client=config.kafka_client)
         connector = Connector(
             config,
             OpenFaaSClient(gateway.url, USER, SecretStr(PASSWORD)),

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol
 
+import orjson
 from pydantic import BaseModel, Field
 
 from f2lib.errors import BatchError
@@ -50,19 +51,37 @@ class KafkaRecord(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Element:
-    """One record encoded as an element of the batch body (a ``ConnectorRecord`` as JSON)."""
+    """One record encoded as an element of the batch body (a ``ConnectorRecord`` as JSON).
+
+    A JSON value travels as the bytes it came in (``raw_value``, checked once, never
+    re-encoded); ``value`` parses it only when asked (a dead letter needs it). A value that is
+    not JSON is kept as text (``text_value``).
+    """
 
     topic: str
     partition: int
     offset: int
     key: str | None
     key_is_b64: bool
-    value: Any
     body: bytes
+    raw_value: bytes | None = None
+    text_value: str | None = None
+
+    @property
+    def value(self) -> Any:
+        if self.raw_value is not None:
+            return orjson.loads(self.raw_value)
+        return self.text_value
+
+
+@lru_cache(maxsize=4096)
+def _json_text(text: str | None) -> bytes:
+    """A topic or key as JSON text (few and repeated: device ids, topic names)."""
+    return orjson.dumps(text)
 
 
 def encode_record(record: KafkaRecord) -> Element:
-    """Encode a Kafka record: the value parsed as JSON when it is JSON, else kept as text."""
+    """Encode a Kafka record: a JSON value embedded as it came, else the value kept as text."""
     key: str | None = None
     key_is_b64 = False
     if record.key is not None:
@@ -70,20 +89,21 @@ def encode_record(record: KafkaRecord) -> Element:
             key = record.key.decode("utf-8")
         except UnicodeDecodeError:
             key, key_is_b64 = base64.b64encode(record.key).decode("ascii"), True
-    if record.value is not None:
-        # Fast path: UTF-8 JSON (what the pipeline writes) is embedded as it came, once parsed
-        # to check it; the element is the same JSON the ConnectorRecord model would write.
+    raw = record.value
+    if raw is not None:
+        # What the pipeline writes is UTF-8 JSON: checked (orjson, which refuses NaN and
+        # Infinity as JSON does), then embedded byte for byte.
         try:
-            value = _JSON.decode(record.value.decode("utf-8"))
-        except ValueError:
+            orjson.loads(raw)
+        except orjson.JSONDecodeError:
             pass
         else:
             body = b'{"topic":%b,"partition":%d,"offset":%d,"key":%b,"value":%b}' % (
-                json.dumps(record.topic).encode(),
+                _json_text(record.topic),
                 record.partition,
                 record.offset,
-                json.dumps(key).encode(),
-                record.value,
+                _json_text(key),
+                raw,
             )
             return Element(
                 topic=record.topic,
@@ -91,17 +111,12 @@ def encode_record(record: KafkaRecord) -> Element:
                 offset=record.offset,
                 key=key,
                 key_is_b64=key_is_b64,
-                value=value,
                 body=body,
+                raw_value=raw,
             )
-    value = None
-    if record.value is not None:
-        try:
-            value = json.loads(record.value, parse_constant=_reject_constant)
-        except ValueError:
-            value = record.value.decode("utf-8", errors="replace")
+    text = None if raw is None else raw.decode("utf-8", errors="replace")
     element = ConnectorRecord(
-        topic=record.topic, partition=record.partition, offset=record.offset, key=key, value=value
+        topic=record.topic, partition=record.partition, offset=record.offset, key=key, value=text
     )
     return Element(
         topic=record.topic,
@@ -109,16 +124,9 @@ def encode_record(record: KafkaRecord) -> Element:
         offset=record.offset,
         key=key,
         key_is_b64=key_is_b64,
-        value=value,
         body=element.model_dump_json().encode("utf-8"),
+        text_value=text,
     )
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-_JSON = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def batch_body(elements: Sequence[Element]) -> bytes:
@@ -202,8 +210,8 @@ def single_record(body: bytes, headers: Any) -> ConnectorRecord:
         with contextlib.suppress(ValueError):
             key = base64.b64decode(key, validate=True).decode("utf-8", errors="replace")
     try:
-        value: Any = json.loads(body)
-    except ValueError:
+        value: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
         value = body.decode("utf-8", errors="replace")
     return ConnectorRecord(
         topic=_header(headers, TOPIC_HEADER),
@@ -225,15 +233,36 @@ def parse_invocation(body: bytes, headers: Any) -> list[ConnectorRecord]:
     if not body.lstrip().startswith(b"["):
         return [single_record(body, headers)]
     try:
-        items = json.loads(body)
-    except ValueError as exc:
+        items = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise BatchError(f"batch body is not valid JSON: {exc}") from exc
     records = []
     for index, item in enumerate(items):
         if not isinstance(item, dict) or "value" not in item:
             raise BatchError(f"batch element {index} is not a record object with a value")
+        if _well_typed(item):
+            # What the connector sends: the model's checks would pass and change nothing.
+            records.append(ConnectorRecord.model_construct(**item))
+            continue
         try:
             records.append(ConnectorRecord.model_validate(item))
         except ValueError as exc:
             raise BatchError(f"batch element {index} is not a valid record: {exc}") from exc
     return records
+
+
+_RECORD_FIELDS = frozenset({"topic", "partition", "offset", "key", "value"})
+
+
+def _well_typed(item: dict[str, Any]) -> bool:
+    """True when ``item`` has exactly the record's fields, each of its type (or null)."""
+    if item.keys() != _RECORD_FIELDS:
+        return False
+    topic, key = item["topic"], item["key"]
+    partition, offset = item["partition"], item["offset"]
+    return (
+        (topic is None or type(topic) is str)
+        and (key is None or type(key) is str)
+        and (partition is None or type(partition) is int)
+        and (offset is None or type(offset) is int)
+    )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, Field
 
 from f2lib.contracts.invocation import ConnectorRecord
@@ -42,11 +43,13 @@ class RawRecord(BaseModel):
     def from_mqtt(
         cls, topic: str, payload: bytes, qos: int, received_at: str | None = None
     ) -> RawRecord:
+        encoding: Literal["utf-8", "base64"] = "utf-8"
         try:
-            text, encoding = payload.decode("utf-8"), "utf-8"
+            text = payload.decode("utf-8")
         except UnicodeDecodeError:
             text, encoding = base64.b64encode(payload).decode("ascii"), "base64"
-        return cls(
+        # Every field is already of its type: built without running validation again.
+        return cls.model_construct(
             topic=topic,
             payload=text,
             payload_encoding=encoding,
@@ -60,7 +63,16 @@ class RawRecord(BaseModel):
         return self.payload.encode("utf-8")
 
     def to_bytes(self) -> bytes:
-        return self.model_dump_json().encode("utf-8")
+        """The record's JSON (what ``model_dump_json`` writes, byte for byte), with orjson."""
+        return orjson.dumps(
+            {
+                "topic": self.topic,
+                "payload": self.payload,
+                "payload_encoding": self.payload_encoding,
+                "received_at": self.received_at,
+                "qos": self.qos,
+            }
+        )
 
 
 def dead_letter(

@@ -57,7 +57,9 @@ def build(
 ) -> Service | None:
     """The connector once Kafka answers (None when stopped first)."""
     producer = connect_with_retry(
-        lambda: make_producer(config.kafka_bootstrap, client_id=KAFKA_CLIENT_ID),
+        lambda: make_producer(
+            config.kafka_bootstrap, client=config.kafka_client, client_id=KAFKA_CLIENT_ID
+        ),
         stop,
         what=f"kafka {config.kafka_bootstrap}",
         backoff=config.connect_backoff(),

@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from f2lib.backoff import Backoff
 from f2lib.contracts.functions import CONNECTOR_GROUP_PREFIX
 from f2lib.contracts.records import DEAD_LETTER_TOPIC
+from f2lib.kafka import KafkaClient
 from f2lib.secrets import SecretStore
 
 GATEWAY_PASSWORD_SECRET = "basic-auth-password"  # noqa: S105 (a secret's name)
@@ -26,6 +27,8 @@ class ConnectorConfig(BaseSettings):
     # each invoked at its own URL; no gateway, no gateway password. Unset: the gateway mode.
     functions_file: Path | None = Field(None, alias="CONNECTOR_FUNCTIONS_FILE")
     kafka_bootstrap: str = Field("127.0.0.1:9092", alias="KAFKA_BOOTSTRAP")
+    # The consumer's and dead-letter producer's client (f2lib.kafka; docs/benchmarks.md).
+    kafka_client: KafkaClient = Field("confluent", alias="KAFKA_CLIENT")
     dead_letter_topic: str = Field(DEAD_LETTER_TOPIC, alias="DEAD_LETTER_TOPIC")
     group_prefix: str = Field(CONNECTOR_GROUP_PREFIX, alias="CONNECTOR_GROUP_PREFIX")
     batch_max_records: int = Field(500, alias="CONNECTOR_BATCH_MAX_RECORDS", ge=1)

@@ -28,6 +28,7 @@ from kafka.errors import KafkaError
 from f2lib.contracts.functions import consumer_group
 from f2lib.contracts.invocation import body_size, encode_record
 from f2lib.errors import DeliveryAbandoned
+from f2lib.kafka.confluent import ConfluentConsumer, consumer_config
 from infra.services.connector.batching import Batch, BatchLimits, PartitionBuffer
 from infra.services.connector.config import ConnectorConfig
 from infra.services.connector.delivery import BatchDelivery, DeliveryReport
@@ -53,9 +54,26 @@ FETCH_MAX_BYTES = 16 * 1024 * 1024
 
 
 def kafka_consumer_factory(config: ConnectorConfig) -> ConsumerFactory:
-    """Makes kafka-python consumers for a group: manual commits, earliest offset when new."""
+    """Makes consumers of ``config.kafka_client`` for a group: manual commits, earliest offset
+    when new, fetches of ``fetch_min_bytes`` or ``fetch_max_wait_ms``."""
+    partition_bytes = max(1024 * 1024, config.batch_max_bytes)
+    fetch_bytes = max(FETCH_MAX_BYTES, config.batch_max_bytes)
+    poll_interval_ms = max(300_000, int((config.invoke_timeout_s * 2 + 60) * 1000))
 
     def make(group_id: str, client_id: str) -> Any:
+        if config.kafka_client == "confluent":
+            return ConfluentConsumer(
+                consumer_config(
+                    bootstrap=config.kafka_bootstrap,
+                    group_id=group_id,
+                    client_id=client_id,
+                    fetch_min_bytes=config.fetch_min_bytes,
+                    fetch_max_wait_ms=config.fetch_max_wait_ms,
+                    max_partition_fetch_bytes=partition_bytes,
+                    fetch_max_bytes=fetch_bytes,
+                    max_poll_interval_ms=poll_interval_ms,
+                )
+            )
         return KafkaConsumer(
             bootstrap_servers=config.kafka_bootstrap.split(","),
             group_id=group_id,
@@ -63,9 +81,11 @@ def kafka_consumer_factory(config: ConnectorConfig) -> ConsumerFactory:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=DRAIN_ALL_RECORDS,
-            max_partition_fetch_bytes=max(1024 * 1024, config.batch_max_bytes),
-            fetch_max_bytes=max(FETCH_MAX_BYTES, config.batch_max_bytes),
-            max_poll_interval_ms=max(300_000, int((config.invoke_timeout_s * 2 + 60) * 1000)),
+            max_partition_fetch_bytes=partition_bytes,
+            fetch_max_bytes=fetch_bytes,
+            fetch_min_bytes=config.fetch_min_bytes,
+            fetch_max_wait_ms=config.fetch_max_wait_ms,
+            max_poll_interval_ms=poll_interval_ms,
         )
 
     return make

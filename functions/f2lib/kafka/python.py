@@ -1,9 +1,9 @@
-"""Kafka producing with kafka-python: one configured producer, and batches sent then flushed."""
+"""The kafka-python implementation of the Kafka seam: a configured producer, admin clients."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaProducer
@@ -60,37 +60,14 @@ class KeyCachingPartitioner(DefaultPartitioner):  # type: ignore[misc]
         return found
 
 
-def make_producer(bootstrap: str, **overrides: Any) -> KafkaProducer:
-    """A producer with the project's durability defaults (acks=all, idempotent, retries)."""
+def make_python_producer(bootstrap: str, **overrides: Any) -> KafkaProducer:
+    """A kafka-python producer with the project's durability defaults (acks=all, idempotent,
+    retries); ``overrides`` in kafka-python's names."""
     settings = {**PRODUCER_DEFAULTS, "partitioner": KeyCachingPartitioner(), **overrides}
     try:
         return KafkaProducer(bootstrap_servers=bootstrap.split(","), **settings)
     except KafkaError as exc:
         raise StreamError(f"cannot connect producer to {bootstrap}: {exc}") from exc
-
-
-def send_all(
-    producer: KafkaProducer,
-    items: Iterable[tuple[str, str | None, bytes]],
-    *,
-    timeout: float = 30.0,
-) -> int:
-    """Send ``(topic, key, value)`` items, flush, and wait until every one is acknowledged.
-
-    Returns how many were sent; raises StreamError when any was not acknowledged.
-    """
-    futures = []
-    try:
-        for topic, key, value in items:
-            futures.append(
-                producer.send(topic, key=key.encode() if key is not None else None, value=value)
-            )
-        producer.flush(timeout=timeout)
-        for future in futures:
-            future.get(timeout=timeout)
-    except KafkaError as exc:
-        raise StreamError(f"Kafka did not acknowledge the batch: {exc}") from exc
-    return len(futures)
 
 
 AdminFactory = Callable[[], Any]
