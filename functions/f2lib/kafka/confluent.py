@@ -149,8 +149,11 @@ class ConfluentProducer:
         self._bootstrap_timeout_s = float(settings.get("bootstrap_timeout_ms", 10_000)) / 1000
         try:
             self._producer = confluent_kafka.Producer(producer_config(bootstrap, settings))
+            # As kafka-python's producer does: a cluster that does not answer within the
+            # bootstrap timeout is an error now, not a first send that times out later.
+            self._producer.list_topics(timeout=self._bootstrap_timeout_s)
         except KafkaException as exc:
-            raise StreamError(f"cannot make a producer for {bootstrap}: {exc}") from exc
+            raise StreamError(f"cannot connect producer to {bootstrap}: {exc}") from exc
         self._closed = threading.Event()
         self._poller = threading.Thread(target=self._poll_loop, name="kafka-delivery", daemon=True)
         self._poller.start()

@@ -42,7 +42,8 @@ from decode.params import DeviceParameters, DeviceParameterStore
 from f2lib.contracts.invocation import ConnectorRecord, parse_invocation
 from f2lib.contracts.records import RAW_TOPIC
 from f2lib.errors import BenchError
-from f2lib.kafka import make_producer
+from f2lib.kafka import KafkaClient, make_producer
+from f2lib.kafka.confluent import ConfluentConsumer, consumer_config
 from f2lib.models import MEASUREMENT_COLUMNS, Measurement
 from f2lib.mqtt import paho_client
 from infra.tools.bench.publisher import PublishPlan, publish
@@ -180,28 +181,46 @@ def _raw_values(fleet: Fleet, count: int, seed: int) -> list[tuple[bytes, bytes]
     return out
 
 
-def _kafka_produce(bootstrap: str, fleet: Fleet, count: int, start_at: float) -> dict[str, float]:
+def _kafka_produce(
+    bootstrap: str, topic: str, fleet: Fleet, count: int, start_at: float, client: KafkaClient
+) -> dict[str, float]:
     values = _raw_values(fleet, count, seed=12)
-    producer = make_producer(bootstrap, client_id="f2-bench-raw-producer")
+    producer = make_producer(bootstrap, client=client, client_id="f2-bench-raw-producer")
     time.sleep(max(0.0, start_at - time.time()))
     first = time.time()
     for key, value in values:
-        producer.send(RAW_KAFKA_TOPIC, key=key, value=value)
+        producer.send(topic, key=key, value=value)
     producer.flush(timeout=120)
     done = time.time()
     producer.close(timeout=5)
     return {"first": first, "flushed": done, "bytes": float(sum(len(v) for _, v in values))}
 
 
-def _kafka_consume(bootstrap: str, count: int, timeout_s: float) -> tuple[int, float]:
-    consumer = KafkaConsumer(
-        RAW_KAFKA_TOPIC,
-        bootstrap_servers=bootstrap.split(","),
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        client_id="f2-bench-raw-consumer",
-    )
+def _kafka_consume(
+    bootstrap: str, topic: str, count: int, timeout_s: float, client: KafkaClient
+) -> tuple[int, float]:
+    consumer: Any
+    if client == "confluent":
+        consumer = ConfluentConsumer(
+            consumer_config(
+                bootstrap=bootstrap, group_id=f"f2-bench-raw-{time.time_ns()}",
+                client_id="f2-bench-raw-consumer", fetch_min_bytes=65_536,
+                fetch_max_wait_ms=25, max_partition_fetch_bytes=1 << 20,
+                fetch_max_bytes=16 << 20, max_poll_interval_ms=300_000,
+            )
+        )  # fmt: skip
+        consumer.subscribe([topic])
+    else:
+        consumer = KafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap.split(","),
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            client_id="f2-bench-raw-consumer",
+            fetch_min_bytes=65_536,
+            fetch_max_wait_ms=25,
+        )
     received = 0
     last = 0.0
     deadline = time.monotonic() + timeout_s
@@ -213,20 +232,27 @@ def _kafka_consume(bootstrap: str, count: int, timeout_s: float) -> tuple[int, f
     return received, last
 
 
-def kafka_raw(bootstrap: str, partitions: int, fleet: Fleet, count: int) -> StageRate:
-    """Produce ``count`` raw records and consume them; rate = count / (last consumed - first
-    produced). The producer uses the project's settings (acks=all, idempotent, linger 5 ms)."""
+def kafka_raw(
+    bootstrap: str, partitions: int, fleet: Fleet, count: int, client: KafkaClient
+) -> StageRate:
+    """Produce ``count`` raw records and consume them through the seam (f2lib.kafka) with
+    ``client``; rate = count / (last consumed - first produced). The producer uses the
+    project's settings (acks=all, idempotent, linger 5 ms); the consumer fetches as the
+    connector does (64 KiB or 25 ms). Each client on a topic of its own."""
+    topic = f"{RAW_KAFKA_TOPIC}_{client.replace('-', '_')}"
     admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="f2-bench-admin")
     try:
-        admin.create_topics([NewTopic(RAW_KAFKA_TOPIC, partitions, 1)])
+        admin.create_topics([NewTopic(topic, partitions, 1)])
     except TopicAlreadyExistsError:
         pass
     finally:
         admin.close()
     time.sleep(1.0)
     with _spawn_pool(2) as pool:
-        consumed = pool.submit(_kafka_consume, bootstrap, count, 300.0)
-        produced = pool.submit(_kafka_produce, bootstrap, fleet, count, time.time() + 4.0).result()
+        consumed = pool.submit(_kafka_consume, bootstrap, topic, count, 300.0, client)
+        produced = pool.submit(
+            _kafka_produce, bootstrap, topic, fleet, count, time.time() + 4.0, client
+        ).result()
         received, last = consumed.result()
     if received < count:
         raise BenchError(f"raw Kafka: {received} of {count} records consumed")
@@ -238,6 +264,7 @@ def kafka_raw(bootstrap: str, partitions: int, fleet: Fleet, count: int) -> Stag
             "produce_only_per_second": rate(count, produced["flushed"] - produced["first"]),
             "mean_value_bytes": produced["bytes"] / count,
             "partitions": partitions,
+            "client": client,
         },
     )
 

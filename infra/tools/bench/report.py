@@ -148,7 +148,16 @@ def render_table(results: Mapping[str, Any]) -> str:
             _fmt((raw.get("mqtt_c") or {}).get("per_second")),
             "msg/s",
         ),
-        ("raw: Kafka produce->consume", _fmt(raw["kafka"]["per_second"]), "rec/s"),
+        (
+            "raw: Kafka produce->consume (kafka-python)",
+            _fmt((raw.get("kafka_kafka-python") or raw["kafka"])["per_second"]),
+            "rec/s",
+        ),
+        (
+            "raw: Kafka produce->consume (confluent-kafka)",
+            _fmt((raw.get("kafka_confluent") or {}).get("per_second")),
+            "rec/s",
+        ),
         ("raw: psql \\copy into iot_measurements", _fmt(raw["copy"]["per_second"]), "rows/s"),
         (
             "sink write path in process (TimescaleSink)",

@@ -99,6 +99,15 @@ def settings(stack: LocalStack, partitions: int) -> dict[str, Any]:
             "concurrency_per_replica": connector.concurrency_per_replica,
             "max_concurrency": connector.max_concurrency,
         },
+        "kafka_clients": {
+            "bridge": bridge.kafka_client,
+            "connector": connector.kafka_client,
+            **{
+                name: spec["environment"].get("KAFKA_CLIENT", "confluent")
+                for name, spec in functions.items()
+                if name in ("decode", "sink")
+            },
+        },
         "bridge": {
             "kafka_linger_ms": bridge.kafka_linger_ms,
             "max_in_flight": bridge.max_in_flight,
