@@ -37,7 +37,7 @@ class Sizes:
         return cls(
             devices=140,
             raw_mqtt=20_000,
-            raw_mqtt_c=100_000,
+            raw_mqtt_c=50_000,  # below the broker's queue of 100 000 for a slow subscriber
             raw_kafka=50_000,
             copy_messages=50_000,
             decode=20_000,
