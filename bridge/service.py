@@ -35,7 +35,7 @@ from pydantic import SecretStr
 
 from bridge.config import BridgeConfig
 from bridge.metrics import BridgeMetrics
-from f2lib.contracts.records import RawRecord, dead_letter, dump_json
+from f2lib.contracts.records import RawRecord, dead_letter, dump_json, raw_record_bytes
 from f2lib.contracts.topics import (
     REPLY_ROOT,
     device_key,
@@ -109,7 +109,6 @@ def route_message(
     With ``replies_topic``, a command reply (``ctrl-resp/<device>``) goes there as a raw record;
     without, only uplink topics are records.
     """
-    record = RawRecord.from_mqtt(mqtt_topic, payload, qos)
     key = device_key(mqtt_topic)
     key_bytes = key.encode() if key else None
     reply_to = replies_topic if topic_root(mqtt_topic) == REPLY_ROOT else None
@@ -119,15 +118,17 @@ def route_message(
         else:
             parse_topic(mqtt_topic, stage="bridge")
     except TopicError as exc:
+        record = RawRecord.from_mqtt(mqtt_topic, payload, qos)
         letter = dead_letter(
             record.model_dump(), stage="bridge", reason=exc.reason, error=str(exc), key=key
         )
         return RoutedMessage(
             "dead_letter", dead_letter_topic, key_bytes, dump_json(letter), exc.reason, str(exc)
         )
+    value = raw_record_bytes(mqtt_topic, payload, qos)
     if reply_to is not None:
-        return RoutedMessage("reply", reply_to, key_bytes, record.to_bytes())
-    return RoutedMessage("raw", raw_topic, key_bytes, record.to_bytes())
+        return RoutedMessage("reply", reply_to, key_bytes, value)
+    return RoutedMessage("raw", raw_topic, key_bytes, value)
 
 
 def make_mqtt_client(config: BridgeConfig, password: SecretStr) -> mqtt.Client:
@@ -166,6 +167,7 @@ class MqttKafkaBridge:
         self._probe = probe
         self._kafka_heard_at = clock()
         self._resend_backoff = config.resend_backoff()
+        self._produced: dict[str, Any] = {}  # the counter's child per kind (labels() is slow)
         self.subscription = f"$share/{config.share_group}/{config.topic_filter}"
         self.subscriptions = [self.subscription] + (
             [f"$share/{config.share_group}/{config.reply_filter}"] if config.reply_filter else []
@@ -457,7 +459,10 @@ class MqttKafkaBridge:
         return item
 
     def _delivered(self, item: PendingRecord, metadata: Any) -> None:
-        self.metrics.produced.labels(kind=item.kind).inc()
+        produced = self._produced.get(item.kind)
+        if produced is None:
+            produced = self._produced[item.kind] = self.metrics.produced.labels(kind=item.kind)
+        produced.inc()
         self._set_kafka(True)
         self._finish(item)
 

@@ -178,8 +178,19 @@ class Measurement(BaseModel):
         make of it, the model is built without running the validators again; anything else
         (to be converted, or invalid) goes through full validation and its errors."""
         if _already_valid(fields):
-            return cls.model_construct(**fields)
+            return cls._valid(fields)
         return cls(**fields)
+
+    @classmethod
+    def _valid(cls, fields: dict[str, Any]) -> Measurement:
+        """The model of fields known valid: what ``model_construct`` makes (every field set,
+        no extra, no private state), without its per-field bookkeeping."""
+        made = cls.__new__(cls)
+        object.__setattr__(made, "__dict__", fields)
+        object.__setattr__(made, "__pydantic_fields_set__", set(_FIELD_SET))
+        object.__setattr__(made, "__pydantic_extra__", None)
+        object.__setattr__(made, "__pydantic_private__", None)
+        return made
 
     @classmethod
     def from_value(cls, value: Mapping[str, Any]) -> Measurement:
@@ -192,7 +203,7 @@ class Measurement(BaseModel):
                 return cls.model_validate(value)
             fields = {**value, "time": moment}
             if _already_valid(fields):
-                return cls.model_construct(**fields)
+                return cls._valid(fields)
         return cls.model_validate(value)
 
 

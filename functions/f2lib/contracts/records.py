@@ -75,6 +75,24 @@ class RawRecord(BaseModel):
         )
 
 
+def raw_record_bytes(topic: str, payload: bytes, qos: int) -> bytes:
+    """``RawRecord.from_mqtt(topic, payload, qos).to_bytes()`` without the model in between
+    (the bridge's per-message path): the same JSON, byte for byte."""
+    try:
+        text, encoding = payload.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        text, encoding = base64.b64encode(payload).decode("ascii"), "base64"
+    return orjson.dumps(
+        {
+            "topic": topic,
+            "payload": text,
+            "payload_encoding": encoding,
+            "received_at": utc_now_iso(),
+            "qos": qos,
+        }
+    )
+
+
 def dead_letter(
     original: Any,
     *,

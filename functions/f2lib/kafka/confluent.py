@@ -64,13 +64,15 @@ def producer_config(bootstrap: str, settings: Mapping[str, Any]) -> dict[str, An
 
 
 class DeliveryFuture:
-    """One record's acknowledgement: callbacks as kafka-python's futures take them."""
+    """One record's acknowledgement: callbacks as kafka-python's futures take them. Cheap to
+    make (one per record): a lock, and an event only when someone waits in ``get``."""
 
-    __slots__ = ("_callbacks", "_errbacks", "_event", "_lock", "error", "metadata")
+    __slots__ = ("_callbacks", "_done", "_errbacks", "_event", "_lock", "error", "metadata")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._event = threading.Event()
+        self._done = False
+        self._event: threading.Event | None = None
         self._callbacks: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
         self._errbacks: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
         self.metadata: Any = None
@@ -78,7 +80,7 @@ class DeliveryFuture:
 
     def add_callback(self, f: Callable[..., Any], *args: Any) -> DeliveryFuture:
         with self._lock:
-            if not self._event.is_set():
+            if not self._done:
                 self._callbacks.append((f, args))
                 return self
         if self.error is None:
@@ -87,7 +89,7 @@ class DeliveryFuture:
 
     def add_errback(self, f: Callable[..., Any], *args: Any) -> DeliveryFuture:
         with self._lock:
-            if not self._event.is_set():
+            if not self._done:
                 self._errbacks.append((f, args))
                 return self
         if self.error is not None:
@@ -95,7 +97,11 @@ class DeliveryFuture:
         return self
 
     def get(self, timeout: float | None = None) -> Any:
-        if not self._event.wait(timeout):
+        with self._lock:
+            if not self._done and self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        if event is not None and not event.wait(timeout):
             raise StreamError("the record was not acknowledged in time")
         if self.error is not None:
             raise self.error
@@ -108,7 +114,9 @@ class DeliveryFuture:
                 self.error = StreamError(f"Kafka did not take the record: {err}")
             else:
                 self.metadata = msg
-            self._event.set()
+            self._done = True
+            if self._event is not None:
+                self._event.set()
             callbacks = self._errbacks if err is not None else self._callbacks
             self._callbacks, self._errbacks = [], []
         value = self.error if err is not None else msg

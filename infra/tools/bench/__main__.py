@@ -38,7 +38,7 @@ from infra.local.stack import (
 from infra.services.kit.openfaas import TimeoutConfig
 from infra.tools.bench import baseline, peer, pipeline, raw
 from infra.tools.bench.machine import CpuAccount, calibration_ms, machine_facts, polluted, versions
-from infra.tools.bench.processes import stack_groups
+from infra.tools.bench.processes import CpuByGroup, stack_groups
 from infra.tools.bench.publisher import PublisherPool
 from infra.tools.bench.report import compute_ratios, render_table, targets
 from infra.tools.bench.settings import Sizes, settings
@@ -215,8 +215,12 @@ class Run:
     def phase(self, name: str, work: Callable[[], T]) -> T:
         print(f"[bench] {name} ...", flush=True)
         start = self.cpu.snapshot()
+        by_group = CpuByGroup(self.stack.pid_path).start()
         value = work()
         account = self.cpu.between(start, self.cpu.snapshot())
+        account["cpu_s_by_process"] = {
+            k: round(v, 2) for k, v in by_group.stop().items() if v >= 0.01
+        }
         self.results["phases"][name] = account
         print(
             f"[bench] {name} done in {account['wall_s']:.1f}s (cores: ours "
