@@ -81,9 +81,13 @@ class BenchStack(LocalStack):
         part = f"bridge-{len(self.extra_bridges()) + 1}"
         port = free_port()
         env = self._bridge_env()
+        # A persistent session outlives its process, and Mosquitto goes on giving the stopped
+        # member its share of the shared subscription: the added bridge's session ends 1 s
+        # after it disconnects (the bench removes it only once the pipeline drained).
         env.update(
             BRIDGE_CLIENT_ID=f"f2-bridge-local-{part}",
             BRIDGE_HTTP_PORT=str(port),
+            MQTT_SESSION_EXPIRY_SECONDS="1",
         )
         self._spawn(
             part,
@@ -94,9 +98,12 @@ class BenchStack(LocalStack):
         return part
 
     def remove_bridges(self) -> None:
-        for part in self.extra_bridges():
+        parts = self.extra_bridges()
+        for part in parts:
             stop_pidfile(self.pid_path(part), timeout=30)
             self.pid_path(part).unlink(missing_ok=True)
+        if parts:
+            time.sleep(2.0)  # their sessions expire (1 s) before the next phase publishes
 
     def down(self) -> list[str]:
         self.remove_bridges()
