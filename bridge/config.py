@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from f2lib.backoff import Backoff
@@ -32,7 +32,9 @@ class BridgeConfig(BaseSettings):
     reconnect_max_s: int = Field(30, alias="MQTT_RECONNECT_MAX_SECONDS", ge=1)
     kafka_bootstrap: str = Field("127.0.0.1:9092", alias="KAFKA_BOOTSTRAP")
     # The producer's client (f2lib.kafka; the choice and its figures: docs/benchmarks.md).
-    kafka_client: KafkaClient = Field("confluent", alias="KAFKA_CLIENT")
+    kafka_client: KafkaClient = Field(
+        "confluent", validation_alias=AliasChoices("BRIDGE_KAFKA_CLIENT", "KAFKA_CLIENT")
+    )
     raw_topic: str = Field(RAW_TOPIC, alias="RAW_TOPIC")
     dead_letter_topic: str = Field(DEAD_LETTER_TOPIC, alias="DEAD_LETTER_TOPIC")
     # 20 ms: about half the broker CPU per message of 5 ms, for +15 ms of latency (bench).

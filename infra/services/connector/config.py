@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from f2lib.backoff import Backoff
@@ -28,7 +28,9 @@ class ConnectorConfig(BaseSettings):
     functions_file: Path | None = Field(None, alias="CONNECTOR_FUNCTIONS_FILE")
     kafka_bootstrap: str = Field("127.0.0.1:9092", alias="KAFKA_BOOTSTRAP")
     # The consumer's and dead-letter producer's client (f2lib.kafka; docs/benchmarks.md).
-    kafka_client: KafkaClient = Field("confluent", alias="KAFKA_CLIENT")
+    kafka_client: KafkaClient = Field(
+        "confluent", validation_alias=AliasChoices("CONNECTOR_KAFKA_CLIENT", "KAFKA_CLIENT")
+    )
     dead_letter_topic: str = Field(DEAD_LETTER_TOPIC, alias="DEAD_LETTER_TOPIC")
     group_prefix: str = Field(CONNECTOR_GROUP_PREFIX, alias="CONNECTOR_GROUP_PREFIX")
     batch_max_records: int = Field(500, alias="CONNECTOR_BATCH_MAX_RECORDS", ge=1)
