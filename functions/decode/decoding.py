@@ -27,6 +27,7 @@ from f2lib.errors import (
     TimestampError,
 )
 from f2lib.models import Measurement, parse_timestamp, validation_summary
+from f2lib.trusted import trusted
 
 from .params import DataPointParams, DeviceParameters
 
@@ -59,7 +60,7 @@ def raw_record(record: ConnectorRecord) -> RawRecord:
     if not isinstance(value, dict):
         raise PayloadError("record value is not a raw record object")
     if _raw_record_shape(value):
-        return RawRecord.model_construct(**value)
+        return trusted(RawRecord, value)
     try:
         return RawRecord.model_validate(value)
     except ValidationError as exc:

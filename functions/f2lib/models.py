@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from f2lib.contracts.topics import CONNECTOR_MODES, CONNECTORS
+from f2lib.trusted import trusted
 
 # "2023-05-26 18:34:04.928538" (the devices' format), optionally zoned, or ISO 8601 with "T".
 _TIMESTAMP = re.compile(
@@ -183,14 +184,7 @@ class Measurement(BaseModel):
 
     @classmethod
     def _valid(cls, fields: dict[str, Any]) -> Measurement:
-        """The model of fields known valid: what ``model_construct`` makes (every field set,
-        no extra, no private state), without its per-field bookkeeping."""
-        made = cls.__new__(cls)
-        object.__setattr__(made, "__dict__", fields)
-        object.__setattr__(made, "__pydantic_fields_set__", set(_FIELD_SET))
-        object.__setattr__(made, "__pydantic_extra__", None)
-        object.__setattr__(made, "__pydantic_private__", None)
-        return made
+        return trusted(cls, fields)
 
     @classmethod
     def from_value(cls, value: Mapping[str, Any]) -> Measurement:
