@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -26,8 +27,20 @@ COMMAND_REPLIES_TOPIC = "iot_command_replies"
 PIPELINE_TOPICS = (RAW_TOPIC, DECODED_TOPIC, DEAD_LETTER_TOPIC, COMMAND_REPLIES_TOPIC)
 
 
+_SECOND: tuple[int, str] = (-1, "")  # the last second formatted: (epoch second, its ISO text)
+
+
 def utc_now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
+    """Now as ``datetime.now(UTC).isoformat(timespec="microseconds")`` writes it; the date and
+    time of day are formatted once a second (the bridge stamps every message)."""
+    global _SECOND
+    now = time.time()
+    second = int(now)
+    cached = _SECOND  # one tuple, replaced whole: threads never see half of it
+    if cached[0] != second:
+        cached = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+        _SECOND = cached
+    return f"{cached[1]}.{int((now - second) * 1_000_000):06d}+00:00"
 
 
 class RawRecord(BaseModel):
