@@ -243,11 +243,6 @@ class ImageBuilder:
         logger.info("pushed %s", tag)
 
 
-def runs_under_watchdog(docker: Docker, ref: str) -> bool:
-    """Whether an image runs of-watchdog (its ``F2_WATCHDOG``; images without it do)."""
-    return docker.image_env(ref).get(WATCHDOG_ENV, "of-watchdog") != "none"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m infra.local.images``: build (and push) the function images of stack.yml."""
     runtime = RuntimeConfig()
