@@ -27,13 +27,11 @@ PIPELINE_TIMEOUT = 180.0
 
 def _config(stack: LocalStack, cert_dir: Path) -> FleetConfig:
     env = stack.env()
-    if not port_open(int(env["MQTT_TLS_PORT"])):
-        pytest.skip(
-            "PENDING: the local stack does not open Mosquitto's mTLS listener "
-            f"(MQTT_TLS_PORT={env['MQTT_TLS_PORT']} is closed)"
-        )
-    if not Path(env["CA_CERT"]).exists():
-        pytest.skip(f"PENDING: the local stack has no CA certificate at {env['CA_CERT']}")
+    assert port_open(int(env["MQTT_TLS_PORT"])), (
+        f"the local stack must open Mosquitto's mTLS listener (MQTT_TLS_PORT="
+        f"{env['MQTT_TLS_PORT']} is closed)"
+    )
+    assert Path(env["CA_CERT"]).exists(), f"the local stack has no CA certificate {env['CA_CERT']}"
     return FleetConfig(
         mix=parse_mix("all", PER_MODEL * len(MODELS)),
         seed=SEED,
