@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +39,7 @@ from infra.local.ports import free_port, port_open
 from infra.services.connector.static import parse_function_list
 from provision.pki import CertificateAuthority, certificate_pem, private_key_pem
 from provision.registry import render_acl
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -1246,11 +1248,26 @@ class Broker:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 20
-        while not (port_open(self.port) and port_open(self.tls_port)):
-            assert self.process.poll() is None, (self.root / "broker.log").read_text()
-            assert time.monotonic() < deadline, "broker did not open its ports"
-            time.sleep(0.1)
+        process = self.process
+
+        def listening() -> bool:
+            assert process.poll() is None, (self.root / "broker.log").read_text()
+            return port_open(self.port) and port_open(self.tls_port)
+
+        wait_for(listening, timeout=20, interval=0.1, message="broker did not open its ports")
+
+    def reloads(self) -> int:
+        """How often run-broker.sh has told mosquitto (SIGHUP) to reload its files."""
+        return (self.root / "broker.log").read_text().count("SIGHUP to mosquitto")
+
+    def wait_reloaded(self, before: int) -> None:
+        """Wait until run-broker.sh has sent a SIGHUP after the ``before``-th one."""
+        wait_for(
+            lambda: self.reloads() > before,
+            timeout=20,
+            interval=0.1,
+            message=lambda: f"no reload:\n{(self.root / 'broker.log').read_text()}",
+        )
 
     def stop(self) -> int | None:
         if self.process is None:
@@ -1273,12 +1290,16 @@ def _crl(ca: CertificateAuthority) -> str:
 
 def _connect(client: mqtt.Client, port: int) -> int:
     result: dict[str, Any] = {}
-    client.on_connect = lambda c, u, f, rc, p=None: result.setdefault("rc", rc)
+    answered = threading.Event()
+
+    def on_connect(c: Any, u: Any, f: Any, rc: Any, p: Any = None) -> None:
+        result.setdefault("rc", rc)
+        answered.set()
+
+    client.on_connect = on_connect
     client.connect("127.0.0.1", port, keepalive=10)
     client.loop_start()
-    deadline = time.monotonic() + 10
-    while "rc" not in result and time.monotonic() < deadline:
-        time.sleep(0.05)
+    answered.wait(10)
     rc = result.get("rc")
     return int(rc.value if hasattr(rc, "value") else rc) if rc is not None else -1
 
@@ -1332,16 +1353,17 @@ def test_deployed_broker_config_reloads_device_acl_without_restart(
         device.loop_stop()
 
     try:
-        publish_once("strike-1")  # not in the ACL yet: the broker drops it
-        time.sleep(1.0)
+        # Not in the ACL yet: the broker drops it. strike-2 below is the sentinel: it reaches
+        # the bridge after strike-1 would have, so only strike-2 may be received.
+        publish_once("strike-1")
         assert received == []
+        reloads = broker.reloads()
         broker.write("registry/devices.acl", render_acl([device_id]))
-        time.sleep(2.0)  # run-broker.sh polls every 0.5 s here, then SIGHUP
+        broker.wait_reloaded(reloads)  # run-broker.sh polls every 0.5 s here, then SIGHUP
         publish_once("strike-2")
-        deadline = time.monotonic() + 10
-        while not received and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert received == [f"cmnd/{device_id}/access-control-mode/J1/strike-2"]
+        sentinel = f"cmnd/{device_id}/access-control-mode/J1/strike-2"
+        wait_for(lambda: sentinel in received, timeout=10, interval=0.1)
+        assert received == [sentinel]
     finally:
         bridge.disconnect()
         bridge.loop_stop()
@@ -1355,11 +1377,12 @@ def test_deployed_broker_reloads_password_file_and_stops_cleanly(broker: Broker)
     rotated.username_pw_set("f2-bridge", "rotated-pw")
     assert _connect(rotated, broker.port) != 0
     rotated.loop_stop()
+    reloads = broker.reloads()
     mosquitto_passwd.write_password_file(
         broker.root / "auth" / "passwd", [("f2-bridge", "rotated-pw")]
     )
     (broker.root / "auth" / "passwd").chmod(0o644)
-    time.sleep(2.0)
+    broker.wait_reloaded(reloads)
     again = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="deploy-test-rotated-2")
     again.username_pw_set("f2-bridge", "rotated-pw")
     assert _connect(again, broker.port) == 0

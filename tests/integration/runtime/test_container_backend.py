@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from infra.local.buildctx import build_all
 from infra.local.ports import free_port, port_open
 from infra.local.process import ManagedProcess
 from tests.fixtures.docker import Engine
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
@@ -110,16 +110,6 @@ def deployment(image: str, version: str) -> dict[str, Any]:
         "labels": {"com.openfaas.scale.min": "1"},
         "limits": {"memory": "96Mi"},
     }
-
-
-def wait_until(check: Any, timeout: float = 90.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError("condition not reached")
 
 
 @pytest.fixture(scope="module")
@@ -258,12 +248,12 @@ def test_a_deployment_of_an_image_that_does_not_exist_is_refused_and_others_serv
 def test_scaling_runs_n_containers_and_balances_over_them(gateway: Gateway) -> None:
     answer = gateway.system("POST", "scale-function/echo", {"serviceName": "echo", "replicas": 2})
     assert answer.status_code == 202
-    wait_until(lambda: gateway.describe("echo")["availableReplicas"] == 2)
+    wait_for(lambda: gateway.describe("echo")["availableReplicas"] == 2)
     assert len(gateway.containers("echo")) == 2
     hosts = {gateway.call()["hostname"] for _ in range(8)}
     assert len(hosts) == 2
     gateway.system("POST", "scale-function/echo", {"serviceName": "echo", "replicas": 1})
-    wait_until(lambda: len(gateway.containers("echo")) == 1)
+    wait_for(lambda: len(gateway.containers("echo")) == 1)
 
 
 def test_put_replaces_the_containers_rolling_and_every_call_is_answered(gateway: Gateway) -> None:
@@ -280,7 +270,7 @@ def test_put_replaces_the_containers_rolling_and_every_call_is_answered(gateway:
     try:
         updated = gateway.system("PUT", "functions", deployment("f2pipe-test/echo:2", "two"))
     finally:
-        wait_until(lambda: len(answers) > 5)
+        wait_for(lambda: len(answers) > 5)
         stop.set()
         caller.join()
     assert updated.status_code == 202, updated.text
@@ -302,8 +292,8 @@ def test_logs_come_from_the_containers(gateway: Gateway) -> None:
 def test_a_killed_container_is_replaced(gateway: Gateway) -> None:
     (container,) = gateway.containers("echo")
     gateway.docker.docker.run("kill", container)
-    wait_until(lambda: (names := gateway.containers("echo")) and container not in names)
-    wait_until(lambda: gateway.describe("echo")["availableReplicas"] == 1)
+    wait_for(lambda: (names := gateway.containers("echo")) and container not in names)
+    wait_for(lambda: gateway.describe("echo")["availableReplicas"] == 1)
     assert gateway.call()["version"] in ("one", "two")
 
 

@@ -13,7 +13,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from infra.local.ports import free_port, port_open
 from infra.local.process import ManagedProcess
 from tests.fixtures.docker import Engine
 from tests.openfaas_tools import faas_cli, watchdog_image
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
@@ -234,13 +234,12 @@ def test_faas_cli_up_builds_pushes_and_replaces_the_running_containers(
         )
         catalog = requests.get(f"http://{registry.address}/v2/_catalog", timeout=10).json()
         assert "f2pipe-test/echo" in catalog["repositories"]
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+
+        def replaced() -> bool:
             answer = requests.get(f"{url}/function/echo", timeout=30)
-            if answer.ok and answer.json()["version"] == "after":
-                break
-            time.sleep(0.5)
-        assert answer.json()["version"] == "after"
+            return answer.ok and answer.json()["version"] == "after"
+
+        wait_for(replaced, timeout=120, message="the rolling update never answered 'after'")
         after = docker_engine.docker.run(
             "ps", "--filter", "label=f2pipe.function=echo", "--format", "{{.Names}}"
         ).stdout.split()

@@ -6,10 +6,10 @@ import json
 import shutil
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -18,6 +18,7 @@ from infra.deploy.stackfile import StackFile
 from infra.local.buildctx import build_all
 from infra.local.ports import free_port, port_open
 from infra.local.process import ManagedProcess
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 Gw = tuple[str, tuple[str, str]]
@@ -154,12 +155,15 @@ def test_scale_runs_n_processes_and_balances_over_them(gateway: Gw) -> None:
         timeout=10,
     )
     assert resp.status_code == 202
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        info = requests.get(f"{url}/system/function/echo", auth=auth, timeout=10).json()
-        if info["availableReplicas"] == 3:
-            break
-        time.sleep(0.3)
+
+    def echo() -> dict[str, Any]:
+        info: dict[str, Any] = requests.get(
+            f"{url}/system/function/echo", auth=auth, timeout=10
+        ).json()
+        return info
+
+    wait_for(lambda: echo()["availableReplicas"] == 3, timeout=60, interval=0.3)
+    info = echo()
     assert info["replicas"] == 3 and info["availableReplicas"] == 3
     pids = {requests.get(f"{url}/function/echo", timeout=10).json()["pid"] for _ in range(12)}
     assert len(pids) == 3
@@ -169,16 +173,7 @@ def test_scale_runs_n_processes_and_balances_over_them(gateway: Gw) -> None:
         data=json.dumps({"serviceName": "echo", "replicas": 1}),
         timeout=10,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if (
-            requests.get(f"{url}/system/function/echo", auth=auth, timeout=10).json()[
-                "availableReplicas"
-            ]
-            == 1
-        ):
-            break
-        time.sleep(0.3)
+    wait_for(lambda: echo()["availableReplicas"] == 1, timeout=30, interval=0.3)
     pids = {requests.get(f"{url}/function/echo", timeout=10).json()["pid"] for _ in range(6)}
     assert len(pids) == 1
 

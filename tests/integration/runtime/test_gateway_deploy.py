@@ -15,7 +15,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from infra.local.buildctx import build_all, build_context
 from infra.local.ports import free_port, port_open
 from infra.local.process import ManagedProcess
 from tests.openfaas_tools import faas_cli
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
@@ -177,12 +177,9 @@ def pid_alive(pid: int) -> bool:
 
 
 def wait_gone(pid: int, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return True
-        time.sleep(0.1)
-    return False
+    return wait_for(
+        lambda: not pid_alive(pid), timeout, interval=0.1, message=f"process {pid} still runs"
+    )
 
 
 def test_deploy_needs_basic_auth(gateway: Gateway) -> None:
@@ -253,10 +250,12 @@ def test_put_keeps_the_replica_count_of_a_scaled_function(gateway: Gateway) -> N
         data=json.dumps({"serviceName": "greeter", "replicas": 2}),
     )
     assert resp.status_code == 202
-    deadline = time.monotonic() + 60
-    while gateway.describe("greeter").json()["availableReplicas"] != 2:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    wait_for(
+        lambda: gateway.describe("greeter").json()["availableReplicas"] == 2,
+        timeout=60,
+        interval=0.2,
+        message="greeter never had 2 available replicas",
+    )
     assert gateway.system("PUT", deploy_body("again")).status_code in (200, 202)
     info = gateway.describe("greeter").json()
     assert info["replicas"] == 2 and info["availableReplicas"] == 2
