@@ -26,7 +26,7 @@ from infra.local.launch.kafka import KafkaServer
 from infra.local.launch.mosquitto import MosquittoServer
 from infra.local.ports import free_port
 from infra.local.process import ManagedProcess, log_tail
-from tests.kafka_support import read_topic
+from tests.kafka_support import read_topic, read_topic_to_end
 from tests.mqtt_support import Publisher
 from tests.waiting import wait_for
 
@@ -177,13 +177,15 @@ def test_bridge__forwards_command_replies_to_the_replies_topic_keyed_by_device(
     uplink = f"cmnd/{bridge_run.device}/access-control-mode/J1/strike-1"
     publisher.publish(uplink, [payload(1)])
 
-    (record,) = read_topic(kafka.bootstrap, replies_topic, lambda rs: len(rs) >= 1, settle=1)
+    read_topic(kafka.bootstrap, replies_topic, lambda rs: len(rs) >= 1)
+    raw = read_topic(kafka.bootstrap, bridge_run.raw_topic, lambda rs: len(rs) >= 1)
+    assert [json.loads(r.value)["topic"] for r in raw] == [uplink]
+    # The uplink came after the reply: the replies topic, read to its end now, holds it once.
+    (record,) = read_topic_to_end(kafka.bootstrap, replies_topic)
     assert record.key == bridge_run.device.encode()
     value = json.loads(record.value)
     assert value["topic"] == f"ctrl-resp/{bridge_run.device}"
     assert value["payload"] == reply.decode() and value["received_at"]
-    raw = read_topic(kafka.bootstrap, bridge_run.raw_topic, lambda rs: len(rs) >= 1)
-    assert [json.loads(r.value)["topic"] for r in raw] == [uplink]
     assert bridge_run.metric('f2_bridge_records_produced_total{kind="reply"}') == 1
 
 
