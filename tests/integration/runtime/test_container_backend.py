@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,9 +23,10 @@ import requests
 
 from infra.deploy.stackfile import StackFile
 from infra.local.buildctx import build_all
-from infra.local.ports import free_port, port_open
+from infra.local.ports import free_port
 from infra.local.process import ManagedProcess
 from tests.fixtures.docker import Engine
+from tests.gateway_support import start_gateway, write_basic_auth
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -133,29 +133,17 @@ def images(docker_engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> P
 @pytest.fixture(scope="module")
 def gateway(images: Path, docker_engine: Engine, runtime_root: Path) -> Iterator[Gateway]:
     secrets = images / "secrets"
-    secrets.mkdir()
-    (secrets / "basic-auth-user").write_text("admin\n")
-    (secrets / "basic-auth-password").write_text(AUTH[1] + "\n")
+    write_basic_auth(secrets, *AUTH)
     (secrets / "echo-secret").write_text("mounted-value")
     port = free_port()
     state = runtime_root / f"container-gateway-{port}"
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{REPO}:{REPO / 'functions'}"}
-    proc = ManagedProcess(
-        "gateway",
-        [
-            sys.executable,
-            "-m",
-            "infra.local.gateway",
-            "--stack",
-            str(images / "stack.yml"),
-            "--build-dir",
-            str(images / "build"),
-            "--state-dir",
-            str(state),
-            "--secrets-dir",
-            str(secrets),
-            "--port",
-            str(port),
+    proc = start_gateway(
+        images,
+        port,
+        secrets,
+        state=state,
+        extra=[
             "--backend",
             "containers",
             "--docker-host",
@@ -163,11 +151,9 @@ def gateway(images: Path, docker_engine: Engine, runtime_root: Path) -> Iterator
             "--service-host",
             "127.0.0.1",
         ],
-        images / "gateway.log",
         env={**env, "F2_TEST_HOST_ONLY": "from-the-host"},
-        cwd=REPO,
-    ).start()
-    proc.wait_ready(lambda: port_open(port), timeout=180)
+        timeout=180,
+    )
     gw = Gateway(f"http://127.0.0.1:{port}", docker_engine, proc)
     try:
         yield gw

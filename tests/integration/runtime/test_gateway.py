@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,8 +15,8 @@ import requests
 
 from infra.deploy.stackfile import StackFile
 from infra.local.buildctx import build_all
-from infra.local.ports import free_port, port_open
-from infra.local.process import ManagedProcess
+from infra.local.ports import free_port
+from tests.gateway_support import start_gateway, write_basic_auth
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -65,34 +64,12 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gw]:
     (root / "functions" / "echo" / "handler.py").write_text(ECHO_HANDLER)
     (root / "stack.yml").write_text(STACK)
     secrets = root / "secrets"
-    secrets.mkdir()
-    (secrets / "basic-auth-user").write_text("admin\n")
-    (secrets / "basic-auth-password").write_text("s3cret-pw\n")
+    write_basic_auth(secrets, "admin", "s3cret-pw")
     (secrets / "echo-secret").write_text("x\n")
     (secrets / "other-secret").write_text("y\n")
     build_all(StackFile.load(root / "stack.yml"), root / "build")
     port = free_port()
-    proc = ManagedProcess(
-        "gateway",
-        [
-            sys.executable,
-            "-m",
-            "infra.local.gateway",
-            "--stack",
-            str(root / "stack.yml"),
-            "--build-dir",
-            str(root / "build"),
-            "--state-dir",
-            str(root / "state"),
-            "--secrets-dir",
-            str(secrets),
-            "--port",
-            str(port),
-        ],
-        root / "gateway.log",
-        cwd=REPO,
-    ).start()
-    proc.wait_ready(lambda: port_open(port), timeout=60)
+    proc = start_gateway(root, port, secrets)
     yield f"http://127.0.0.1:{port}", ("admin", "s3cret-pw")
     proc.stop()
     assert not proc.alive()

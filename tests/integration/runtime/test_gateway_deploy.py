@@ -25,8 +25,9 @@ import requests
 
 from infra.deploy.stackfile import StackFile
 from infra.local.buildctx import build_all, build_context
-from infra.local.ports import free_port, port_open
+from infra.local.ports import free_port
 from infra.local.process import ManagedProcess
+from tests.gateway_support import start_gateway, write_basic_auth
 from tests.openfaas_tools import faas_cli
 from tests.waiting import wait_for
 
@@ -116,36 +117,14 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     (project / "stack.yml").write_text(PROJECT_STACK)
     (project / "gateway-stack.yml").write_text(GATEWAY_STACK)
     secrets = project / "secrets"
-    secrets.mkdir()
-    (secrets / "basic-auth-user").write_text(AUTH[0] + "\n")
-    (secrets / "basic-auth-password").write_text(AUTH[1] + "\n")
+    write_basic_auth(secrets, *AUTH)
     (secrets / "greeter-secret").write_text("s\n")
     port = free_port()
     gw = Gateway(f"http://127.0.0.1:{port}", project, None)  # type: ignore[arg-type]
     gw.write_handler("echo", "echo")
     gw.write_handler("greeter", "v1")
     build_all(StackFile.load(project / "stack.yml"), project / "build")
-    gw.process = ManagedProcess(
-        "gateway",
-        [
-            sys.executable,
-            "-m",
-            "infra.local.gateway",
-            "--stack",
-            str(project / "gateway-stack.yml"),
-            "--build-dir",
-            str(project / "build"),
-            "--state-dir",
-            str(project / "state"),
-            "--secrets-dir",
-            str(secrets),
-            "--port",
-            str(port),
-        ],
-        project / "gateway.log",
-        cwd=REPO,
-    ).start()
-    gw.process.wait_ready(lambda: port_open(port), timeout=60)
+    gw.process = start_gateway(project, port, secrets, stack=project / "gateway-stack.yml")
     yield gw
     gw.process.stop()
     assert not gw.process.alive()
