@@ -1,4 +1,4 @@
-"""Kafka topic names and record values: the raw MQTT record and the dead letter.
+"""Kafka topic names and configs, and record values: the raw MQTT record and the dead letter.
 
 ``iot_command_replies`` carries the devices' command replies (``ctrl-resp/<device>``) in the
 same RawRecord format as ``raw_iot_data``, keyed ``f2-<mac>``.
@@ -30,6 +30,22 @@ BRIDGE_STAGE = "bridge"
 DECODE_STAGE = "decode"
 SINK_STAGE = "sink"
 CONNECTOR_STAGE_PREFIX = "connector:"
+# Raw history and dead letters are kept long enough to be reprocessed and re-driven
+# (``make reprocess``, ``make redrive``): this many days unless a deployment sets more.
+REPLAYABLE_TOPICS = (RAW_TOPIC, DEAD_LETTER_TOPIC)
+DEFAULT_RETENTION_DAYS = 7.0
+DAY_MS = 24 * 60 * 60 * 1000
+
+
+def retention_ms(days: float) -> int:
+    """``retention.ms`` for a retention of ``days`` (at least one hour)."""
+    return max(60 * 60 * 1000, round(days * DAY_MS))
+
+
+def topic_configs(retention_days: float = DEFAULT_RETENTION_DAYS) -> dict[str, dict[str, str]]:
+    """The topic configs the runtime and the deployments set: ``retention.ms`` of the
+    replayable topics (the others keep the broker's default)."""
+    return {name: {"retention.ms": str(retention_ms(retention_days))} for name in REPLAYABLE_TOPICS}
 
 
 def utc_now_iso() -> str:
