@@ -208,4 +208,11 @@ class ReplayRefusedError(F2PipeError):
 
 
 class ReplayIncompleteError(F2PipeError):
-    """A reprocess sent its records, but the pipeline did not confirm them in time."""
+    """A reprocess sent its records, but the pipeline did not confirm them in time.
+
+    Carries the run's summary so far.
+    """
+
+    def __init__(self, message: str, *, summary: Any = None) -> None:
+        super().__init__(message)
+        self.summary = summary

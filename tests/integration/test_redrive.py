@@ -34,7 +34,7 @@ from infra.tools.redrive.runner import RedriveOptions, RedriveRun
 from infra.tools.redrive.selection import Selection
 from infra.tools.redrive.summary import RedriveSummary
 from infra.tools.replay.clients import KafkaClients
-from tests.kafka_support import read_topic
+from tests.kafka_support import read_topic, read_topic_to_end
 
 pytestmark = pytest.mark.integration
 
@@ -81,17 +81,8 @@ class Topics:
         return read_topic(self.kafka.bootstrap, topic, lambda rs: len(rs) >= count, timeout)
 
     def everything(self, topic: str) -> list[Any]:
-        """What ``topic`` holds now: read up to the end offsets taken first."""
-        with self.kafka.admin() as admin:
-            described = admin.describe_topics([topic])
-        count = len(described[0]["partitions"])
-        consumer = KafkaClients(self.kafka.bootstrap).consumer()
-        try:
-            tps = [TopicPartition(topic, p) for p in range(count)]
-            total = sum(consumer.end_offsets(tps).values())
-        finally:
-            consumer.close()
-        return self.read(topic, total) if total else []
+        """What ``topic`` holds now."""
+        return read_topic_to_end(self.kafka.bootstrap, topic)
 
     def redrive(self, **options: Any) -> RedriveSummary:
         kafka = KafkaClients(self.kafka.bootstrap)

@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from f2lib.contracts.devices import is_device_id
 from f2lib.contracts.records import CONNECTOR_STAGE_PREFIX, DeadLetterValue
 from f2lib.contracts.topics import device_key
 
 GROUP_PREFIX = "f2pipe-redrive"
-DEVICE_ID = re.compile(r"^f2-[0-9a-f]{12}$")
 # Group ids stay readable in `make kafka-groups`; longer selections get a digest instead.
 READABLE_GROUP_LIMIT = 160
 
 
 def device_of(letter: DeadLetterValue) -> str | None:
     """The device a letter is about: its key, else its record's MQTT topic or device_id."""
-    if letter.key and DEVICE_ID.match(letter.key):
+    if letter.key and is_device_id(letter.key):
         return letter.key
     record = letter.record
     if isinstance(record, dict):
@@ -27,7 +26,7 @@ def device_of(letter: DeadLetterValue) -> str | None:
         if isinstance(topic, str) and (found := device_key(topic)):
             return found
         device = record.get("device_id")
-        if isinstance(device, str) and DEVICE_ID.match(device):
+        if isinstance(device, str) and is_device_id(device):
             return device
     return None
 

@@ -69,7 +69,7 @@ def finish(
         code = EXIT_REFUSED
     except ReplayIncompleteError as exc:
         print(f"{tool} incomplete: {exc}", file=sys.stderr)
-        summary = getattr(exc, "summary", None)
+        summary = exc.summary
         code = EXIT_INCOMPLETE
     except F2PipeError as exc:
         print(f"{tool} failed: {exc}", file=sys.stderr)

@@ -70,3 +70,29 @@ def check_kafka(admin_factory: Callable[[], Any], bootstrap: str, topics: Iterab
     missing = sorted(set(topics) - existing)
     if missing:
         raise ReplayRefusedError(f"Kafka at {bootstrap} has no topic {', '.join(missing)}")
+
+
+def check_device(
+    dsn: SecretStr | None, device_id: str, timeout: float, connect: Connect = pg_connect
+) -> None:
+    """ReplayRefusedError unless ``device_parameters`` has rows for the device: without them
+    every record would be dead-lettered again."""
+    if dsn is None:
+        raise ReplayRefusedError('DEVICES_DSN is not set (eval "$(make -s env)" sets it)')
+    try:
+        conn = connect(dsn.get_secret_value(), timeout)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT count(*) FROM device_parameters WHERE device_id = %s", (device_id,)
+                )
+                row = cur.fetchone()
+        finally:
+            conn.close()
+    except psycopg2.Error as exc:
+        raise ReplayRefusedError(f"the device parameters cannot be read: {exc}") from exc
+    if not row or not row[0]:
+        raise ReplayRefusedError(
+            f"{device_id} has no decoding parameters (not provisioned, or its template has no"
+            " data points): its records would only be dead-lettered again"
+        )
