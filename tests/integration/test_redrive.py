@@ -92,11 +92,11 @@ class Topics:
 @pytest.fixture
 def topics(kafka: KafkaServer) -> Iterator[Topics]:
     suffix = uuid.uuid4().hex[:8]
-    names = RedriveTopics(f"dl_{suffix}", f"raw_{suffix}", f"decoded_{suffix}")
-    kafka.create_topics([names.dead_letter, names.raw, names.decoded], partitions=3)
+    names = RedriveTopics(f"dl_{suffix}", f"raw_{suffix}", f"decoded_{suffix}", f"rp_{suffix}")
+    kafka.create_topics([names.dead_letter, *names.inputs], partitions=3)
     yield Topics(kafka, names)
     with kafka.admin() as admin:
-        admin.delete_topics([names.dead_letter, names.raw, names.decoded])
+        admin.delete_topics([names.dead_letter, *names.inputs])
 
 
 def device() -> str:
@@ -117,22 +117,27 @@ def test_each_letter_goes_to_the_start_of_its_stage_with_its_key_value_and_marks
     topics: Topics,
 ) -> None:
     a = device()
-    stages = ["bridge", "decode", "sink", "connector:decode", "connector:sink", "mystery"]
+    stages = ["bridge", "decode", "sink", "connector:decode", "connector:sink", "command_reply",
+              "mystery"]  # fmt: skip
     letters = [letter(a, i, stage=s, reason=f"r{i}") for i, s in enumerate(stages)]
     letters[2]["record"] = {"device_id": a, "value": 1}  # a sink letter holds a measurement
     letters[4]["source"] = {"topic": topics.names.decoded, "partition": 1, "offset": 4}
+    letters[5]["source"] = {"topic": topics.names.replies, "partition": 0, "offset": 9}
     where = topics.put([*letters, b"not a dead letter"])
 
     summary = topics.redrive()
-    assert summary.read == 7 and summary.sent == 5
-    assert summary.sent_to == {topics.names.raw: 3, topics.names.decoded: 2}
+    assert summary.read == 8 and summary.sent == 6
+    assert summary.sent_to == {topics.names.raw: 3, topics.names.decoded: 2,
+                               topics.names.replies: 1}  # fmt: skip
     assert summary.total(Outcome("no_target")) == 1
     assert summary.total(Outcome("unreadable")) == 1
     raw = topics.read(topics.names.raw, 3)
     decoded = topics.read(topics.names.decoded, 2)
+    replies = topics.read(topics.names.replies, 1)
     assert redriven_from(raw) == Counter({where[0]: 1, where[1]: 1, where[3]: 1})
     assert redriven_from(decoded) == Counter({where[2]: 1, where[4]: 1})
-    for record in raw + decoded:
+    assert redriven_from(replies) == Counter({where[5]: 1})
+    for record in raw + decoded + replies:
         assert record.key == a.encode()
         marks = Marks.from_kafka(record.headers)
         assert marks.redrive is not None and marks.redrive.count == 1
@@ -281,6 +286,7 @@ def test_cli__refuses_when_kafka_or_a_database_is_unreachable(
         "DEAD_LETTER_TOPIC": topics.names.dead_letter,
         "RAW_TOPIC": topics.names.raw,
         "DECODED_TOPIC": topics.names.decoded,
+        "COMMAND_REPLIES_TOPIC": topics.names.replies,
         "F2_REPLAY_CONNECT_TIMEOUT_SECONDS": "2",
     }
     closed = f"127.0.0.1:{free_port()}"

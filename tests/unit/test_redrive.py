@@ -29,7 +29,7 @@ from infra.tools.replay.window import TimeWindow, parse_moment
 
 DEVICE = "f2-e4fd45f654be"
 OTHER = "f2-0a1b2c3d4e5f"
-TOPICS = RedriveTopics("iot_dead_letter", "raw_iot_data", "decoded_iot_data")
+TOPICS = RedriveTopics("iot_dead_letter", "raw_iot_data", "decoded_iot_data", "iot_command_replies")
 HERE = Position("iot_dead_letter", 1, 40)
 RAW = {"topic": f"cmnd/{DEVICE}/access-control-mode/J1/strike-1", "payload": "{}", "qos": 1}
 
@@ -114,6 +114,10 @@ def test_selection__json_round_trip_and_garbage_is_none() -> None:
         ("connector:other", {"topic": "decoded_iot_data", "partition": 0, "offset": 1},
          "decoded_iot_data"),
         ("connector:other", {"topic": "elsewhere", "partition": 0, "offset": 1}, None),
+        ("connector:command-reply", {"topic": "iot_command_replies", "partition": 2,
+         "offset": 1}, "iot_command_replies"),
+        ("command_reply", {"topic": "iot_command_replies", "partition": 0, "offset": 1},
+         "iot_command_replies"),
         ("mystery", None, None),
     ],
 )  # fmt: skip
@@ -121,6 +125,12 @@ def test_target_topic__the_start_of_the_stage_the_letter_failed_at(
     stage: str, source: dict[str, Any] | None, expected: str | None
 ) -> None:
     assert target_topic(letter(stage=stage, source=source), TOPICS) == expected
+
+
+def test_target_topic__a_reply_the_bridge_refused_goes_back_to_the_replies_topic() -> None:
+    reply = {**RAW, "topic": f"ctrl-resp/{DEVICE}/extra"}
+    assert target_topic(letter(stage="bridge", record=reply), TOPICS) == "iot_command_replies"
+    assert target_topic(letter(stage="bridge"), TOPICS) == "raw_iot_data"
 
 
 def test_resend__keeps_key_and_value_and_marks_count_dead_letter_and_history() -> None:

@@ -51,7 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(config.log_level)
     metrics = ReplayMetrics("redrive")
     kafka = KafkaClients(config.kafka_bootstrap, config.connect_timeout_s, "f2pipe-redrive")
-    topics = RedriveTopics(config.dead_letter_topic, config.raw_topic, config.decoded_topic)
+    topics = RedriveTopics(
+        config.dead_letter_topic, config.raw_topic, config.decoded_topic, config.replies_topic
+    )
 
     def run() -> object:
         if args.max_redrives < 1 or args.commit_every < 1 or args.rate < 0:
@@ -68,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             commit_every=args.commit_every,
             rate=args.rate,
         )
-        checks = preflight(config, kafka, [topics.dead_letter, topics.raw, topics.decoded])
+        checks = preflight(config, kafka, [topics.dead_letter, *topics.inputs])
         return RedriveRun(options, topics, kafka, checks, metrics).run()
 
     metrics_file = config.metrics_file("redrive", args.metrics_file)

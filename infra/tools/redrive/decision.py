@@ -1,10 +1,12 @@
 """What a redrive does with one dead letter: where its record goes, with which marks, or why not.
 
 Destinations: a letter of the bridge or of decode goes back to the raw topic (decode reads it
-again), one of the sink to the decoded topic; the connector's letters go back to the topic they
-were read from. The record keeps its key (so its device's order by partition holds), and
-carries ``f2-redrive`` with the redrive count one higher and this failure added to its
-history. A letter whose record was redriven ``max_redrives`` times already stops there.
+again; a command reply the bridge refused goes to the replies topic), one of the sink to the
+decoded topic; the letters of the connector and of other functions go back to the topic they
+were read from when it is one of those. The record keeps its key (so its device's order by
+partition holds), and carries ``f2-redrive`` with the redrive count one higher and this
+failure added to its history. A letter whose record was redriven ``max_redrives`` times
+already stops there.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from f2lib.contracts.records import (
     DeadLetterValue,
     dump_json,
 )
+from f2lib.contracts.topics import REPLY_ROOT, topic_root
 
 DEFAULT_MAX_REDRIVES = 3
 
@@ -45,6 +48,12 @@ class RedriveTopics:
     dead_letter: str
     raw: str
     decoded: str
+    replies: str
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The topics a redriven record may go to: where the pipeline's stages start."""
+        return (self.raw, self.decoded, self.replies)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,14 +68,19 @@ class Resend:
 
 def target_topic(letter: DeadLetterValue, topics: RedriveTopics) -> str | None:
     """The topic at the start of the stage the letter failed at, None for an unknown stage."""
-    if letter.stage in (BRIDGE_STAGE, DECODE_STAGE):
+    if letter.stage == BRIDGE_STAGE:
+        record = letter.record if isinstance(letter.record, dict) else {}
+        topic = record.get("topic")
+        reply = isinstance(topic, str) and topic_root(topic) == REPLY_ROOT
+        return topics.replies if reply else topics.raw
+    if letter.stage == DECODE_STAGE:
         return topics.raw
     if letter.stage == SINK_STAGE:
         return topics.decoded
+    source = letter.source_position()
+    if source is not None and source.topic in topics.inputs:
+        return source.topic
     if letter.stage.startswith(CONNECTOR_STAGE_PREFIX):
-        source = letter.source_position()
-        if source is not None and source.topic in (topics.raw, topics.decoded):
-            return source.topic
         function = letter.stage.removeprefix(CONNECTOR_STAGE_PREFIX)
         return {"decode": topics.raw, "sink": topics.decoded}.get(function)
     return None

@@ -184,7 +184,7 @@ class RedriveRun:
         others = [record for name, record in groups.items() if name != summary.group]
         # what this selection's last run sent after its last commit, when it was stopped
         already = self._sent_by_stopped_runs([own] if own is not None else [])
-        destinations = partitions_of(consumer, topics.raw) + partitions_of(consumer, topics.decoded)
+        destinations = [tp for topic in topics.inputs for tp in partitions_of(consumer, topic)]
         previous = own.state.marks if own is not None and own.state and not own.state.done else {}
         ends = consumer.end_offsets(destinations)
         marks = {tp: min(previous.get(tp, end), end) for tp, end in ends.items()}

@@ -8,7 +8,12 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from f2lib.contracts.functions import CONNECTOR_GROUP_PREFIX
-from f2lib.contracts.records import DEAD_LETTER_TOPIC, DECODED_TOPIC, RAW_TOPIC
+from f2lib.contracts.records import (
+    COMMAND_REPLIES_TOPIC,
+    DEAD_LETTER_TOPIC,
+    DECODED_TOPIC,
+    RAW_TOPIC,
+)
 
 
 class ReplayConfig(BaseSettings):
@@ -22,6 +27,7 @@ class ReplayConfig(BaseSettings):
     raw_topic: str = Field(RAW_TOPIC, alias="RAW_TOPIC")
     decoded_topic: str = Field(DECODED_TOPIC, alias="DECODED_TOPIC")
     dead_letter_topic: str = Field(DEAD_LETTER_TOPIC, alias="DEAD_LETTER_TOPIC")
+    replies_topic: str = Field(COMMAND_REPLIES_TOPIC, alias="COMMAND_REPLIES_TOPIC")
     # The connector's consumer groups (f2-connector-<function>): how reprocess sees its records
     # through decode and sink.
     group_prefix: str = Field(CONNECTOR_GROUP_PREFIX, alias="CONNECTOR_GROUP_PREFIX")
