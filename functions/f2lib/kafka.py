@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaProducer
@@ -69,21 +69,31 @@ def make_producer(bootstrap: str, **overrides: Any) -> KafkaProducer:
         raise StreamError(f"cannot connect producer to {bootstrap}: {exc}") from exc
 
 
+Headers = Sequence[tuple[str, bytes]]
+# (topic, key, value) or (topic, key, value, headers)
+Outgoing = tuple[str, str | None, bytes] | tuple[str, str | None, bytes, Headers]
+
+
 def send_all(
     producer: KafkaProducer,
-    items: Iterable[tuple[str, str | None, bytes]],
+    items: Iterable[Outgoing],
     *,
     timeout: float = 30.0,
 ) -> int:
-    """Send ``(topic, key, value)`` items, flush, and wait until every one is acknowledged.
+    """Send ``(topic, key, value[, headers])`` items, flush, and wait until every one is
+    acknowledged.
 
     Returns how many were sent; raises StreamError when any was not acknowledged.
     """
     futures = []
     try:
-        for topic, key, value in items:
+        for item in items:
+            topic, key, value = item[0], item[1], item[2]
+            extra = {"headers": list(item[3])} if len(item) > 3 and item[3] else {}
             futures.append(
-                producer.send(topic, key=key.encode() if key is not None else None, value=value)
+                producer.send(
+                    topic, key=key.encode() if key is not None else None, value=value, **extra
+                )
             )
         producer.flush(timeout=timeout)
         for future in futures:

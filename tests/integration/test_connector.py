@@ -26,6 +26,7 @@ import requests
 from kafka.errors import KafkaError
 from pydantic import SecretStr
 
+from f2lib.contracts.marks import Failure, Marks, Position, Redrive
 from f2lib.kafka import make_producer
 from infra.local.launch.kafka import KafkaServer
 from infra.local.ports import free_port
@@ -367,6 +368,38 @@ def test_connector__isolates_the_poison_record_dead_letters_it_and_delivers_the_
     sample = connector.metrics.registry.get_sample_value
     labels = {"function": scenario.function, "topic": scenario.topic}
     assert sample("f2_connector_dead_letters_total", labels) == 1
+
+
+def test_connector__hands_record_headers_to_the_function_and_keeps_marks_in_dead_letters(
+    scenario: Scenario, gateway: StandInGateway, run_connector: Callable[..., Connector]
+) -> None:
+    where = Position("iot_dead_letter", 0, 7)
+    marks = Marks(Redrive(2, where, (Failure("decode", "unknown_device", "x", None, where),)))
+    gateway.functions = scenario.listing()
+    gateway.answer = lambda items: (
+        (400, "still unknown") if any(i["value"].get("poison") for i in items) else (200, "ok")
+    )
+    producer = make_producer(scenario.kafka.bootstrap)
+    try:
+        for i, value in enumerate([{"seq": 0}, {"seq": 1, "poison": True}, {"seq": 2}]):
+            headers = marks.kafka_headers() if i else []
+            producer.send(scenario.topic, key=b"f2-dddddddddddd", value=json.dumps(value).encode(),
+                          partition=0, headers=headers)  # fmt: skip
+        producer.flush(timeout=30)
+    finally:
+        producer.close(timeout=5)
+    run_connector(CONNECTOR_LINGER_MS=500)
+
+    wait_for(lambda: scenario.committed().get(0) == 3)
+    delivered = gateway.delivered()
+    assert [item["value"]["seq"] for item in delivered] == [0, 2]
+    assert "headers" not in delivered[0]
+    assert Marks.from_headers(delivered[1]["headers"]) == marks
+    [record] = scenario.read(scenario.dead_topic, 1)
+    letter = json.loads(record.value)
+    assert letter["reason"] == "still unknown"
+    assert letter["redrive"] == {"count": 2, "dead_letter": where.to_json()}
+    assert [entry["reason"] for entry in letter["history"]] == ["unknown_device"]
 
 
 def test_connector__feeds_more_partitions_at_once_when_the_function_has_more_replicas(

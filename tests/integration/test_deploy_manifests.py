@@ -29,6 +29,13 @@ import pytest
 import yaml
 
 from f2lib.contracts.functions import scaling_spec
+from f2lib.contracts.records import (
+    DEAD_LETTER_TOPIC,
+    RAW_TOPIC,
+    REPLAYABLE_TOPICS,
+    retention_ms,
+    topic_configs,
+)
 from infra.deploy import keda
 from infra.deploy.docker import create_topics, ensure_bucket, faasd_compose, mosquitto_passwd
 from infra.deploy.k8s_functions import connector_entry, service_url
@@ -262,6 +269,28 @@ def test_helm_template_renders_every_part(manifests: list[dict[str, Any]]) -> No
         if d["metadata"]["name"] == "f2pipe-bridge" and d["kind"] == "StatefulSet"
     )
     assert bridge["spec"]["replicas"] >= 2
+
+
+def test_helm_replayable_topics_keep_the_retention_days_and_a_topic_may_keep_longer(
+    helm: Path, certs: Path, manifests: list[dict[str, Any]]
+) -> None:
+    def retention(docs: list[dict[str, Any]]) -> dict[str, int]:
+        return {
+            d["spec"]["topicName"]: int(d["spec"]["config"]["retention.ms"])
+            for d in docs
+            if d["kind"] == "KafkaTopic"
+        }
+
+    day = 24 * 3600 * 1000
+    default = retention(manifests)
+    assert default[RAW_TOPIC] == 7 * day
+    assert default[DEAD_LETTER_TOPIC] >= 7 * day
+    longer = retention(render(helm, certs, "--set", "kafka.retentionDays=10.5"))
+    assert longer[RAW_TOPIC] == int(10.5 * day)
+    assert longer[DEAD_LETTER_TOPIC] == default[DEAD_LETTER_TOPIC]  # its own retentionMs
+    kafka_cluster = next(d for d in manifests if d["kind"] == "Kafka")
+    offsets_minutes = kafka_cluster["spec"]["kafka"]["config"]["offsets.retention.minutes"]
+    assert offsets_minutes * 60 * 1000 >= 2 * max(default.values())
 
 
 def test_every_image_is_pinned(rendered: list[dict[str, Any]]) -> None:
@@ -1095,6 +1124,38 @@ def test_create_topics_creates_then_only_grows_partitions(kafka: Any) -> None:
         assert create_topics.partition_counts(admin, names) == {n: 4 for n in names}
         lower = create_topics.ensure_topics(admin, names, 1)
         assert all(action == "kept (4 partitions)" for action in lower.values())
+
+
+def test_create_topics_sets_the_retention_of_new_and_existing_replayable_topics(
+    kafka: Any,
+) -> None:
+    raw, decoded = f"deploy_test_{os.getpid()}_raw", f"deploy_test_{os.getpid()}_decoded"
+    week, day = str(retention_ms(7)), str(retention_ms(1))
+    with kafka.admin() as admin:
+        created = create_topics.ensure_topics(
+            admin, [raw, decoded], 1, configs={raw: {"retention.ms": week}}
+        )
+        assert created == {raw: "created with 1 partitions", decoded: "created with 1 partitions"}
+        assert create_topics.config_changes(admin, {raw: {"retention.ms": week}}) == {}
+        again = create_topics.ensure_topics(admin, [raw], 1, configs={raw: {"retention.ms": week}})
+        assert again == {raw: "kept (1 partitions)"}
+        changed = create_topics.ensure_topics(admin, [raw], 1, configs={raw: {"retention.ms": day}})
+        assert changed == {raw: f"kept (1 partitions); set retention.ms={day}"}
+        assert create_topics.config_changes(admin, {raw: {"retention.ms": day}}) == {}
+
+
+def test_create_topics_cli_gives_the_pipeline_topics_the_retention_days(kafka: Any) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "infra.deploy.docker.create_topics", "--bootstrap",
+         kafka.bootstrap, "--partitions", "3", "--retention-days", "9"],
+        cwd=REPO, capture_output=True, text=True, check=False,
+        env={**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'functions'}"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    with kafka.admin() as admin:
+        wanted = {name: {"retention.ms": str(retention_ms(9))} for name in REPLAYABLE_TOPICS}
+        assert create_topics.config_changes(admin, wanted) == {}
+        create_topics.ensure_topic_configs(admin, topic_configs())  # the session's default again
 
 
 def test_ensure_bucket_creates_the_bucket_once() -> None:

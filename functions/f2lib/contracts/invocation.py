@@ -1,7 +1,9 @@
 """The connector -> function invocation: a batch of Kafka records, encoded and decoded here.
 
 Body: a JSON array of ``{"topic", "partition", "offset", "key", "value"}`` (one element per
-record, in offset order, all of one partition). Headers: those OpenFaaS's Kafka connector sets
+record, in offset order, all of one partition), plus ``"headers": {name: text}`` when the record
+has Kafka headers (the redrive and reprocess marks of ``f2lib.contracts.marks`` travel so); a
+body without ``headers`` is as valid as before. HTTP headers: those OpenFaaS's Kafka connector sets
 for one record (``X-Topic``, ``X-Kafka-Partition``, ``X-Kafka-Offset``, ``X-Kafka-Key``,
 ``X-Kafka-Key-Enc: b64`` for a key that is not UTF-8), describing the first record, and
 ``X-F2-Batch: <count>``. A body that is not an array is one record's value, as OpenFaaS's own
@@ -19,6 +21,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
+from f2lib.contracts.marks import Marks, header_text
 from f2lib.errors import BatchError
 
 BATCH_HEADER = "X-F2-Batch"
@@ -48,6 +51,15 @@ class KafkaRecord(Protocol):
     def value(self) -> bytes | None: ...
 
 
+def record_headers(record: KafkaRecord) -> dict[str, str] | None:
+    """The record's Kafka headers as name -> text, None when it has none (kafka-python's
+    ``ConsumerRecord.headers`` is a list of ``(str, bytes)``; test doubles may lack it)."""
+    headers = getattr(record, "headers", None)
+    if not headers:
+        return None
+    return header_text(headers) or None
+
+
 @dataclass(frozen=True, slots=True)
 class Element:
     """One record encoded as an element of the batch body (a ``ConnectorRecord`` as JSON)."""
@@ -59,12 +71,14 @@ class Element:
     key_is_b64: bool
     value: Any
     body: bytes
+    headers: dict[str, str] | None = None
 
 
 def encode_record(record: KafkaRecord) -> Element:
     """Encode a Kafka record: the value parsed as JSON when it is JSON, else kept as text."""
     key: str | None = None
     key_is_b64 = False
+    headers = record_headers(record)
     if record.key is not None:
         try:
             key = record.key.decode("utf-8")
@@ -78,12 +92,13 @@ def encode_record(record: KafkaRecord) -> Element:
         except ValueError:
             pass
         else:
-            body = b'{"topic":%b,"partition":%d,"offset":%d,"key":%b,"value":%b}' % (
+            body = b'{"topic":%b,"partition":%d,"offset":%d,"key":%b,"value":%b%b}' % (
                 json.dumps(record.topic).encode(),
                 record.partition,
                 record.offset,
                 json.dumps(key).encode(),
                 record.value,
+                _headers_member(headers),
             )
             return Element(
                 topic=record.topic,
@@ -93,6 +108,7 @@ def encode_record(record: KafkaRecord) -> Element:
                 key_is_b64=key_is_b64,
                 value=value,
                 body=body,
+                headers=headers,
             )
     value = None
     if record.value is not None:
@@ -101,7 +117,12 @@ def encode_record(record: KafkaRecord) -> Element:
         except ValueError:
             value = record.value.decode("utf-8", errors="replace")
     element = ConnectorRecord(
-        topic=record.topic, partition=record.partition, offset=record.offset, key=key, value=value
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=key,
+        value=value,
+        headers=headers,
     )
     return Element(
         topic=record.topic,
@@ -110,8 +131,15 @@ def encode_record(record: KafkaRecord) -> Element:
         key=key,
         key_is_b64=key_is_b64,
         value=value,
-        body=element.model_dump_json().encode("utf-8"),
+        body=element.model_dump_json(exclude=None if headers else {"headers"}).encode("utf-8"),
+        headers=headers,
     )
+
+
+def _headers_member(headers: dict[str, str] | None) -> bytes:
+    if not headers:
+        return b""
+    return b',"headers":' + json.dumps(headers, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _reject_constant(name: str) -> Any:
@@ -157,7 +185,8 @@ class ConnectorRecord(BaseModel):
     The batch is a JSON array of ``{"topic", "partition", "offset", "key", "value"}`` where
     ``topic`` is the Kafka topic, ``key`` the record key as text (``f2-<mac>``) and ``value`` the
     record's value as JSON (an object: a RawRecord on ``raw_iot_data``, a Measurement on
-    ``decoded_iot_data``), or as a string when the value was not JSON.
+    ``decoded_iot_data``), or as a string when the value was not JSON; ``headers`` (optional)
+    the record's Kafka headers as name -> text.
     """
 
     topic: str | None = None
@@ -165,6 +194,12 @@ class ConnectorRecord(BaseModel):
     offset: int | None = None
     key: str | None = None
     value: Any = Field(...)
+    headers: dict[str, str] | None = None
+
+    @property
+    def marks(self) -> Marks:
+        """The redrive/reprocess marks among the record's headers."""
+        return Marks.from_headers(self.headers)
 
     def source(self) -> dict[str, Any]:
         """Where the record came from, as dead letters report it."""
