@@ -1497,3 +1497,28 @@ def test_crl_refresh_posts_to_the_provision_function_with_the_token(tmp_path: Pa
     assert result.returncode == 0, result.stderr
     assert seen == [("/function/provision/crl", "Bearer tok-123")]
     assert "tok-123" not in result.stdout + result.stderr
+
+
+def test_shell_scripts__every_path_they_name_under_the_repository_exists() -> None:
+    """Scripts find the repository from their own folder (``ROOT=$(cd $(dirname $0)/..)``); every
+    ``$ROOT/...`` or ``$repo_root/...`` path they name must be there (generated folders aside)."""
+    generated = (".venv", ".tools", ".state", "build", "node_modules", "certs")
+    checked = 0
+    for script in sorted(REPO.rglob("*.sh")):
+        if any(part in (".venv", "node_modules", ".tools") for part in script.parts):
+            continue
+        text = script.read_text()
+        found = re.search(
+            r'(\w+)="\$\(cd "\$\(dirname "\$\{BASH_SOURCE\[0\]\}"\)/([./]*)" && pwd\)"', text
+        )
+        if found is None:
+            continue
+        variable, relative = found.groups()
+        root = (script.parent / relative).resolve()
+        assert root == REPO, f"{script}: {variable} is {root}, not the repository"
+        for path in re.findall(rf"\${variable}/([A-Za-z0-9_./-]+)", text):
+            if path.split("/")[0] in generated:
+                continue
+            assert (root / path).exists(), f"{script.relative_to(REPO)} names ${variable}/{path}"
+            checked += 1
+    assert checked >= 5

@@ -24,7 +24,7 @@
 #                    created when missing)
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
 HERE="$ROOT/infra/deploy/faasd"
 CHART_FILES="$ROOT/infra/deploy/k8s/f2pipe/files"
 FAASD_DIR="${FAASD_DIR:-/var/lib/faasd}"
