@@ -186,7 +186,7 @@ class Gateway:
         started = time.monotonic()
         forward = {k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP}
         forward.setdefault("X-Call-Id", os.urandom(8).hex())
-        pool.invocations += 1
+        pool.count_invocation()
         last_error = ""
         for _attempt in range(2):
             # The function as deployed now; entered under the lock the rolling replacement swaps

@@ -52,6 +52,10 @@ class FunctionPool:
         self._in_flight = 0
         self._idle = threading.Condition()
 
+    def count_invocation(self) -> None:
+        with self._idle:
+            self.invocations += 1
+
     def enter(self) -> None:
         """A call to this pool begins: a replacement waits until it has left."""
         with self._idle:
