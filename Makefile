@@ -12,7 +12,8 @@ PYTEST_ARGS ?=
 .PHONY: help setup setup-runtime up down status health logs env build images test test-unit check lint fmt \
         typecheck certs clean run db-params db-timescale kafka-topics kafka-groups kafka-raw \
         kafka-decoded kafka-dlq mqtt-monitor helm deploy-local k8s-generate keda prometheus-targets \
-        autoscale-demo command command-show command-list
+        autoscale-demo command command-show command-list \
+        redrive reprocess
 
 help: ## List every target with one line each
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -119,6 +120,26 @@ command-show: $(PY) ## Show one command's audit row: make command-show ID=<comma
 
 command-list: $(PY) ## List a device's commands, newest first: make command-list DEVICE=f2-…
 	@$(ENVSH) $(PY) -m infra.tools.command list "$(DEVICE)"
+
+# make redrive [STAGE=] [REASON=] [DEVICE=] [SINCE=] [UNTIL=] [DRY_RUN=1] [MAX_REDRIVES=] [RATE=]
+# make reprocess DEVICE= SINCE= [UNTIL=] [DRY_RUN=1]; SINCE/UNTIL: ISO time or a duration (6h, 2d).
+# REDRIVE_ARGS / REPROCESS_ARGS pass more options (e.g. --json; see python -m infra.tools.redrive -h).
+REDRIVE_ARGS ?=
+REPROCESS_ARGS ?=
+REPLAY_ENV = F2_METRICS_DIR="$(F2_STATE_DIR)/metrics"
+opt = $(if $(strip $($(1))),$(2) "$(strip $($(1)))")
+
+redrive: $(PY) ## Send dead letters back into their stage (STAGE= REASON= DEVICE= SINCE= UNTIL= DRY_RUN=1)
+	@$(ENVSH) $(REPLAY_ENV) $(PY) -m infra.tools.redrive $(call opt,STAGE,--stage) \
+	  $(call opt,REASON,--reason) $(call opt,DEVICE,--device) $(call opt,SINCE,--since) \
+	  $(call opt,UNTIL,--until) $(call opt,MAX_REDRIVES,--max-redrives) $(call opt,RATE,--rate) \
+	  $(if $(filter 1 yes true,$(DRY_RUN)),--dry-run) $(REDRIVE_ARGS)
+
+reprocess: $(PY) ## Decode a device's raw records again and overwrite its rows (DEVICE= SINCE= [UNTIL=] [DRY_RUN=1])
+	@test -n "$(DEVICE)" -a -n "$(SINCE)" || { echo "usage: make reprocess DEVICE=f2-<mac> SINCE=<time|6h> [UNTIL=...]" >&2; exit 2; }
+	@$(ENVSH) $(REPLAY_ENV) $(PY) -m infra.tools.reprocess $(call opt,DEVICE,--device) \
+	  $(call opt,SINCE,--since) $(call opt,UNTIL,--until) \
+	  $(if $(filter 1 yes true,$(DRY_RUN)),--dry-run) $(REPROCESS_ARGS)
 
 HELM := $(F2_TOOLS_DIR)/bin/helm
 # faas-cli cannot be installed here (the Go module proxy refuses github.com/openfaas/*): give

@@ -35,7 +35,13 @@ from pydantic import SecretStr
 
 from bridge.config import BridgeConfig
 from bridge.metrics import BridgeMetrics
-from f2lib.contracts.records import RawRecord, dead_letter, dump_json, raw_record_bytes
+from f2lib.contracts.records import (
+    BRIDGE_STAGE,
+    RawRecord,
+    dead_letter,
+    dump_json,
+    raw_record_bytes,
+)
 from f2lib.contracts.topics import (
     REPLY_ROOT,
     device_key,
@@ -114,13 +120,13 @@ def route_message(
     reply_to = replies_topic if topic_root(mqtt_topic) == REPLY_ROOT else None
     try:
         if reply_to is not None:
-            parse_reply_topic(mqtt_topic, stage="bridge")
+            parse_reply_topic(mqtt_topic, stage=BRIDGE_STAGE)
         else:
-            parse_topic(mqtt_topic, stage="bridge")
+            parse_topic(mqtt_topic, stage=BRIDGE_STAGE)
     except TopicError as exc:
         record = RawRecord.from_mqtt(mqtt_topic, payload, qos)
         letter = dead_letter(
-            record.model_dump(), stage="bridge", reason=exc.reason, error=str(exc), key=key
+            record.model_dump(), stage=BRIDGE_STAGE, reason=exc.reason, error=str(exc), key=key
         )
         return RoutedMessage(
             "dead_letter", dead_letter_topic, key_bytes, dump_json(letter), exc.reason, str(exc)
@@ -446,7 +452,7 @@ class MqttKafkaBridge:
         original = {"topic": item.mqtt_topic, "value_bytes": len(item.value), "qos": item.qos}
         letter = dead_letter(
             original,
-            stage="bridge",
+            stage=BRIDGE_STAGE,
             reason=reason,
             error=str(exc),
             key=item.key.decode() if item.key else None,

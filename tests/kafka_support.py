@@ -1,10 +1,10 @@
-"""Reading a test topic from its beginning, the same way every time.
+"""Kafka as tests look at it: a topic read from its beginning, a consumer group's lag.
 
-The consumer takes every partition of the topic by explicit assignment and seeks each to the
-beginning: no group, no subscription, no metadata-driven assignment whose timing depends on
-the machine's load. ``read_topic`` polls until ``done(records)`` holds or the timeout passes,
-then keeps polling ``settle`` seconds more so that records arriving late (duplicates a test
-wants to see) are in the answer too.
+The reading consumer takes every partition of the topic by explicit assignment and seeks each
+to the beginning: no group, no subscription, no metadata-driven assignment whose timing depends
+on the machine's load. ``read_topic`` polls until ``done(records)`` holds or the timeout passes
+(``settle`` seconds more if asked; a sentinel the test waits for is the better signal);
+``read_topic_to_end`` reads what the topic holds when it is called.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+from tests.waiting import wait_for
 
 
 def read_topic(
@@ -28,13 +30,12 @@ def read_topic(
     records: list[Any] = []
     deadline = time.monotonic() + timeout
     try:
-        partitions: set[int] | None = None
-        while not partitions and time.monotonic() < deadline:
-            partitions = consumer.partitions_for_topic(topic)
-            if not partitions:
-                time.sleep(0.2)
-        if not partitions:
-            raise AssertionError(f"topic {topic} has no partitions after {timeout:.0f}s")
+        partitions: set[int] = wait_for(
+            lambda: consumer.partitions_for_topic(topic),
+            timeout=timeout,
+            interval=0.2,
+            message=f"topic {topic} has no partitions",
+        )
         assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(assigned)
         consumer.seek_to_beginning(*assigned)
@@ -48,3 +49,47 @@ def read_topic(
     finally:
         consumer.close()
     return records
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """The offset after the last record of each partition of ``topic``, now."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    try:
+        partitions = wait_for(
+            lambda: consumer.partitions_for_topic(topic), 30, 0.2, f"topic {topic} unknown"
+        )
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        return {tp.partition: int(end) for tp, end in consumer.end_offsets(tps).items()}
+    finally:
+        consumer.close()
+
+
+def read_topic_to_end(bootstrap: str, topic: str, timeout: float = 60) -> list[Any]:
+    """Every record ``topic`` holds when this is called (read until each partition's end)."""
+    ends = end_offsets(bootstrap, topic)
+
+    def at_end(records: list[Any]) -> bool:
+        last: dict[int, int] = {}
+        for record in records:
+            last[record.partition] = max(last.get(record.partition, -1), record.offset)
+        return all(last.get(p, -1) + 1 >= end for p, end in ends.items() if end > 0)
+
+    records = read_topic(bootstrap, topic, at_end, timeout)
+    assert at_end(records), f"{topic} not read to its end {ends} within {timeout:.0f}s"
+    return records
+
+
+def uncommitted(bootstrap: str, group: str, topic: str) -> int:
+    """Records of ``topic`` that consumer group ``group`` has not committed yet (its lag)."""
+    ends = end_offsets(bootstrap, topic)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="f2pipe-tests")
+    try:
+        committed = admin.list_group_offsets({group: None}).get(group, {})
+    finally:
+        admin.close()
+    lag = 0
+    for partition, end in ends.items():
+        meta = committed.get(TopicPartition(topic, partition))
+        done = meta.offset if meta is not None and meta.offset >= 0 else 0
+        lag += max(0, end - done)
+    return lag

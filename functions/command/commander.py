@@ -24,13 +24,14 @@ import logging
 import math
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from f2lib.contracts.commands import ALL_ACTIONS, MAX_WAIT_S, CommandMessage, iso_utc
 from f2lib.contracts.devices import is_device_id
 from f2lib.contracts.topics import command_topic, reply_topic
 from f2lib.errors import BrokerError, CommandError, StoreError
+from f2lib.httpfn import Request, Response
 from f2lib.metrics import FunctionMetrics
 
 from .link import HeardReply, ReplyWaiter
@@ -49,30 +50,6 @@ Clock = Callable[[], dt.datetime]
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-@dataclass(frozen=True)
-class Request:
-    """What the command API needs of an HTTP request."""
-
-    method: str
-    path: str
-    headers: Mapping[str, str]
-    body: bytes
-    query: Mapping[str, str] = field(default_factory=dict)
-
-    def header(self, name: str) -> str | None:
-        value = self.headers.get(name)
-        if value is not None:
-            return value
-        lowered = name.lower()
-        return next((v for k, v in self.headers.items() if k.lower() == lowered), None)
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    body: dict[str, Any]
 
 
 @dataclass(frozen=True)

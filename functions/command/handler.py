@@ -14,7 +14,6 @@ Environment: see ``CommandConfig``.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -24,17 +23,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from f2lib.batchfn import Lazy
 from f2lib.contracts.commands import MAX_WAIT_S
 from f2lib.errors import BrokerError, CommandError, ConfigError, F2PipeError, StoreError
+from f2lib.httpfn import Request, answer, error
 from f2lib.metrics import function_metrics
 from f2lib.secrets import SecretStore
 
-from .commander import Commander, CommandLimits, Request
+from .commander import Commander, CommandLimits
 from .link import CommandLink, LinkConfig, make_client
 from .store import CommandStore
 from .tokens import CallerTokens
 
 logger = logging.getLogger(__name__)
-
-JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 
 
 class CommandConfig(BaseSettings):
@@ -105,32 +103,20 @@ def build_commander(
 _commander: Lazy[Commander] = Lazy(build_commander)
 
 
+REALM = "f2pipe-command"
+
+
 def _answer(status: int, body: dict[str, Any]) -> dict[str, Any]:
-    headers = dict(JSON_HEADERS)
-    if status == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm="f2pipe-command"'
-    return {"statusCode": status, "body": json.dumps(body, default=str), "headers": headers}
+    return answer(status, body, realm=REALM)
 
 
 def _error(status: int, code: str, message: str) -> dict[str, Any]:
-    return _answer(status, {"error": code, "message": message})
-
-
-def _bytes(body: Any) -> bytes:
-    if isinstance(body, bytes):
-        return body
-    return str(body or "").encode()
+    return error(status, code, message, realm=REALM)
 
 
 def handle(event: Any, context: Any) -> dict[str, Any]:
     """python3-http contract: ``event`` has method, path, headers, body, query."""
-    request = Request(
-        method=str(getattr(event, "method", "POST")),
-        path=str(getattr(event, "path", "/") or "/"),
-        headers=getattr(event, "headers", None) or {},
-        body=_bytes(getattr(event, "body", b"")),
-        query=getattr(event, "query", None) or {},
-    )
+    request = Request.of(event)
     try:
         response = _commander.get().dispatch(request)
     except CommandError as exc:

@@ -1,7 +1,9 @@
 """The decode core: raw F2 records plus device parameters in, measurements and dead letters out.
 
 Pure: no I/O. ``decode_batch(records, params)`` never raises for a bad record; each one becomes
-a dead letter with the stage, the reason of its RecordError and the error text.
+a dead letter with the stage, the reason of its RecordError and the error text. A record's
+redrive/reprocess marks (``f2lib.contracts.marks``) go with what it becomes: each of its
+measurements, or its dead letter.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import orjson
 from pydantic import ValidationError
 
 from f2lib.contracts.invocation import ConnectorRecord
+from f2lib.contracts.marks import Marks
 from f2lib.contracts.records import DeadLetter, RawRecord
 from f2lib.contracts.topics import device_key, parse_topic
 from f2lib.errors import (
@@ -33,7 +36,6 @@ from .params import DataPointParams, DeviceParameters
 
 logger = logging.getLogger(__name__)
 
-DECODE_STAGE = "decode"
 TIMESTAMP_FIELD = "timestamp"
 DEFAULT_HEX_WIDTH_BITS = 16
 
@@ -43,10 +45,22 @@ Decoded = tuple[str, float | None, str | None]
 
 @dataclass
 class DecodeResult:
-    """Measurements in record order, and the dead letters of the records that failed."""
+    """Measurements in record order, and the dead letters of the records that failed.
+
+    ``marks[i]`` are the marks of the record ``measurements[i]`` was decoded from.
+    """
 
     measurements: list[Measurement] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    marks: list[Marks] = field(default_factory=list)
+
+    def add(self, measurements: list[Measurement], marks: Marks) -> None:
+        self.measurements.extend(measurements)
+        self.marks.extend(marks for _ in measurements)
+
+    def marked(self) -> Iterable[tuple[Measurement, Marks]]:
+        """Each measurement with the marks it carries."""
+        return zip(self.measurements, self.marks, strict=True)
 
 
 def raw_record(record: ConnectorRecord) -> RawRecord:
@@ -83,10 +97,13 @@ def _raw_record_shape(value: dict[str, Any]) -> bool:
     )
 
 
-def devices_of(records: Iterable[ConnectorRecord]) -> set[str]:
-    """The device ids named by the records' topics (records without one are skipped)."""
+def devices_of(records: Iterable[ConnectorRecord], *, marked_only: bool = False) -> set[str]:
+    """The device ids named by the records' topics (records without one are skipped);
+    with ``marked_only``, those of redriven or reprocessed records only."""
     devices = set()
     for record in records:
+        if marked_only and not record.marks:
+            continue
         value = record.value
         topic = value.get("topic") if isinstance(value, dict) else None
         device = device_key(topic) if isinstance(topic, str) else None
@@ -100,7 +117,7 @@ def decode_batch(records: Sequence[ConnectorRecord], params: DeviceParameters) -
     result = DecodeResult()
     for record in records:
         try:
-            result.measurements.extend(decode_record(record, params))
+            result.add(decode_record(record, params), record.marks)
         except RecordError as exc:
             key = record.key or _key_of(record)
             logger.info(

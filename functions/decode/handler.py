@@ -4,7 +4,10 @@ Body: the Kafka connector's batch (a JSON array of ``{"topic", "partition", "off
 "value"}``, ``value`` a raw record) or one raw record (OpenFaaS's per-message connector, with
 ``X-Topic``/``X-Kafka-*`` headers). Parameters of every device in the batch are read in one
 query (TTL cache); each measurement goes to ``DECODED_TOPIC`` keyed ``f2-<mac>``, each bad
-record to ``DEAD_LETTER_TOPIC``; 200 only after Kafka acknowledged them all.
+record to ``DEAD_LETTER_TOPIC``; 200 only after Kafka acknowledged them all. A redriven or
+reprocessed record (its ``f2-redrive``/``f2-reprocess`` headers in the element's ``headers``)
+is decoded with its device's parameters read afresh, and its marks go on as Kafka headers of
+its measurements and in its dead letter.
 
 Status: 200 ``{"records", "measurements", "dead_letters"}``; 400 malformed batch; 405 not a
 POST; 500 misconfigured; 503 Kafka or the device database unavailable (retry).
@@ -27,7 +30,7 @@ from f2lib.batchfn import Lazy, handle_batch
 from f2lib.contracts.invocation import ConnectorRecord
 from f2lib.contracts.records import DEAD_LETTER_TOPIC, DECODED_TOPIC, dump_json
 from f2lib.errors import ConfigError
-from f2lib.kafka import KafkaClient, make_producer, send_all
+from f2lib.kafka import KafkaClient, Outgoing, make_producer, send_all
 from f2lib.metrics import function_metrics
 from f2lib.secrets import SecretStore
 
@@ -93,10 +96,11 @@ class DecodeFunction:
 
     def process(self, records: list[ConnectorRecord]) -> dict[str, int]:
         """Decode the records and produce the results; returns once Kafka acknowledged them."""
-        params = self.store.get(devices_of(records))
+        params = self.store.get(devices_of(records), fresh=devices_of(records, marked_only=True))
         result = decode_batch(records, params)
-        items: list[tuple[str, str | None, bytes]] = [
-            (self.config.decoded_topic, m.key, m.to_json_bytes()) for m in result.measurements
+        items: list[Outgoing] = [
+            (self.config.decoded_topic, m.key, m.to_json_bytes(), marks.kafka_headers())
+            for m, marks in result.marked()
         ]
         items += [
             (self.config.dead_letter_topic, d.key, dump_json(d.to_value()))

@@ -2,7 +2,9 @@
 
 The store looks up every device of a batch that is not cached in one query, and remembers
 devices without parameters for a shorter time, so a device provisioned a moment ago is
-decoded within ``negative_ttl_seconds``.
+decoded within ``negative_ttl_seconds``. Devices asked for ``fresh`` are read again whatever the
+cache holds: redriven and reprocessed records come after a fix (a device provisioned, a
+template corrected) and must see it at once.
 """
 
 from __future__ import annotations
@@ -146,19 +148,20 @@ class DeviceParameterStore:
         self._lock = threading.Lock()
         self.queries = 0
 
-    def get(self, device_ids: Iterable[str]) -> DeviceParameters:
-        """Parameters for ``device_ids``: cached ones reused, the rest fetched in one query."""
+    def get(self, device_ids: Iterable[str], fresh: Iterable[str] = ()) -> DeviceParameters:
+        """Parameters for ``device_ids``: cached ones reused, the rest (and ``fresh``) fetched
+        in one query."""
         wanted = set(device_ids)
         with self._lock:
-            return self._get_locked(wanted)
+            return self._get_locked(wanted, set(fresh) & wanted)
 
-    def _get_locked(self, wanted: set[str]) -> DeviceParameters:
+    def _get_locked(self, wanted: set[str], fresh: set[str]) -> DeviceParameters:
         now = self._clock()
         found: dict[str, dict[ComponentKey, DataPointParams]] = {}
         missing = []
         for device_id in wanted:
             entry = self._cache.get(device_id)
-            if entry is None or entry.expires_at <= now:
+            if entry is None or entry.expires_at <= now or device_id in fresh:
                 missing.append(device_id)
             else:
                 found[device_id] = entry.components

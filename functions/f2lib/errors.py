@@ -29,7 +29,9 @@ F2PipeError                  root of every error f2pipe raises on purpose
 ├── BenchError               a benchmark phase could not run or complete
 ├── MonitoringError          a monitoring endpoint is down or reports a fault
 ├── CommandError             a command request is refused (carries an HTTP status and a code)
-└── BrokerError              the MQTT broker is unreachable or did not take a publish (HTTP 503)
+├── BrokerError              the MQTT broker is unreachable or did not take a publish (HTTP 503)
+├── ReplayRefusedError       a redrive or reprocess refused to start; nothing was sent
+└── ReplayIncompleteError    a reprocess sent its records but the pipeline did not confirm them
 """
 
 from __future__ import annotations
@@ -200,3 +202,22 @@ class ProcessError(F2PipeError):
 
 class ReplicaError(F2PipeError):
     """The local gateway has no replica to serve a function: none can be built, none is ready."""
+
+
+class ReplayRefusedError(F2PipeError):
+    """A redrive or reprocess refused to start; nothing was sent.
+
+    Kafka or a database did not answer, the window aged out of retention, or the options
+    contradict an earlier run.
+    """
+
+
+class ReplayIncompleteError(F2PipeError):
+    """A reprocess sent its records, but the pipeline did not confirm them in time.
+
+    Carries the run's summary so far.
+    """
+
+    def __init__(self, message: str, *, summary: Any = None) -> None:
+        super().__init__(message)
+        self.summary = summary

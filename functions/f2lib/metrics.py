@@ -18,6 +18,8 @@ Series (units in the names; labels have a handful of values each):
   f2_decode_failures_total{reason}              RecordError.reason of each dead-lettered record
   f2_sink_rows_inserted_total                   rows the sink's INSERT added
   f2_sink_duplicates_skipped_total              rows already present (redelivery), not added
+  f2_sink_rows_updated_total                    rows a reprocess batch replaced (values changed)
+  f2_sink_rows_unchanged_total                  rows a reprocess batch found equal already
   f2_provision_certificates_total{action}       action: issued, rotated, revoked
   f2_provision_refused_total{reason}            ProvisioningError.code of refused requests
   f2_pipeline_end_to_end_latency_seconds        device timestamp -> sink commit, per row
@@ -138,6 +140,16 @@ class FunctionMetrics:
             "Rows already in iot_measurements (a redelivered batch), not added again",
             registry=r,
         )
+        self.rows_updated = Counter(
+            "f2_sink_rows_updated_total",
+            "Rows of iot_measurements a reprocess batch replaced with other values",
+            registry=r,
+        )
+        self.rows_unchanged = Counter(
+            "f2_sink_rows_unchanged_total",
+            "Rows of a reprocess batch whose stored values were equal already",
+            registry=r,
+        )
         self.certificates = Counter(
             "f2_provision_certificates_total",
             "Device certificates by action (issued, rotated, revoked)",
@@ -214,6 +226,11 @@ class FunctionMetrics:
     def rows_written(self, inserted: int, duplicates: int) -> None:
         self.rows_inserted.inc(inserted)
         self.duplicates_skipped.inc(duplicates)
+
+    def rows_overwritten(self, updated: int, unchanged: int) -> None:
+        """What a reprocess batch did to the rows it overwrote."""
+        self.rows_updated.inc(updated)
+        self.rows_unchanged.inc(unchanged)
 
     def observe_end_to_end(
         self, device_times: Iterable[datetime], committed_at: datetime | None = None

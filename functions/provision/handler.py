@@ -8,7 +8,6 @@ Environment: see ``ProvisionConfig``.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from pathlib import Path
@@ -17,17 +16,16 @@ from typing import Any, Literal
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from f2lib.errors import ConfigError, F2PipeError, ProvisioningError, RegistryError, StoreError
+from f2lib.httpfn import Request, answer, error
 from f2lib.metrics import function_metrics
 from f2lib.secrets import SecretStore
 
 from .pki import CertificateAuthority
-from .provisioner import Provisioner, ProvisionLimits, Request
+from .provisioner import Provisioner, ProvisionLimits
 from .publishers import FilesystemPublisher, PidFileReloader, S3Publisher, s3_client
 from .registry import DeviceRegistry, RegistryPublisher, RegistrySync
 
 logger = logging.getLogger(__name__)
-
-JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 
 
 class ProvisionConfig(BaseSettings):
@@ -90,32 +88,20 @@ def provisioner() -> Provisioner:
         return _provisioner
 
 
+REALM = "f2pipe-provision"
+
+
 def _answer(status: int, body: dict[str, Any]) -> dict[str, Any]:
-    headers = dict(JSON_HEADERS)
-    if status == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm="f2pipe-provision"'
-    return {"statusCode": status, "body": json.dumps(body), "headers": headers}
+    return answer(status, body, realm=REALM)
 
 
 def _error(status: int, code: str, message: str) -> dict[str, Any]:
-    return _answer(status, {"error": code, "message": message})
-
-
-def _bytes(body: Any) -> bytes:
-    if isinstance(body, bytes):
-        return body
-    return str(body or "").encode()
+    return error(status, code, message, realm=REALM)
 
 
 def handle(event: Any, context: Any) -> dict[str, Any]:
     """python3-http contract: ``event`` has method, path, headers, body, query."""
-    request = Request(
-        method=str(getattr(event, "method", "POST")),
-        path=str(getattr(event, "path", "/") or "/"),
-        headers=getattr(event, "headers", None) or {},
-        body=_bytes(getattr(event, "body", b"")),
-        query=getattr(event, "query", None) or {},
-    )
+    request = Request.of(event)
     try:
         response = provisioner().dispatch(request)
     except ProvisioningError as exc:

@@ -379,10 +379,6 @@ class CertificateAuthority:
             )
         return builder.sign(self.private_key, hashes.SHA256())
 
-    def verify_crl(self, crl: x509.CertificateRevocationList) -> None:
-        """Raise unless this CA signed ``crl`` and it has not passed its nextUpdate."""
-        check_crl(crl, self.certificate, self.clock())
-
 
 def load_crl(pem: bytes) -> x509.CertificateRevocationList:
     try:

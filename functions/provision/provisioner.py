@@ -18,10 +18,11 @@ import hmac
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from f2lib.errors import CertificateError, ProvisioningError
+from f2lib.httpfn import Request, Response
 from f2lib.metrics import function_metrics
 
 from .pki import CertificateAuthority
@@ -41,30 +42,6 @@ FIELDS = frozenset({"mac", "model", "serial_number", "csr"})
 REQUIRED = ("mac", "model", "serial_number")
 MAX_CSR_CHARS = 8192
 PATH_PREFIX = "/function/provision"
-
-
-@dataclass(frozen=True)
-class Request:
-    """What the provisioning API needs from an HTTP request."""
-
-    method: str
-    path: str
-    headers: Mapping[str, str]
-    body: bytes
-    query: Mapping[str, str] = field(default_factory=dict)
-
-    def header(self, name: str) -> str | None:
-        value = self.headers.get(name)
-        if value is not None:
-            return value
-        lowered = name.lower()
-        return next((v for k, v in self.headers.items() if k.lower() == lowered), None)
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    body: dict[str, Any]
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,13 @@ Body: the Kafka connector's batch (a JSON array of ``{"topic", "partition", "off
 Each record is validated with the shared Measurement model; invalid ones go to
 ``DEAD_LETTER_TOPIC`` (stage ``sink``) and the rest are written in one transaction (COPY into a
 staging table, one INSERT ... ON CONFLICT DO NOTHING on the natural key); 200 after commit.
+Records marked ``f2-reprocess`` (``make reprocess``, the element's ``headers``) overwrite the
+rows with the same natural key instead (ON CONFLICT DO UPDATE), in a transaction of their own.
 
-Status: 200 ``{"records", "inserted", "duplicates", "dead_letters"}``; 400 malformed batch;
-405 not a POST; 500 misconfigured; 503 database or Kafka unavailable (retry).
+Status: 200 ``{"records", "inserted", "duplicates", "dead_letters"}`` (plus ``"updated"`` and
+``"unchanged"`` when the batch held reprocess records: rows replaced, and rows equal already);
+400 malformed batch; 405 not a POST; 500 misconfigured; 503 database or Kafka unavailable
+(retry).
 Config (env): KAFKA_BOOTSTRAP (dead letters), DEAD_LETTER_TOPIC, SINK_WRITE_MODE (copy|insert),
 DB_CONNECT_TIMEOUT_SECONDS, KAFKA_SEND_TIMEOUT_SECONDS,
 KAFKA_BOOTSTRAP_TIMEOUT_SECONDS; secret ``timeseries-dsn`` (a libpq DSN)
@@ -28,9 +32,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from f2lib.batchfn import Lazy, handle_batch
 from f2lib.contracts.invocation import ConnectorRecord
-from f2lib.contracts.records import DEAD_LETTER_TOPIC, DeadLetter, dump_json
+from f2lib.contracts.records import DEAD_LETTER_TOPIC, SINK_STAGE, DeadLetter, dump_json
 from f2lib.errors import ConfigError
-from f2lib.kafka import KafkaClient, make_producer, send_all
+from f2lib.kafka import KafkaClient, Outgoing, make_producer, send_all
 from f2lib.metrics import function_metrics
 from f2lib.models import Measurement, validation_summary
 from f2lib.secrets import SecretStore
@@ -39,7 +43,6 @@ from .timeseries import TimescaleSink
 
 logger = logging.getLogger(__name__)
 
-SINK_STAGE = "sink"
 INVALID_REASON = "invalid_measurement"
 
 
@@ -66,9 +69,13 @@ class SinkConfig(BaseSettings):
             raise ConfigError(f"sink configuration is invalid: {exc}") from exc
 
 
-def validate(records: list[ConnectorRecord]) -> tuple[list[Measurement], list[DeadLetter]]:
-    """Split records into valid measurements and dead letters of the invalid ones."""
+def split(
+    records: list[ConnectorRecord],
+) -> tuple[list[Measurement], list[Measurement], list[DeadLetter]]:
+    """Valid measurements to insert, valid ones to overwrite with (reprocess records), and the
+    dead letters of the invalid ones."""
     valid: list[Measurement] = []
+    overwrite: list[Measurement] = []
     dead: list[DeadLetter] = []
     for record in records:
         value = record.value
@@ -76,9 +83,10 @@ def validate(records: list[ConnectorRecord]) -> tuple[list[Measurement], list[De
             if isinstance(value, str):
                 value = json.loads(value)
             if isinstance(value, dict):
-                valid.append(Measurement.from_value(value))
+                measurement = Measurement.from_value(value)
             else:
-                valid.append(Measurement.model_validate(value))
+                measurement = Measurement.model_validate(value)
+            (overwrite if record.marks.overwrite else valid).append(measurement)
         except ValidationError as exc:
             error = validation_summary(exc)
         except ValueError as exc:
@@ -93,7 +101,7 @@ def validate(records: list[ConnectorRecord]) -> tuple[list[Measurement], list[De
             error,
         )
         dead.append(DeadLetter(record, SINK_STAGE, INVALID_REASON, error, record.key))
-    return valid, dead
+    return valid, overwrite, dead
 
 
 class SinkFunction:
@@ -150,23 +158,30 @@ class SinkFunction:
 
     def process(self, records: list[ConnectorRecord]) -> dict[str, int]:
         """Store the valid measurements, dead-letter the others; returns after both are durable."""
-        valid, dead = validate(records)
+        valid, overwrite, dead = split(records)
         result = self.sink.write(valid)
+        replaced = self.sink.overwrite(overwrite)
         if dead:
-            items = [(self.config.dead_letter_topic, d.key, dump_json(d.to_value())) for d in dead]
+            items: list[Outgoing] = [
+                (self.config.dead_letter_topic, d.key, dump_json(d.to_value())) for d in dead
+            ]
             send_all(self.producer, items, timeout=self.config.kafka_send_timeout_seconds)
         metrics = function_metrics()
         metrics.received(len(records))
-        metrics.rows_written(result.inserted, result.duplicates)
-        metrics.emitted("stored", result.inserted + result.duplicates)
+        metrics.rows_written(result.inserted + replaced.inserted, result.duplicates)
+        metrics.rows_overwritten(replaced.updated, replaced.unchanged)
+        metrics.emitted("stored", result.inserted + result.duplicates + len(overwrite))
         metrics.emitted("dead_letter", len(dead))
         metrics.observe_end_to_end(m.time for m in valid)
-        return {
+        counts = {
             "records": len(records),
-            "inserted": result.inserted,
+            "inserted": result.inserted + replaced.inserted,
             "duplicates": result.duplicates,
             "dead_letters": len(dead),
         }
+        if overwrite:
+            counts.update(updated=replaced.updated, unchanged=replaced.unchanged)
+        return counts
 
 
 _function: Lazy[SinkFunction] = Lazy(lambda: SinkFunction.from_config(SinkConfig.load()))

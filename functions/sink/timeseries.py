@@ -10,6 +10,11 @@ deduplication for redeliveries. Mode ``insert`` sends one multi-row
 available (PGlite over pglite-socket). The connection is kept across batches and replaced
 after a connection failure; a batch is retried once on a fresh connection, which is safe
 because the insert skips rows already stored.
+
+``overwrite`` is for reprocess batches only (records marked ``f2-reprocess``): one
+``INSERT ... ON CONFLICT DO UPDATE`` replaces the stored values of rows with the same natural
+key, skipping rows whose values are equal already, and reports the rows new, updated and
+unchanged (read in the same transaction before the upsert).
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ import io
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any, Literal, TypeVar
 
 import psycopg2
 from psycopg2 import errors as pg_errors
@@ -33,6 +39,10 @@ logger = logging.getLogger(__name__)
 WriteMode = Literal["copy", "insert"]
 DEFAULT_TABLE = "iot_measurements"
 NATURAL_KEY = ("device_id", "topic", "time", "component_id")
+# What an overwrite replaces: every column but the natural key (and ingested_at, set to now()).
+VALUE_COLUMNS = tuple(c for c in MEASUREMENT_COLUMNS if c not in NATURAL_KEY)
+T = TypeVar("T")
+NaturalKey = tuple[str, str, datetime, str]
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,32 @@ class WriteResult:
 
     inserted: int
     duplicates: int
+
+
+@dataclass(frozen=True)
+class OverwriteResult:
+    """How the rows of an overwriting (reprocess) batch ended: new, changed, or equal already."""
+
+    inserted: int
+    updated: int
+    unchanged: int
+
+
+def natural_key(m: Measurement) -> NaturalKey:
+    return (m.device_id, m.topic, m.time, m.component_id)
+
+
+def last_per_key(measurements: Sequence[Measurement]) -> list[Measurement]:
+    """One measurement per natural key, the last one of the batch (an upsert may touch a row
+    only once per statement), in the order of their first appearance."""
+    chosen: dict[NaturalKey, Measurement] = {}
+    for m in measurements:
+        chosen[natural_key(m)] = m
+    return list(chosen.values())
+
+
+def _values(m: Measurement) -> tuple[Any, ...]:
+    return tuple(getattr(m, c) for c in VALUE_COLUMNS)
 
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -111,25 +147,86 @@ class TimescaleSink:
         self._insert_values = sql.SQL(
             "INSERT INTO {target} ({columns}) VALUES %s {conflict}"
         ).format(target=target, columns=columns, conflict=conflict)
+        key_columns = sql.SQL(", ").join(map(sql.Identifier, NATURAL_KEY))
+        self._select_existing = sql.SQL(
+            "SELECT {selected} FROM {target} AS t JOIN (VALUES %s) AS k ({key}) USING ({key})"
+        ).format(
+            selected=sql.SQL(", ").join(
+                sql.SQL("t.{}").format(sql.Identifier(c)) for c in (*NATURAL_KEY, *VALUE_COLUMNS)
+            ),
+            target=target,
+            key=key_columns,
+        )
+        stored = sql.SQL(", ").join(
+            sql.SQL("{}.{}").format(target, sql.Identifier(c)) for c in VALUE_COLUMNS
+        )
+        offered = sql.SQL(", ").join(
+            sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in VALUE_COLUMNS
+        )
+        self._upsert_values = sql.SQL(
+            "INSERT INTO {target} ({columns}) VALUES %s ON CONFLICT ({key}) DO UPDATE SET {set},"
+            " ingested_at = now() WHERE ({stored}) IS DISTINCT FROM ({offered})"
+        ).format(
+            target=target,
+            columns=columns,
+            key=key_columns,
+            set=sql.SQL(", ").join(
+                sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in VALUE_COLUMNS
+            ),
+            stored=stored,
+            offered=offered,
+        )
 
     def write(self, measurements: Sequence[Measurement]) -> WriteResult:
         """Store the batch in one transaction; returns after commit. Raises StoreError."""
         if not measurements:
             return WriteResult(0, 0)
+        inserted = self._transaction(lambda: self._write_once(measurements), len(measurements))
+        return WriteResult(inserted, len(measurements) - inserted)
+
+    def overwrite(self, measurements: Sequence[Measurement]) -> OverwriteResult:
+        """Store a reprocess batch in one transaction, replacing the values of rows with the
+        same natural key; returns after commit. Raises StoreError."""
+        if not measurements:
+            return OverwriteResult(0, 0, 0)
+        return self._transaction(lambda: self._overwrite_once(measurements), len(measurements))
+
+    def _transaction(self, once: Callable[[], T], count: int) -> T:
         for attempt in (1, 2):
             try:
-                inserted = self._write_once(measurements)
+                return once()
             except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
                 self.close()
                 if attempt == 2:
                     raise StoreError(f"timeseries database unavailable: {exc}") from exc
                 logger.warning("sink write failed (%s); retrying on a new connection", exc)
-                continue
             except psycopg2.Error as exc:
                 self._rollback()
-                raise StoreError(f"writing {len(measurements)} measurements failed: {exc}") from exc
-            return WriteResult(inserted, len(measurements) - inserted)
+                raise StoreError(f"writing {count} measurements failed: {exc}") from exc
         raise AssertionError("unreachable")
+
+    def _overwrite_once(self, measurements: Sequence[Measurement]) -> OverwriteResult:
+        batch = last_per_key(measurements)
+        conn = self._connection()
+        with conn.cursor() as cur:
+            keys = [natural_key(m) for m in batch]
+            found = execute_values(
+                cur,
+                self._select_existing.as_string(conn),
+                keys,
+                template="(%s, %s, %s::timestamptz, %s)",
+                page_size=len(keys),
+                fetch=True,
+            )
+            width = len(NATURAL_KEY)
+            stored = {tuple(row[:width]): tuple(row[width:]) for row in found}
+            new = [m for m in batch if natural_key(m) not in stored]
+            changed = [m for m in batch if stored.get(natural_key(m), _values(m)) != _values(m)]
+            if new or changed:
+                rows = [tuple(getattr(m, c) for c in MEASUREMENT_COLUMNS) for m in new + changed]
+                execute_values(cur, self._upsert_values.as_string(conn), rows, page_size=len(rows))
+        conn.commit()
+        return OverwriteResult(len(new), len(changed), len(measurements) - len(new) - len(changed))
 
     def _write_once(self, measurements: Sequence[Measurement]) -> int:
         conn = self._connection()

@@ -66,11 +66,17 @@ class ImageConfig:
 
 @dataclass(frozen=True, slots=True)
 class BuiltImage:
-    """A function image and whether of-watchdog runs in it."""
+    """A function image, whether of-watchdog runs in it, and the base it was built on."""
 
     function: str
     tag: str
     watchdog: bool
+    base: str = ""
+
+    @property
+    def local_only(self) -> bool:
+        """Built on the base made here, which trusts this machine's extra CA certificates."""
+        return self.base.startswith(LOCAL_BASE_REPO)
 
     @property
     def runs(self) -> str:
@@ -223,7 +229,7 @@ class ImageBuilder:
         else:
             args += ["--target", "direct"]
         self.docker.run(*args, str(context), timeout=1800)
-        built = BuiltImage(function, tag, watchdog is not None)
+        built = BuiltImage(function, tag, watchdog is not None, python)
         logger.info("built %s (%s)", tag, built.runs)
         return built
 
@@ -238,14 +244,16 @@ class ImageBuilder:
             for name in names
         ]
 
-    def push(self, tag: str) -> None:
-        self.docker.run("push", tag, timeout=600)
-        logger.info("pushed %s", tag)
-
-
-def runs_under_watchdog(docker: Docker, ref: str) -> bool:
-    """Whether an image runs of-watchdog (its ``F2_WATCHDOG``; images without it do)."""
-    return docker.image_env(ref).get(WATCHDOG_ENV, "of-watchdog") != "none"
+    def push(self, image: BuiltImage) -> None:
+        """Push ``image``; one on the locally made base only to a registry on loopback."""
+        if image.local_only and not re.match(r"^(127\.0\.0\.1|localhost):\d+/", image.tag):
+            raise ProcessError(
+                f"{image.tag} is built on {image.base}, which trusts this machine's extra CA "
+                "certificates: push it only to the registry on loopback, or build with "
+                "F2_PYTHON_IMAGE naming a base meant for elsewhere"
+            )
+        self.docker.run("push", image.tag, timeout=600)
+        logger.info("pushed %s", image.tag)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -273,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         int(local.group(1)),
                         pid_path=args.state_dir / "pids" / "registry.pid",
                     ).start()
-                builder.push(image.tag)
+                builder.push(image)
             print(f"{image.function}: {image.tag} ({image.runs})")
     except ProcessError as exc:
         print(f"images: {exc}", file=sys.stderr)

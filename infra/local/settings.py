@@ -18,6 +18,7 @@ from pydantic import AliasChoices, BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bridge.config import BridgeConfig
+from f2lib.contracts.records import DEFAULT_RETENTION_DAYS
 from infra.services.autoscaler.config import AutoscalerConfig
 from infra.services.connector.config import ConnectorConfig
 
@@ -100,6 +101,8 @@ class RuntimeConfig(BaseSettings):
     kafka_jvm_opts_line: str = Field("", alias="F2_KAFKA_JVM_OPTS")
     kafka_heap: str = Field("512m", alias="F2_KAFKA_HEAP")
     kafka_partitions: int = Field(6, alias="F2_KAFKA_PARTITIONS", ge=1)
+    # Days raw_iot_data and iot_dead_letter keep records (make redrive, make reprocess).
+    retention_days: float = Field(DEFAULT_RETENTION_DAYS, alias="F2_RETENTION_DAYS", gt=0)
     java_home: Path | None = Field(None, alias="JAVA_HOME")
     pg_bin_dir: Path | None = Field(None, alias="F2_PG_BIN")
     mosquitto_bin: Path | None = Field(None, alias="F2_MOSQUITTO_BIN")

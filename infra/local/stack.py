@@ -29,7 +29,7 @@ from pydantic import SecretStr
 
 from certs.cli import init as certs_init
 from certs.cli import sync as certs_sync
-from f2lib.contracts.records import PIPELINE_TOPICS
+from f2lib.contracts.records import PIPELINE_TOPICS, topic_configs
 from f2lib.errors import MonitoringError, ProcessError
 from infra.deploy.mosquitto.config import BRIDGE_TOPICS, COMMAND_TOPICS, MONITOR_TOPICS, TlsFiles
 from infra.deploy.stackfile import StackFile
@@ -399,7 +399,11 @@ class LocalStack:
         if not self._running("kafka"):
             print(f"starting kafka on 127.0.0.1:{self.ports.kafka}", flush=True)
             kafka = self.kafka().start(pid_path=self.pid_path("kafka"))
-            kafka.create_topics(PIPELINE_TOPICS, self.config.kafka_partitions)
+            kafka.create_topics(
+                PIPELINE_TOPICS,
+                self.config.kafka_partitions,
+                topic_configs(self.config.retention_days),
+            )
 
         if not self._running("mosquitto"):
             print(f"starting mosquitto on 127.0.0.1:{self.ports.mqtt}", flush=True)

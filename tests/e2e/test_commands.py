@@ -30,8 +30,9 @@ from infra.local.stack import TIMESERIES_DB, LocalStack
 from infra.tools.simulator import Fleet, FleetConfig, FleetSnapshot, parse_mix
 from infra.tools.simulator.payloads import utc_now
 from provision.pki import generate_csr, generate_key, private_key_pem
-from tests.fixtures.provision import DeviceCredentials, mqtt_connect, subscribe, wait_for
+from tests.fixtures.provision import DeviceCredentials, mqtt_connect, subscribe
 from tests.kafka_support import read_topic
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,9 +21,10 @@ import pytest
 import requests
 
 from infra.local.stack import DEVICES_DB, MONITOR_USER, TIMESERIES_DB, LocalStack
-from tests.kafka_support import read_topic
+from tests.kafka_support import read_topic_to_end
 from tests.mqtt_support import Publisher
 from tests.pipeline_support import component_name, payload_for, stamp
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -66,17 +67,6 @@ def rows(stack: LocalStack, device_id: str) -> list[dict[str, Any]]:
         )
         cols = [c.name for c in cur.description]
         return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    return last
 
 
 @pytest.fixture(params=["processes", "containers"])
@@ -125,7 +115,9 @@ def test_every_component_kind_is_decoded_and_stored(
         publisher.publish_json(topic, payload)
         for cid, value in produced:
             expected[(topic, cid)] = (value, param["units"])
-    stored = wait_for(lambda: (r := rows(local_stack, device)) and len(r) >= len(expected) and r)
+    stored = wait_for(
+        lambda: (r := rows(local_stack, device)) and len(r) >= len(expected) and r, interval=0.5
+    )
     assert stored, "no rows stored within the deadline"
     got = {(r["topic"], r["component_id"]): r for r in stored}
     assert set(got) == set(expected)
@@ -156,24 +148,37 @@ def test_republishing_the_same_messages_adds_no_row(
     for topic, payload in messages:
         publisher.publish_json(topic, payload)
     assert (
-        len(wait_for(lambda: len(rows(local_stack, device)) >= 20 and rows(local_stack, device)))
+        len(
+            wait_for(
+                lambda: len(rows(local_stack, device)) >= 20 and rows(local_stack, device),
+                interval=0.5,
+            )
+        )
         == 20
     )
     for topic, payload in messages:
         publisher.publish_json(topic, payload)
-    # The redelivered copies travel the whole path; wait until the sink has seen them.
+    # The redelivered copies travel the whole path ahead of a marker on the same topic (one
+    # key, one partition, in order); once the marker is stored the sink has seen them.
     marker_topic, _ = messages[0]
     publisher.publish_json(marker_topic, {"timestamp": stamp(10_000), "status": True})
-    assert wait_for(lambda: len(rows(local_stack, device)) == 21, timeout=60)
-    time.sleep(2)
+    assert wait_for(lambda: stored_at(local_stack, device, stamp(10_000)), 60, interval=0.5)
     assert len(rows(local_stack, device)) == 21
 
 
+def moment(timestamp: str) -> datetime:
+    """The row time of a message stamped ``timestamp`` (as ``stamp`` writes it, UTC)."""
+    return datetime.strptime(timestamp, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+
+
+def stored_at(stack: LocalStack, device_id: str, timestamp: str) -> bool:
+    """Whether a row of ``device_id`` for the message stamped ``timestamp`` is stored."""
+    return any(r["time"] == moment(timestamp) for r in rows(stack, device_id))
+
+
 def dead_letters(stack: LocalStack, since: float) -> list[dict[str, Any]]:
-    """The dead letters written since ``since`` (whatever the topic holds after 3 s of reading)."""
-    records = read_topic(
-        f"127.0.0.1:{stack.ports.kafka}", "iot_dead_letter", lambda rs: False, timeout=3
-    )
+    """The dead letters written since ``since`` (what the topic holds now)."""
+    records = read_topic_to_end(f"127.0.0.1:{stack.ports.kafka}", "iot_dead_letter")
     return [json.loads(m.value) for m in records if m.timestamp / 1000 >= since - 5]
 
 
@@ -211,7 +216,7 @@ def test_bad_inputs_are_dead_lettered_with_stage_and_reason_and_valid_ones_still
         publisher.publish_json(topic, payload)
     good_topic = topic_of("strike")
     publisher.publish_json(good_topic, {"timestamp": stamp(5), "status": False})
-    assert wait_for(lambda: rows(local_stack, device)), (
+    assert wait_for(lambda: rows(local_stack, device), interval=0.5), (
         "the valid message after the bad ones was not stored"
     )
 
@@ -224,7 +229,9 @@ def test_bad_inputs_are_dead_lettered_with_stage_and_reason_and_valid_ones_still
         return found
 
     letters = wait_for(
-        lambda: (ls := letters_for_this_test()) and len(ls) >= len(bad) and ls, timeout=60
+        lambda: (ls := letters_for_this_test()) and len(ls) >= len(bad) and ls,
+        timeout=60,
+        interval=0.5,
     )
     assert letters and len(letters) >= len(bad), letters
     for letter in letters:
@@ -260,7 +267,7 @@ def test_a_single_record_as_openfaas_connector_sends_it_works_like_a_batch(
         timeout=30,
     )
     assert resp.status_code == 200, resp.text
-    assert wait_for(lambda: rows(local_stack, device)), "single record not stored"
+    assert wait_for(lambda: rows(local_stack, device), interval=0.5), "single record not stored"
 
 
 def test_killing_the_bridge_and_a_function_mid_stream_loses_nothing_and_doubles_nothing(
@@ -282,12 +289,13 @@ def test_killing_the_bridge_and_a_function_mid_stream_loses_nothing_and_doubles_
             assert any(gateway_logs.glob("sink-*.log"))
             _kill_one_replica(local_stack, "sink")
     local_stack.up()  # restarts the bridge; the gateway's supervisor restarted the sink replica
-    stored = wait_for(
-        lambda: len(rows(local_stack, device)) >= total and rows(local_stack, device), timeout=120
-    )
-    assert stored and len(stored) == total, len(rows(local_stack, device))
-    time.sleep(3)
-    assert len(rows(local_stack, device)) == total
+    # A marker after the stream, on its topic (one key, one partition, in order): once it is
+    # stored, every copy the kills caused has been through the sink too.
+    marker = stamp(total)
+    publisher.publish_json(topic, {"timestamp": marker, "status": True})
+    wait_for(lambda: stored_at(local_stack, device, marker), timeout=120, interval=0.5)
+    stored = [r for r in rows(local_stack, device) if r["time"] != moment(marker)]
+    assert stored and len(stored) == total, len(stored)
 
 
 def _kill_one_replica(stack: LocalStack, function: str) -> None:

@@ -15,6 +15,7 @@ import requests
 
 from infra.local.ports import free_port
 from infra.local.stack import StackPorts
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -114,6 +115,11 @@ def test_up_status_env_down_leaves_no_process(cli_env: dict[str, str]) -> None:
 
     down = _run(cli_env, "down")
     assert down.returncode == 0
-    time.sleep(1)
+    wait_for(
+        lambda: not _processes_under(state),
+        timeout=10,
+        interval=0.2,
+        message=lambda: f"left running: {_processes_under(state)}",
+    )
     assert _processes_under(state) == []
     assert _run(cli_env, "status").returncode != 0

@@ -33,8 +33,8 @@ from tests.fixtures.provision import (
     serve_provision,
     subscribe,
     tls_files,
-    wait_for,
 )
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

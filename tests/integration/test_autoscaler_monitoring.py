@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -27,6 +26,7 @@ from infra.local.targets import ReplicaTarget, write_targets
 from infra.services.autoscaler.metrics import AutoscalerMetrics
 from infra.services.connector.metrics import ConnectorMetrics
 from infra.services.kit.ops_http import OpsServer
+from tests.waiting import wait_for
 
 pytestmark = [
     pytest.mark.integration,
@@ -105,13 +105,7 @@ def query(server: PrometheusServer, expr: str) -> list[dict[str, Any]]:
     return result
 
 
-def wait(check: Any, timeout: float = 45.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.5)
+SCRAPES_S = 45.0  # Prometheus scrapes and evaluates on its own schedule
 
 
 def test_every_target_is_up(prometheus: PrometheusServer) -> None:
@@ -119,7 +113,7 @@ def test_every_target_is_up(prometheus: PrometheusServer) -> None:
         rows = prometheus.targets()
         return rows if len(rows) == 7 and all(r["health"] == "up" for r in rows) else None
 
-    rows = wait(all_up) or prometheus.targets()
+    rows = wait_for(all_up, SCRAPES_S, 0.5, lambda: f"not all up: {prometheus.targets()}")
     assert {r["job"] for r in rows} == {
         "prometheus",
         "gateway",
@@ -134,7 +128,7 @@ def test_every_target_is_up(prometheus: PrometheusServer) -> None:
 
 def test_function_replicas_are_scraped_separately_and_summed(prometheus: PrometheusServer) -> None:
     expr = 'sum by (function) (f2_function_records_in_total{job="functions"})'
-    result = wait(lambda: query(prometheus, expr))
+    result = wait_for(lambda: query(prometheus, expr), SCRAPES_S, 0.5, expr)
     assert result[0]["metric"] == {"function": "decode"}
     assert float(result[0]["value"][1]) == 7.0
     replicas = query(prometheus, 'count by (function) (up{job="functions"} == 1)')
@@ -142,9 +136,9 @@ def test_function_replicas_are_scraped_separately_and_summed(prometheus: Prometh
 
 
 def test_autoscaler_series_and_recording_rules_load(prometheus: PrometheusServer) -> None:
-    lag = wait(lambda: query(prometheus, "f2_autoscaler_lag_records"))
+    lag = wait_for(lambda: query(prometheus, "f2_autoscaler_lag_records"), SCRAPES_S, 0.5)
     assert float(lag[0]["value"][1]) == 1234.0
     rules = requests.get(f"{prometheus.url}/api/v1/rules", timeout=5).json()["data"]["groups"]
     assert {g["name"] for g in rules} == {"f2pipe-recording", "f2pipe-alerts"}
-    recorded = wait(lambda: query(prometheus, "f2:function_records_in:rate1m"))
+    recorded = wait_for(lambda: query(prometheus, "f2:function_records_in:rate1m"), SCRAPES_S, 0.5)
     assert recorded[0]["metric"]["function"] == "decode"

@@ -32,6 +32,7 @@ from infra.deploy.stackfile import StackFile
 from infra.local.buildctx import build_all, build_context
 from infra.local.ports import free_port
 from infra.local.process import ManagedProcess, log_tail
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 logger = logging.getLogger(__name__)
@@ -257,12 +258,15 @@ def _stack_scenario(root: Path) -> Iterator[Scenario]:
     deployed = requests.post(f"{gateway_url}/system/functions", json=body, auth=auth, timeout=120)
     assert deployed.status_code in (200, 202), deployed.text
     try:
-        deadline = time.monotonic() + 60
-        while spec.name not in requests.get(f"{autoscaler_url}/healthz", timeout=5).json().get(
-            "functions", {}
-        ):
-            assert time.monotonic() < deadline, "the stack's autoscaler never listed slow"
-            time.sleep(1)
+        wait_for(
+            lambda: (
+                spec.name
+                in requests.get(f"{autoscaler_url}/healthz", timeout=5).json().get("functions", {})
+            ),
+            timeout=60,
+            interval=1,
+            message="the stack's autoscaler never listed slow",
+        )
         yield Scenario(
             gateway_url=gateway_url,
             auth=auth,
@@ -343,13 +347,14 @@ class Timeline:
             )
 
     def wait_for(self, what: str, check: Callable[[list[Point]], bool], timeout: float) -> float:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if check(list(self.points)):
-                return time.monotonic() - self.started
-            time.sleep(0.5)
-        print(self.render())
-        raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        """Wait until ``check`` holds for the points so far; return when (seconds from start)."""
+        wait_for(
+            lambda: check(list(self.points)),
+            timeout=timeout,
+            interval=0.5,
+            message=lambda: f"waiting for {what}; timeline:\n{self.render()}",
+        )
+        return time.monotonic() - self.started
 
     def render(self) -> str:
         rows = [f"{'t(s)':>6} {'lag':>7} {'replicas':>8} {'ready':>5} {'desired':>7}"]

@@ -27,12 +27,14 @@ from infra.local.launch.kafka import KafkaServer
 from infra.local.launch.mosquitto import MosquittoServer
 from infra.local.ports import free_port
 from infra.local.process import ManagedProcess, log_tail
-from tests.kafka_support import read_topic
+from tests.kafka_support import read_topic, read_topic_to_end
 from tests.mqtt_support import Publisher
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
+SENTINEL = 10_000  # the seq of a message sent after the ones a test counts
 
 
 @dataclass
@@ -153,10 +155,11 @@ def test_bridge__delivers_keyed_raw_records_and_acks_them(
     assert value["qos"] == 1
     assert value["received_at"]
 
-    deadline = time.monotonic() + 10
-    while bridge_run.metric("f2_bridge_messages_acknowledged_total") < 50:
-        assert time.monotonic() < deadline, bridge_run.log()
-        time.sleep(0.1)
+    wait_for(
+        lambda: bridge_run.metric("f2_bridge_messages_acknowledged_total") >= 50,
+        timeout=10,
+        message=bridge_run.log,
+    )
     assert bridge_run.metric("f2_bridge_messages_received_total") == 50
     assert bridge_run.metric("f2_bridge_messages_in_flight") == 0
     health = requests.get(bridge_run.url("/healthz"), timeout=2).json()
@@ -176,13 +179,15 @@ def test_bridge__forwards_command_replies_to_the_replies_topic_keyed_by_device(
     uplink = f"cmnd/{bridge_run.device}/access-control-mode/J1/strike-1"
     publisher.publish(uplink, [payload(1)])
 
-    (record,) = read_topic(kafka.bootstrap, replies_topic, lambda rs: len(rs) >= 1, settle=1)
+    read_topic(kafka.bootstrap, replies_topic, lambda rs: len(rs) >= 1)
+    raw = read_topic(kafka.bootstrap, bridge_run.raw_topic, lambda rs: len(rs) >= 1)
+    assert [json.loads(r.value)["topic"] for r in raw] == [uplink]
+    # The uplink came after the reply: the replies topic, read to its end now, holds it once.
+    (record,) = read_topic_to_end(kafka.bootstrap, replies_topic)
     assert record.key == bridge_run.device.encode()
     value = json.loads(record.value)
     assert value["topic"] == f"ctrl-resp/{bridge_run.device}"
     assert value["payload"] == reply.decode() and value["received_at"]
-    raw = read_topic(kafka.bootstrap, bridge_run.raw_topic, lambda rs: len(rs) >= 1)
-    assert [json.loads(r.value)["topic"] for r in raw] == [uplink]
     assert bridge_run.metric('f2_bridge_records_produced_total{kind="reply"}') == 1
 
 
@@ -224,10 +229,11 @@ def test_bridge__messages_not_acked_before_kafka_acked_are_redelivered_after_sig
     os.kill(kafka_pid, signal.SIGSTOP)
     try:
         publisher.publish(topic, [payload(i) for i in range(100, 300)])
-        deadline = time.monotonic() + 30
-        while bridge_run.metric("f2_bridge_messages_received_total") < 300:
-            assert time.monotonic() < deadline, bridge_run.log()
-            time.sleep(0.1)
+        wait_for(
+            lambda: bridge_run.metric("f2_bridge_messages_received_total") >= 300,
+            timeout=30,
+            message=bridge_run.log,
+        )
         assert bridge_run.metric("f2_bridge_messages_acknowledged_total") == 100
         assert bridge_run.metric("f2_bridge_messages_in_flight") == 200
         bridge_run.kill()
@@ -256,13 +262,14 @@ def test_bridge__sigterm_flushes_acks_and_disconnects_so_nothing_is_redelivered(
     assert "bridge stopped" in log
 
     # Whatever the first bridge did not take waits in its session; a restart takes it, and
-    # what it acknowledged is not delivered again. Records arriving within 3 s after the
-    # 200th distinct one are read too, so a redelivered duplicate shows.
+    # what it acknowledged is not delivered again. A sentinel published after the restart
+    # reaches Kafka after everything the session held (one topic, one key, in order), so once
+    # it is read, a redelivered duplicate would have been read too.
     bridge_run.start()
-    records = read_topic(
-        kafka.bootstrap, bridge_run.raw_topic, lambda rs: len(seqs(rs)) >= 200, settle=3
-    )
+    publisher.publish(topic, [payload(SENTINEL)])
+    records = read_topic(kafka.bootstrap, bridge_run.raw_topic, lambda rs: SENTINEL in seqs(rs))
     counts = seqs(records)
+    del counts[SENTINEL]
     missing = sorted(set(range(200)) - set(counts))
     assert not missing, (
         f"{len(missing)} of 200 never reached Kafka (first: {missing[:5]}); the first bridge "
@@ -323,18 +330,22 @@ def test_bridge__idle_bridge_notices_kafka_going_away_and_coming_back(
 
         assert health()[0] == 200
         own.stop()
-        deadline = time.monotonic() + 60
-        while health()[0] == 200:
-            assert time.monotonic() < deadline, "an idle bridge still says Kafka is fine"
-            time.sleep(0.5)
+        wait_for(
+            lambda: health()[0] != 200,
+            timeout=60,
+            interval=0.5,
+            message="an idle bridge still says Kafka is fine",
+        )
         assert health()[1]["kafka"] is False
         assert bridge_run.metric('f2_bridge_connected{side="kafka"}') == 0
 
         own.start()
-        deadline = time.monotonic() + 90
-        while health()[0] != 200:
-            assert time.monotonic() < deadline, f"Kafka is back but: {health()[1]}"
-            time.sleep(0.5)
+        wait_for(
+            lambda: health()[0] == 200,
+            timeout=90,
+            interval=0.5,
+            message=lambda: f"Kafka is back but: {health()[1]}",
+        )
         topic = f"cmnd/{bridge_run.device}/access-control-mode/J1/strike-1"
         publisher.publish(topic, [payload(1)])
         records = read_topic(own.bootstrap, bridge_run.raw_topic, lambda rs: len(rs) >= 1)

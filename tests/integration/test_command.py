@@ -36,8 +36,8 @@ from tests.fixtures.provision import (
     mqtt_connect,
     serve_function,
     subscribe,
-    wait_for,
 )
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import requests
 from f2lib.contracts.records import RawRecord
 from infra.local.launch.kafka import KafkaServer
 from tests.fixtures.provision import FunctionEndpoint, serve_function
-from tests.kafka_support import read_topic
+from tests.kafka_support import read_topic_to_end
 
 pytestmark = pytest.mark.integration
 
@@ -103,6 +104,7 @@ def test_an_unknown_command_or_a_reply_from_another_device_is_dead_lettered_with
 ) -> None:
     theirs = sent_command(devices_db, OTHER)
     unknown = str(uuid.uuid4())
+    started = datetime.now(UTC).isoformat(timespec="microseconds")
     batch = [
         record(unknown, offset=10),
         record(theirs, device_id=DEVICE, offset=11),
@@ -112,10 +114,14 @@ def test_an_unknown_command_or_a_reply_from_another_device_is_dead_lettered_with
     assert answer.status_code == 200, answer.text
     assert answer.json()["dead_letters"] == 3 and answer.json()["recorded"] == 0
     assert row(devices_db, theirs)["status"] == "sent"
+    # The 200 came once the dead letters were in Kafka: read the topic to its end, and keep the
+    # letters of this test's batch (written since it started, from its source offsets).
     letters = [
-        json.loads(r.value)
-        for r in read_topic(kafka.bootstrap, DEAD, lambda rs: len(rs) >= 3, settle=0.5)
+        letter
+        for letter in (json.loads(r.value) for r in read_topic_to_end(kafka.bootstrap, DEAD))
+        if letter["failed_at"] >= started and letter["source"]["offset"] in (10, 11, 12)
     ]
+    assert len(letters) == 3
     by_offset = {x["source"]["offset"]: x for x in letters}
     assert by_offset[10]["reason"] == "unknown_command" and unknown in by_offset[10]["error"]
     assert by_offset[11]["reason"] == "wrong_device" and by_offset[11]["key"] == DEVICE

@@ -26,6 +26,7 @@ import requests
 from kafka.errors import KafkaError
 from pydantic import SecretStr
 
+from f2lib.contracts.marks import Failure, Marks, Position, Redrive
 from f2lib.kafka import KAFKA_CLIENTS, make_producer
 from infra.local.launch.kafka import KafkaServer
 from infra.local.ports import free_port
@@ -34,9 +35,10 @@ from infra.services.connector.config import ConnectorConfig
 from infra.services.connector.delivery import KafkaDeadLetters
 from infra.services.connector.metrics import ConnectorMetrics
 from infra.services.connector.service import Connector
-from infra.services.connector.worker import kafka_consumer_factory
+from infra.services.connector.worker import ConsumerFactory, kafka_consumer_factory
 from infra.services.kit.openfaas import OpenFaaSClient
 from tests.kafka_support import read_topic
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -176,6 +178,61 @@ class Scenario:
         return read_topic(self.kafka.bootstrap, topic, lambda rs: len(rs) >= count, timeout)
 
 
+class PollLog:
+    """The ``poll()`` calls of the connectors' consumer threads on their real Kafka consumers:
+    when each began and how many records it handed over. Each turn of a consumer thread's
+    loop takes completions and commits what was delivered, then polls, then dispatches."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._polls: list[tuple[float, int]] = []
+
+    def observe(self, factory: ConsumerFactory) -> ConsumerFactory:
+        def make(group_id: str, client_id: str) -> Any:
+            return ObservedConsumer(factory(group_id, client_id), self)
+
+        return make
+
+    def polled(self, began: float, records: int) -> None:
+        with self._lock:
+            self._polls.append((began, records))
+
+    def records(self) -> int:
+        with self._lock:
+            return sum(records for _, records in self._polls)
+
+    def since(self, moment: float) -> int:
+        with self._lock:
+            return sum(began > moment for began, _ in self._polls)
+
+    def turns(self, count: int = 2, after: float | None = None) -> None:
+        """Wait until the consumer loop went round ``count`` times after ``after`` (or now)."""
+        moment = time.monotonic() if after is None else after
+        wait_for(lambda: self.since(moment) >= count, message="the consumer loop stalled")
+
+
+class ObservedConsumer:
+    """A real kafka-python consumer whose ``poll()`` calls are written down in a ``PollLog``."""
+
+    def __init__(self, consumer: Any, log: PollLog) -> None:
+        self._consumer = consumer
+        self._log = log
+
+    def poll(self, *args: Any, **kwargs: Any) -> Any:
+        began = time.monotonic()
+        fetched = self._consumer.poll(*args, **kwargs)
+        self._log.polled(began, sum(len(records) for records in fetched.values()))
+        return fetched
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._consumer, name)
+
+
+@pytest.fixture
+def polls() -> PollLog:
+    return PollLog()
+
+
 @pytest.fixture
 def scenario(kafka: KafkaServer) -> Scenario:
     suffix = uuid.uuid4().hex[:8]
@@ -193,7 +250,7 @@ def gateway() -> Iterator[StandInGateway]:
 
 @pytest.fixture(params=KAFKA_CLIENTS)
 def run_connector(
-    request: pytest.FixtureRequest, scenario: Scenario, gateway: StandInGateway
+    request: pytest.FixtureRequest, scenario: Scenario, gateway: StandInGateway, polls: PollLog
 ) -> Iterator[Callable[..., Connector]]:
     started: list[tuple[Connector, threading.Event, threading.Thread, Any]] = []
 
@@ -212,7 +269,7 @@ def run_connector(
             config,
             OpenFaaSClient(gateway.url, USER, SecretStr(PASSWORD)),
             KafkaDeadLetters(producer, scenario.dead_topic),
-            kafka_consumer_factory(config),
+            polls.observe(kafka_consumer_factory(config)),
             ConnectorMetrics(),
         )
         stop = threading.Event()
@@ -229,19 +286,15 @@ def run_connector(
         producer.close(timeout=5)
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 60, message: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, message or "condition not reached"
-        time.sleep(0.05)
-
-
 def values(n: int, start: int = 0) -> list[dict[str, Any]]:
     return [{"seq": i} for i in range(start, start + n)]
 
 
 def test_connector__commits_offsets_only_after_2xx_and_sets_the_connector_headers(
-    scenario: Scenario, gateway: StandInGateway, run_connector: Callable[..., Connector]
+    scenario: Scenario,
+    gateway: StandInGateway,
+    run_connector: Callable[..., Connector],
+    polls: PollLog,
 ) -> None:
     gateway.functions = scenario.listing()
     gateway.gate.clear()
@@ -249,7 +302,7 @@ def test_connector__commits_offsets_only_after_2xx_and_sets_the_connector_header
     run_connector()
 
     wait_for(lambda: gateway.active == 1, message="the function was never called")
-    time.sleep(1.0)
+    polls.turns()  # the loop committed (synchronously) what it had delivered: nothing yet
     assert scenario.committed().get(1) in (None, -1), "committed before the function answered"
 
     gateway.gate.set()
@@ -318,16 +371,58 @@ def test_connector__isolates_the_poison_record_dead_letters_it_and_delivers_the_
     assert sample("f2_connector_dead_letters_total", labels) == 1
 
 
-def test_connector__feeds_more_partitions_at_once_when_the_function_has_more_replicas(
+def test_connector__hands_record_headers_to_the_function_and_keeps_marks_in_dead_letters(
     scenario: Scenario, gateway: StandInGateway, run_connector: Callable[..., Connector]
+) -> None:
+    where = Position("iot_dead_letter", 0, 7)
+    marks = Marks(Redrive(2, where, (Failure("decode", "unknown_device", "x", None, where),)))
+    gateway.functions = scenario.listing()
+    gateway.answer = lambda items: (
+        (400, "still unknown") if any(i["value"].get("poison") for i in items) else (200, "ok")
+    )
+    producer = make_producer(scenario.kafka.bootstrap)
+    try:
+        for i, value in enumerate([{"seq": 0}, {"seq": 1, "poison": True}, {"seq": 2}]):
+            headers = marks.kafka_headers() if i else []
+            producer.send(scenario.topic, key=b"f2-dddddddddddd", value=json.dumps(value).encode(),
+                          partition=0, headers=headers)  # fmt: skip
+        producer.flush(timeout=30)
+    finally:
+        producer.close(timeout=5)
+    run_connector(CONNECTOR_LINGER_MS=500)
+
+    wait_for(lambda: scenario.committed().get(0) == 3)
+    delivered = gateway.delivered()
+    assert [item["value"]["seq"] for item in delivered] == [0, 2]
+    assert "headers" not in delivered[0]
+    assert Marks.from_headers(delivered[1]["headers"]) == marks
+    [record] = scenario.read(scenario.dead_topic, 1)
+    letter = json.loads(record.value)
+    assert letter["reason"] == "still unknown"
+    assert letter["redrive"] == {"count": 2, "dead_letter": where.to_json()}
+    assert [entry["reason"] for entry in letter["history"]] == ["unknown_device"]
+
+
+def test_connector__feeds_more_partitions_at_once_when_the_function_has_more_replicas(
+    scenario: Scenario,
+    gateway: StandInGateway,
+    run_connector: Callable[..., Connector],
+    polls: PollLog,
 ) -> None:
     gateway.functions = scenario.listing(replicas=1)
     gateway.gate.clear()
     for partition in range(3):
         scenario.produce(values(5), partition=partition, key=f"f2-00000000000{partition}")
-    run_connector(CONNECTOR_CONCURRENCY_PER_REPLICA=1)
+    connector = run_connector(CONNECTOR_CONCURRENCY_PER_REPLICA=1)
     wait_for(lambda: gateway.active == 1)
-    time.sleep(1.5)
+    wait_for(lambda: polls.records() >= 15, message="the connector never fetched every record")
+    # Two turns after the other partitions' batches were ready (linger 20 ms): the dispatch
+    # between them had the chance to send one more.
+    polls.turns(after=time.monotonic() + 0.05)
+    in_flight = connector.metrics.registry.get_sample_value(
+        "f2_connector_in_flight_batches", {"function": scenario.function}
+    )
+    assert in_flight == 1
     assert gateway.max_active == 1
 
     gateway.functions = scenario.listing(replicas=3)
@@ -372,12 +467,12 @@ def test_connector_process__exports_lag_and_health_and_stops_on_sigterm(
     try:
         process.wait_ready(lambda: requests.get(f"{base}/healthz", timeout=2).ok, timeout=60)
         scenario.produce(values(12), partition=0, key="f2-dddddddddddd")
-        wait_for(lambda: lag() == 12, message=log_tail(process.log_path))
+        wait_for(lambda: lag() == 12, message=lambda: log_tail(process.log_path))
         health = requests.get(f"{base}/healthz", timeout=2).json()
         assert health["consumers"] == {scenario.function: True}
 
         gateway.gate.set()
-        wait_for(lambda: lag() == 0, message=log_tail(process.log_path))
+        wait_for(lambda: lag() == 0, message=lambda: log_tail(process.log_path))
         assert scenario.committed().get(0) == 12
         assert process.popen is not None
         process.popen.send_signal(signal.SIGTERM)
@@ -481,7 +576,8 @@ def test_connector__a_second_connector_joining_takes_partitions_after_the_first_
         return any("revoking t-in-" in r.getMessage() for r in caplog.records)
 
     wait_for(revoking, timeout=60, message="the first connector never gave partitions up")
-    time.sleep(1.0)  # the revoke waits for the batches in flight
+    # The revoke began with the three batches in flight; that it waited for them (committed
+    # them before the second connector took over) shows below: nothing delivered twice.
     assert gateway.active == 3
     gateway.gate.set()
 
@@ -495,11 +591,11 @@ def test_connector__a_second_connector_joining_takes_partitions_after_the_first_
              message="the group never split the partitions between the two connectors")  # fmt: skip
     assert assigned(first) + assigned(second) == 3
     wait_for(lambda: scenario.committed() == {0: 10, 1: 10, 2: 10}, timeout=90,
-             message=f"not all committed: {scenario.committed()}")  # fmt: skip
+             message=lambda: f"not all committed: {scenario.committed()}")  # fmt: skip
     for partition in range(3):
         scenario.produce(values(5, 10), partition=partition, key=f"f2-00000000003{partition}")
     wait_for(lambda: scenario.committed() == {0: 15, 1: 15, 2: 15}, timeout=90,
-             message=f"records after the rebalance not committed: {scenario.committed()}")  # fmt: skip
+             message=lambda: f"records after the rebalance not committed: {scenario.committed()}")  # fmt: skip
 
     delivered = [(item["partition"], item["offset"]) for item in gateway.delivered()]
     twice = sorted(p for p in set(delivered) if delivered.count(p) > 1)

@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 
+from f2lib.contracts.marks import Failure, Marks, Position, Redrive, Reprocess
 from f2lib.contracts.records import RawRecord
 from f2lib.models import Measurement
 from infra.local.launch.kafka import KafkaServer
+from tests.device_templates import add_device, copy_default_template, set_scaling_factor
 from tests.integration.handler_support import Event, load_handler
 from tests.kafka_support import read_topic
 
@@ -241,3 +243,48 @@ def test_a_missing_secret_is_500_without_details(handler: ModuleType, decode_env
     response = handler.handle(Event(batch_body(EVERY_KIND)), None)
     assert response["statusCode"] == 500
     assert json.loads(response["body"]) == {"error": "function misconfigured"}
+
+
+def marked_body(values: list[dict], marks: Marks, key: str = DEVICE) -> bytes:
+    return json.dumps(
+        [
+            {"topic": "raw_iot_data", "partition": 0, "offset": i, "key": key, "value": v,
+             "headers": marks.header_values()}
+            for i, v in enumerate(values)
+        ]
+    ).encode()  # fmt: skip
+
+
+def test_a_reprocessed_record_is_decoded_with_fresh_parameters_and_keeps_its_mark(
+    handler: ModuleType, kafka: KafkaServer, topics: dict[str, str], devices_db: str
+) -> None:
+    template = copy_default_template(devices_db, "F2-401")
+    device = f"f2-{uuid.uuid4().hex[:12]}"
+    add_device(devices_db, device, "F2-401", template)
+    value = raw("sensor-1", {"timestamp": TS, "data": "00fa"}, "sensor-mode", "J1", device=device)
+    assert handler.handle(Event(batch_body([value])), None)["statusCode"] == 200
+    set_scaling_factor(devices_db, template, "J1", "sensor", "1", 1.0)
+    assert handler.handle(Event(batch_body([value])), None)["statusCode"] == 200  # cached 0.1
+    marks = Marks(reprocess=Reprocess("run-a", Position("raw_iot_data", 0, 0)))
+    response = handler.handle(Event(marked_body([value], marks, device)), None)
+    assert json.loads(response["body"]) == {"records": 1, "measurements": 1, "dead_letters": 0}
+    records = consume(kafka, topics["decoded"], 3)
+    values = [Measurement.model_validate_json(r.value).value for r in records]
+    assert values == [pytest.approx(25.0), pytest.approx(25.0), pytest.approx(250.0)]
+    assert [Marks.from_kafka(r.headers) for r in records] == [Marks(), Marks(), marks]
+
+
+def test_a_redriven_record_that_fails_again_is_dead_lettered_with_its_count_and_history(
+    handler: ModuleType, kafka: KafkaServer, topics: dict[str, str]
+) -> None:
+    where = Position("iot_dead_letter", 1, 12)
+    first = Failure("decode", "unknown_device", "no decoding parameters", None, where)
+    marks = Marks(Redrive(1, where, (first,)))
+    value = raw("strike-4", {"timestamp": TS, "status": True}, "access-control-mode", "J1")
+    response = handler.handle(Event(marked_body([value], marks)), None)
+    assert json.loads(response["body"]) == {"records": 1, "measurements": 0, "dead_letters": 1}
+    [record] = consume(kafka, topics["dead"], 1)
+    letter = json.loads(record.value)
+    assert (letter["stage"], letter["reason"]) == ("decode", "unknown_component")
+    assert letter["redrive"] == {"count": 1, "dead_letter": where.to_json()}
+    assert [(h["stage"], h["reason"]) for h in letter["history"]] == [("decode", "unknown_device")]

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,13 @@ import pytest
 import yaml
 
 from f2lib.contracts.functions import scaling_spec
+from f2lib.contracts.records import (
+    DEAD_LETTER_TOPIC,
+    RAW_TOPIC,
+    REPLAYABLE_TOPICS,
+    retention_ms,
+    topic_configs,
+)
 from infra.deploy import keda
 from infra.deploy.docker import create_topics, ensure_bucket, faasd_compose, mosquitto_passwd
 from infra.deploy.k8s_functions import connector_entry, service_url
@@ -38,6 +46,7 @@ from infra.local.ports import free_port, port_open
 from infra.services.connector.static import parse_function_list
 from provision.pki import CertificateAuthority, certificate_pem, private_key_pem
 from provision.registry import render_acl
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -260,6 +269,28 @@ def test_helm_template_renders_every_part(manifests: list[dict[str, Any]]) -> No
         if d["metadata"]["name"] == "f2pipe-bridge" and d["kind"] == "StatefulSet"
     )
     assert bridge["spec"]["replicas"] >= 2
+
+
+def test_helm_replayable_topics_keep_the_retention_days_and_a_topic_may_keep_longer(
+    helm: Path, certs: Path, manifests: list[dict[str, Any]]
+) -> None:
+    def retention(docs: list[dict[str, Any]]) -> dict[str, int]:
+        return {
+            d["spec"]["topicName"]: int(d["spec"]["config"]["retention.ms"])
+            for d in docs
+            if d["kind"] == "KafkaTopic"
+        }
+
+    day = 24 * 3600 * 1000
+    default = retention(manifests)
+    assert default[RAW_TOPIC] == 7 * day
+    assert default[DEAD_LETTER_TOPIC] >= 7 * day
+    longer = retention(render(helm, certs, "--set", "kafka.retentionDays=10.5"))
+    assert longer[RAW_TOPIC] == int(10.5 * day)
+    assert longer[DEAD_LETTER_TOPIC] == default[DEAD_LETTER_TOPIC]  # its own retentionMs
+    kafka_cluster = next(d for d in manifests if d["kind"] == "Kafka")
+    offsets_minutes = kafka_cluster["spec"]["kafka"]["config"]["offsets.retention.minutes"]
+    assert offsets_minutes * 60 * 1000 >= 2 * max(default.values())
 
 
 def test_every_image_is_pinned(rendered: list[dict[str, Any]]) -> None:
@@ -1095,6 +1126,38 @@ def test_create_topics_creates_then_only_grows_partitions(kafka: Any) -> None:
         assert all(action == "kept (4 partitions)" for action in lower.values())
 
 
+def test_create_topics_sets_the_retention_of_new_and_existing_replayable_topics(
+    kafka: Any,
+) -> None:
+    raw, decoded = f"deploy_test_{os.getpid()}_raw", f"deploy_test_{os.getpid()}_decoded"
+    week, day = str(retention_ms(7)), str(retention_ms(1))
+    with kafka.admin() as admin:
+        created = create_topics.ensure_topics(
+            admin, [raw, decoded], 1, configs={raw: {"retention.ms": week}}
+        )
+        assert created == {raw: "created with 1 partitions", decoded: "created with 1 partitions"}
+        assert create_topics.config_changes(admin, {raw: {"retention.ms": week}}) == {}
+        again = create_topics.ensure_topics(admin, [raw], 1, configs={raw: {"retention.ms": week}})
+        assert again == {raw: "kept (1 partitions)"}
+        changed = create_topics.ensure_topics(admin, [raw], 1, configs={raw: {"retention.ms": day}})
+        assert changed == {raw: f"kept (1 partitions); set retention.ms={day}"}
+        assert create_topics.config_changes(admin, {raw: {"retention.ms": day}}) == {}
+
+
+def test_create_topics_cli_gives_the_pipeline_topics_the_retention_days(kafka: Any) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "infra.deploy.docker.create_topics", "--bootstrap",
+         kafka.bootstrap, "--partitions", "3", "--retention-days", "9"],
+        cwd=REPO, capture_output=True, text=True, check=False,
+        env={**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'functions'}"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    with kafka.admin() as admin:
+        wanted = {name: {"retention.ms": str(retention_ms(9))} for name in REPLAYABLE_TOPICS}
+        assert create_topics.config_changes(admin, wanted) == {}
+        create_topics.ensure_topic_configs(admin, topic_configs())  # the session's default again
+
+
 def test_ensure_bucket_creates_the_bucket_once() -> None:
     import boto3
     from moto import mock_aws
@@ -1246,11 +1309,26 @@ class Broker:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 20
-        while not (port_open(self.port) and port_open(self.tls_port)):
-            assert self.process.poll() is None, (self.root / "broker.log").read_text()
-            assert time.monotonic() < deadline, "broker did not open its ports"
-            time.sleep(0.1)
+        process = self.process
+
+        def listening() -> bool:
+            assert process.poll() is None, (self.root / "broker.log").read_text()
+            return port_open(self.port) and port_open(self.tls_port)
+
+        wait_for(listening, timeout=20, interval=0.1, message="broker did not open its ports")
+
+    def reloads(self) -> int:
+        """How often run-broker.sh has told mosquitto (SIGHUP) to reload its files."""
+        return (self.root / "broker.log").read_text().count("SIGHUP to mosquitto")
+
+    def wait_reloaded(self, before: int) -> None:
+        """Wait until run-broker.sh has sent a SIGHUP after the ``before``-th one."""
+        wait_for(
+            lambda: self.reloads() > before,
+            timeout=20,
+            interval=0.1,
+            message=lambda: f"no reload:\n{(self.root / 'broker.log').read_text()}",
+        )
 
     def stop(self) -> int | None:
         if self.process is None:
@@ -1273,12 +1351,16 @@ def _crl(ca: CertificateAuthority) -> str:
 
 def _connect(client: mqtt.Client, port: int) -> int:
     result: dict[str, Any] = {}
-    client.on_connect = lambda c, u, f, rc, p=None: result.setdefault("rc", rc)
+    answered = threading.Event()
+
+    def on_connect(c: Any, u: Any, f: Any, rc: Any, p: Any = None) -> None:
+        result.setdefault("rc", rc)
+        answered.set()
+
+    client.on_connect = on_connect
     client.connect("127.0.0.1", port, keepalive=10)
     client.loop_start()
-    deadline = time.monotonic() + 10
-    while "rc" not in result and time.monotonic() < deadline:
-        time.sleep(0.05)
+    answered.wait(10)
     rc = result.get("rc")
     return int(rc.value if hasattr(rc, "value") else rc) if rc is not None else -1
 
@@ -1332,16 +1414,17 @@ def test_deployed_broker_config_reloads_device_acl_without_restart(
         device.loop_stop()
 
     try:
-        publish_once("strike-1")  # not in the ACL yet: the broker drops it
-        time.sleep(1.0)
+        # Not in the ACL yet: the broker drops it. strike-2 below is the sentinel: it reaches
+        # the bridge after strike-1 would have, so only strike-2 may be received.
+        publish_once("strike-1")
         assert received == []
+        reloads = broker.reloads()
         broker.write("registry/devices.acl", render_acl([device_id]))
-        time.sleep(2.0)  # run-broker.sh polls every 0.5 s here, then SIGHUP
+        broker.wait_reloaded(reloads)  # run-broker.sh polls every 0.5 s here, then SIGHUP
         publish_once("strike-2")
-        deadline = time.monotonic() + 10
-        while not received and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert received == [f"cmnd/{device_id}/access-control-mode/J1/strike-2"]
+        sentinel = f"cmnd/{device_id}/access-control-mode/J1/strike-2"
+        wait_for(lambda: sentinel in received, timeout=10, interval=0.1)
+        assert received == [sentinel]
     finally:
         bridge.disconnect()
         bridge.loop_stop()
@@ -1355,11 +1438,12 @@ def test_deployed_broker_reloads_password_file_and_stops_cleanly(broker: Broker)
     rotated.username_pw_set("f2-bridge", "rotated-pw")
     assert _connect(rotated, broker.port) != 0
     rotated.loop_stop()
+    reloads = broker.reloads()
     mosquitto_passwd.write_password_file(
         broker.root / "auth" / "passwd", [("f2-bridge", "rotated-pw")]
     )
     (broker.root / "auth" / "passwd").chmod(0o644)
-    time.sleep(2.0)
+    broker.wait_reloaded(reloads)
     again = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="deploy-test-rotated-2")
     again.username_pw_set("f2-bridge", "rotated-pw")
     assert _connect(again, broker.port) == 0
@@ -1413,3 +1497,28 @@ def test_crl_refresh_posts_to_the_provision_function_with_the_token(tmp_path: Pa
     assert result.returncode == 0, result.stderr
     assert seen == [("/function/provision/crl", "Bearer tok-123")]
     assert "tok-123" not in result.stdout + result.stderr
+
+
+def test_shell_scripts__every_path_they_name_under_the_repository_exists() -> None:
+    """Scripts find the repository from their own folder (``ROOT=$(cd $(dirname $0)/..)``); every
+    ``$ROOT/...`` or ``$repo_root/...`` path they name must be there (generated folders aside)."""
+    generated = (".venv", ".tools", ".state", "build", "node_modules", "certs")
+    checked = 0
+    for script in sorted(REPO.rglob("*.sh")):
+        if any(part in (".venv", "node_modules", ".tools") for part in script.parts):
+            continue
+        text = script.read_text()
+        found = re.search(
+            r'(\w+)="\$\(cd "\$\(dirname "\$\{BASH_SOURCE\[0\]\}"\)/([./]*)" && pwd\)"', text
+        )
+        if found is None:
+            continue
+        variable, relative = found.groups()
+        root = (script.parent / relative).resolve()
+        assert root == REPO, f"{script}: {variable} is {root}, not the repository"
+        for path in re.findall(rf"\${variable}/([A-Za-z0-9_./-]+)", text):
+            if path.split("/")[0] in generated:
+                continue
+            assert (root / path).exists(), f"{script.relative_to(REPO)} names ${variable}/{path}"
+            checked += 1
+    assert checked >= 5

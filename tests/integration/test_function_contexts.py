@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ import requests
 from infra.deploy.stackfile import StackFile
 from infra.local.buildctx import build_context
 from infra.local.ports import free_port
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = StackFile.load(ROOT / "stack.yml")
@@ -87,17 +87,21 @@ def test_build_context__serves_from_its_own_requirements(
         )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
+
+        def answer() -> list[requests.Response]:
             if server.poll() is not None:
                 pytest.fail(f"{name} exited at start ({server.returncode}):\n{log.read_text()}")
             try:
-                ready = requests.get(f"{base}/_/ready", timeout=1)
-                break
+                return [requests.get(f"{base}/_/ready", timeout=1)]
             except requests.ConnectionError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"{name} never listened:\n{log.read_text()}")
-                time.sleep(0.1)
+                return []
+
+        (ready,) = wait_for(
+            answer,
+            timeout=30,
+            interval=0.1,
+            message=lambda: f"{name} never listened:\n{log.read_text()}",
+        )
         assert ready.status_code == 200
         method, body, status = REFUSALS[name]
         answer = requests.request(method, base, data=body, timeout=10)

@@ -30,6 +30,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import OffsetSpec
 
 from infra.local.launch.kafka import KafkaServer
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -235,12 +236,12 @@ def test_broker_log__reports_a_removed_protocol_version_the_scan_matches(
 ) -> None:
     log_start = kafka.log_path.stat().st_size
     answer = _list_offsets_v0(kafka.port)
-    deadline = time.monotonic() + 10
-    trouble: list[str] = []
-    while not trouble and time.monotonic() < deadline:
-        time.sleep(0.2)
+
+    def troubles() -> list[str]:
         new_lines = kafka.log_path.read_text(errors="replace")[log_start:].splitlines()
-        trouble = [line for line in new_lines if PROTOCOL_TROUBLE.search(line)]
+        return [line for line in new_lines if PROTOCOL_TROUBLE.search(line)]
+
+    trouble = wait_for(troubles, timeout=10, interval=0.2, message="the broker logged nothing")
     assert answer == b""  # the broker closes the connection instead of answering
     assert any("ListOffsets" in line for line in trouble), trouble
 
@@ -309,13 +310,26 @@ def test_pinned_client__runs_minutes_against_pinned_broker_without_protocol_erro
         produced.add(item)
     run_seconds = time.monotonic() - started
 
-    drain_deadline = time.monotonic() + 60
-    while time.monotonic() < drain_deadline and not shared.errors:
+    def drained() -> bool:
         with shared.lock:
-            if produced <= shared.consumed:
-                break
-        time.sleep(0.5)
-    time.sleep(2 * max(5.0, CLIENT_TIMERS["connections_max_idle_ms"] / 1000))  # last lag samples
+            return bool(shared.errors) or produced <= shared.consumed
+
+    wait_for(
+        drained,
+        timeout=60,
+        interval=0.5,
+        message=lambda: f"{len(produced - shared.consumed)} records never consumed",
+    )
+    # The lag exporter's next sample (after the last commit) reads no lag left.
+    with shared.lock:
+        samples_before = len(shared.lag_samples)
+
+    def last_lag_sampled() -> bool:
+        with shared.lock:
+            fresh = shared.lag_samples[samples_before:]
+            return bool(shared.errors) or (bool(fresh) and fresh[-1] == 0)
+
+    wait_for(last_lag_sampled, timeout=60, interval=0.5, message="no lag sample 0 after the drain")
     # From here on the clients close; kafka-python may log in-flight requests it cancels.
     closing_at = time.time()
     producer.close()

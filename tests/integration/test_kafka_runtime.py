@@ -12,6 +12,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from f2lib.contracts.records import PIPELINE_TOPICS
+from infra.deploy.docker.create_topics import config_changes
 from infra.local.launch.kafka import KafkaServer, main
 from infra.local.ports import free_port
 
@@ -110,6 +111,16 @@ def test_pipeline_topics__exist_with_three_partitions(kafka: KafkaServer) -> Non
 
 def test_create_topics__is_idempotent(kafka: KafkaServer) -> None:
     assert kafka.create_topics(PIPELINE_TOPICS) == []
+
+
+def test_create_topics__sets_the_configs_on_new_and_existing_topics(kafka: KafkaServer) -> None:
+    fresh, kept = f"test_{uuid.uuid4().hex[:12]}", f"test_{uuid.uuid4().hex[:12]}"
+    assert kafka.create_topics([kept], partitions=1) == [kept]
+    configs = {fresh: {"retention.ms": "86400000"}, kept: {"retention.ms": "172800000"}}
+    assert kafka.create_topics([fresh, kept], partitions=1, configs=configs) == [fresh]
+    with kafka.admin() as admin:
+        assert config_changes(admin, configs) == {}
+        admin.delete_topics([fresh, kept])
 
 
 def test_auto_topic_creation__is_disabled(kafka: KafkaServer) -> None:

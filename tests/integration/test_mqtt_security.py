@@ -17,9 +17,9 @@ from tests.fixtures.provision import (
     FunctionEndpoint,
     mqtt_connect,
     subscribe,
-    wait_for,
     write_device,
 )
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -90,6 +90,22 @@ def test_cached_devices_are_not_queried_again_until_the_ttl_expires(devices_db: 
     assert len(connections) == 1  # one connection, reused
 
 
+def test_fresh_devices_are_read_again_whatever_the_cache_holds(devices_db: str) -> None:
+    clock = Clock()
+    store, connections = counting_store(devices_db, clock, ttl_seconds=60, negative_ttl_seconds=60)
+    device = f"f2-{uuid.uuid4().hex[:12]}"
+    assert store.get([device, DEMO]).devices == {DEMO}
+    with psycopg2.connect(devices_db) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO device (device_id, model) VALUES (%s, 'F2-401')", (device,))
+    assert store.get([device, DEMO]).devices == {DEMO}  # both cached: no query
+    assert statements(connections) == 1
+    # a redriven record's device is provisioned now: it is read at once, DEMO stays cached
+    assert store.get([device, DEMO], fresh=[device, "f2-000000000000"]).devices == {device, DEMO}
+    assert statements(connections) == 2
+    assert store.get([device]).devices == {device}  # and the fresh answer is cached
+    assert statements(connections) == 2
+
+
 def test_a_device_provisioned_after_a_miss_decodes_after_the_negative_ttl(devices_db: str) -> None:
     clock = Clock()
     store, connections = counting_store(devices_db, clock, ttl_seconds=60, negative_ttl_seconds=5)

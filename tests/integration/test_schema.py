@@ -337,7 +337,7 @@ def test_device_of_an_unknown_model_or_bad_id_is_refused(devices_db: str) -> Non
 
 def test_device_template_must_match_the_device_model(devices_db: str) -> None:
     [(template_401,)] = query(
-        devices_db, "SELECT template_id FROM device_template WHERE model = 'F2-401'"
+        devices_db, "SELECT template_id FROM device_template WHERE model = 'F2-401' AND is_default"
     )
     with pytest.raises(psycopg2.errors.ForeignKeyViolation):
         execute(

@@ -21,7 +21,8 @@ from pydantic import SecretStr
 from f2lib.contracts.commands import CommandMessage
 from infra.local.launch.mosquitto import MosquittoServer
 from infra.tools.simulator import Fleet, FleetConfig, FleetSnapshot, parse_mix
-from tests.fixtures.provision import Connection, FunctionEndpoint, mqtt_connect, subscribe, wait_for
+from tests.fixtures.provision import Connection, FunctionEndpoint, mqtt_connect, subscribe
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

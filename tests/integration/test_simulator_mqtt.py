@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -22,10 +22,11 @@ from f2lib.contracts.devices import MODELS
 from f2lib.errors import SimulatorError
 from infra.local.launch.mosquitto import MosquittoServer
 from infra.local.ports import free_port
-from infra.tools.simulator import Fleet, FleetConfig, FleetReport, parse_mix
+from infra.tools.simulator import Fleet, FleetConfig, FleetReport, FleetSnapshot, parse_mix
 from infra.tools.simulator.credentials import CredentialStore, DeviceProvisioner, ProvisioningClient
 from provision.pki import CertificateAuthority
 from tests.fixtures.provision import FunctionEndpoint
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -99,11 +100,30 @@ def _config(
 
 def _wait_for(listener: InternalListener, report: FleetReport, timeout: float = 10.0) -> None:
     expected = Counter((m.topic, m.timestamp) for m in report.acknowledged)
-    done = threading.Event()
-    for _ in range(int(timeout / 0.1)):
-        if expected <= listener.keys():
-            return
-        done.wait(0.1)
+    wait_for(
+        lambda: expected <= listener.keys(),
+        timeout=timeout,
+        interval=0.1,
+        message=lambda: f"{len(expected - listener.keys())} acknowledged messages not received",
+    )
+
+
+class Progress:
+    """The fleet's live figures (``Fleet.run(on_tick=...)``, about four times a second)."""
+
+    def __init__(self) -> None:
+        self.last: FleetSnapshot | None = None
+
+    def __call__(self, snapshot: FleetSnapshot) -> None:
+        self.last = snapshot
+
+    def reached(self, what: str, check: Callable[[FleetSnapshot], bool], timeout: float) -> None:
+        wait_for(
+            lambda: self.last is not None and check(self.last),
+            timeout=timeout,
+            interval=0.1,
+            message=lambda: f"the fleet never reached: {what}; last figures {self.last}",
+        )
 
 
 def test_fleet_of_every_model_provisions_publishes_and_every_ack_reaches_the_broker(
@@ -264,14 +284,15 @@ def test_publishes_refused_by_the_acl_count_as_rejected_not_acknowledged(
     device_id = fleet.identities[0].device_id
     stop = threading.Event()
     reports: list[FleetReport] = []
-    runner = threading.Thread(target=lambda: reports.append(fleet.run(stop=stop)))
+    progress = Progress()
+    runner = threading.Thread(target=lambda: reports.append(fleet.run(stop=stop, on_tick=progress)))
     runner.start()
     try:
-        time.sleep(2.0)
+        progress.reached("acknowledged publishes", lambda f: f.acked > 0, timeout=30)
         # Revocation removes the device's ACL lines and reloads the broker: the connected
         # device's next publishes are answered "Not authorized".
         assert provision_fn.delete(device_id).status_code == 200
-        time.sleep(2.0)
+        progress.reached("refused publishes", lambda f: f.rejected > 0, timeout=30)
     finally:
         stop.set()
         runner.join(30)
@@ -309,12 +330,12 @@ def test_qos0_counts_written_messages_and_lists_no_acknowledgements(
     assert totals["acked"] == 0 and report.acknowledged == []
     assert report.complete
     ours = {i.device_id for i in fleet.identities}
-    deadline = time.monotonic() + 5
-    while (
-        time.monotonic() < deadline
-        and sum(t.split("/")[1] in ours for t, _ in listener.received) < 20
-    ):
-        time.sleep(0.1)
+    wait_for(
+        lambda: sum(t.split("/")[1] in ours for t, _ in listener.received) >= 20,
+        timeout=5,
+        interval=0.1,
+        message="QoS 0 messages lost on loopback",
+    )
     assert sum(t.split("/")[1] in ours for t, _ in listener.received) == 20  # loopback: no loss
 
 
@@ -350,14 +371,22 @@ def test_a_broker_restart_mid_run_is_survived_and_every_message_is_acknowledged(
     try:
         stop = threading.Event()
         reports: list[FleetReport] = []
-        runner = threading.Thread(target=lambda: reports.append(fleet.run(stop=stop)))
+        progress = Progress()
+        runner = threading.Thread(
+            target=lambda: reports.append(fleet.run(stop=stop, on_tick=progress))
+        )
         runner.start()
         try:
-            time.sleep(2.0)
+            progress.reached("acknowledged publishes", lambda f: f.acked > 0, timeout=30)
             broker.stop()
-            time.sleep(1.5)  # devices keep publishing into paho's queue meanwhile
+            progress.reached("every device disconnected", lambda f: f.connected == 0, 30)
+            # devices keep publishing into paho's queue meanwhile
+            queued_from = progress.last.sent if progress.last else 0
+            progress.reached("publishes while down", lambda f: f.sent > queued_from, 30)
             broker.start()
-            time.sleep(6.0)  # backoff 1 s then 2 s: reconnected well within this
+            # backoff 1 s then 2 s; then what was queued is acknowledged
+            progress.reached("every device back", lambda f: f.connected == f.devices, 60)
+            progress.reached("acks after the restart", lambda f: f.acked > queued_from, 60)
         finally:
             stop.set()
             runner.join(60)

@@ -5,7 +5,6 @@ publish over mTLS, and every message the simulator reports as acknowledged is in
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import psycopg2
@@ -13,9 +12,13 @@ import pytest
 from pydantic import SecretStr
 
 from f2lib.contracts.devices import MODELS
+from f2lib.contracts.functions import consumer_group
+from f2lib.contracts.records import DECODED_TOPIC, RAW_TOPIC
 from infra.local.ports import port_open
 from infra.local.stack import LocalStack
 from infra.tools.simulator import Fleet, FleetConfig, FleetReport, parse_mix
+from tests.kafka_support import uncommitted
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -27,13 +30,11 @@ PIPELINE_TIMEOUT = 180.0
 
 def _config(stack: LocalStack, cert_dir: Path) -> FleetConfig:
     env = stack.env()
-    if not port_open(int(env["MQTT_TLS_PORT"])):
-        pytest.skip(
-            "PENDING: the local stack does not open Mosquitto's mTLS listener "
-            f"(MQTT_TLS_PORT={env['MQTT_TLS_PORT']} is closed)"
-        )
-    if not Path(env["CA_CERT"]).exists():
-        pytest.skip(f"PENDING: the local stack has no CA certificate at {env['CA_CERT']}")
+    assert port_open(int(env["MQTT_TLS_PORT"])), (
+        f"the local stack must open Mosquitto's mTLS listener (MQTT_TLS_PORT="
+        f"{env['MQTT_TLS_PORT']} is closed)"
+    )
+    assert Path(env["CA_CERT"]).exists(), f"the local stack has no CA certificate {env['CA_CERT']}"
     return FleetConfig(
         mix=parse_mix("all", PER_MODEL * len(MODELS)),
         seed=SEED,
@@ -96,9 +97,24 @@ def test_every_acknowledged_message_is_stored_exactly_once(
     dsn = stack.env()["TIMESERIES_DSN"]
     expected = sum(m.measurements for m in report.acknowledged)
     device_ids = [i.device_id for i in fleet.identities]
-    deadline = time.monotonic() + PIPELINE_TIMEOUT
-    while time.monotonic() < deadline and _rows_of(dsn, device_ids) < expected:
-        time.sleep(2)
+    wait_for(
+        lambda: _rows_of(dsn, device_ids) >= expected,
+        timeout=PIPELINE_TIMEOUT,
+        interval=0.5,
+        message=lambda: f"{_rows_of(dsn, device_ids)} of {expected} rows stored",
+    )
+    # Rows beyond the acknowledged messages (repeats) would come from records decode or sink
+    # has not committed yet: wait until both have committed everything their topics hold.
+    bootstrap = stack.env()["KAFKA_BOOTSTRAP"]
+    wait_for(
+        lambda: (
+            uncommitted(bootstrap, consumer_group("decode"), RAW_TOPIC) == 0
+            and uncommitted(bootstrap, consumer_group("sink"), DECODED_TOPIC) == 0
+        ),
+        timeout=PIPELINE_TIMEOUT,
+        interval=0.5,
+        message="decode and sink never committed every record of their topics",
+    )
     rows = _stored(dsn, report)
     missing = [(t, ts) for t, ts, n, found in rows if found == 0]
     wrong = [(t, ts, n, found) for t, ts, n, found in rows if 0 < found != n]

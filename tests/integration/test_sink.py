@@ -203,3 +203,33 @@ def test_copy_writes_a_large_batch_in_one_transaction_quickly(timeseries_db: str
     assert len(connections) == 1
     print(f"COPY+INSERT of 20000 rows: {elapsed:.2f}s ({20_000 / elapsed:,.0f} rows/s)")
     assert elapsed < 20
+
+
+def test_overwrite_replaces_changed_rows_inserts_new_ones_and_counts_equal_ones(
+    timeseries_db: str,
+) -> None:
+    device = new_device()
+    sink, _ = make_sink(timeseries_db)
+    stored = measurements(device, 6)
+    sink.write(stored)
+    fixed = [m.model_copy(update={"value": m.value * 10}) for m in stored[:3]]
+    extra = measurements(device, 8)[6:]
+    batch = [*fixed, *stored[3:], *extra, fixed[0]]  # the last one repeats a key of the batch
+    result = sink.overwrite(batch)
+    assert (result.inserted, result.updated, result.unchanged) == (2, 3, 4)
+    got = rows(timeseries_db, device)
+    assert len(got) == 8
+    assert [r[3] for r in got] == [m.value for m in [*fixed, *stored[3:], *extra]]
+    assert sink.overwrite(batch).updated == 0
+    assert sink.write(stored).duplicates == 6  # plain writes still never overwrite
+    assert [r[3] for r in rows(timeseries_db, device)][:3] == [m.value for m in fixed]
+
+
+def test_overwrite_of_text_and_unit_changes_counts_as_updated(timeseries_db: str) -> None:
+    device = new_device()
+    sink, _ = make_sink(timeseries_db, "insert")
+    [m] = measurements(device, 1)
+    sink.write([m])
+    changed = m.model_copy(update={"unit": "kelvin"})
+    assert sink.overwrite([changed]).updated == 1
+    assert rows(timeseries_db, device)[0][5] == "kelvin"

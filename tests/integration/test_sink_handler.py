@@ -15,6 +15,7 @@ from typing import Any
 import psycopg2
 import pytest
 
+from f2lib.contracts.marks import Marks, Reprocess
 from f2lib.models import Measurement
 from infra.local.launch.kafka import KafkaServer
 from tests.integration.handler_support import Event, load_handler
@@ -231,3 +232,48 @@ def test_decode_output_is_what_the_sink_stores(handler: ModuleType, timeseries_d
         assert cur.fetchall() == [
             ("1", None, '"Hello World"', "text", datetime(2023, 5, 26, 17, 24, 28, 808888, UTC))
         ]
+
+
+def values_of(dsn: str, device: str) -> list[tuple[Any, ...]]:
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT time, value, ingested_at FROM iot_measurements WHERE device_id = %s"
+            " ORDER BY time",
+            (device,),
+        )
+        return list(cur.fetchall())
+
+
+def test_reprocess_records_overwrite_their_rows_and_plain_ones_never_do(
+    handler: ModuleType, timeseries_db: str
+) -> None:
+    device = new_device()
+    first = decoded_values(device, 10)
+    assert body_of(handler.handle(Event(batch_body(first, key=device)), None))["inserted"] == 10
+    before = values_of(timeseries_db, device)
+    corrected = [{**v, "value": v["value"] * 10 + 1} for v in first]
+    plain = handler.handle(Event(batch_body(corrected, key=device)), None)
+    assert body_of(plain) == {"records": 10, "inserted": 0, "duplicates": 10, "dead_letters": 0}
+    assert values_of(timeseries_db, device) == before  # a redelivery never changes a row
+    marks = Marks(reprocess=Reprocess("run-s"))
+    elements = json.loads(batch_body([*corrected[:6], *first[6:]], key=device))
+    for element in elements:
+        element["headers"] = marks.header_values()
+    body = json.dumps(elements).encode()
+    response = handler.handle(Event(body), None)
+    assert response["statusCode"] == 200
+    assert body_of(response) == {
+        "records": 10,
+        "inserted": 0,
+        "duplicates": 0,
+        "dead_letters": 0,
+        "updated": 6,
+        "unchanged": 4,
+    }
+    after = values_of(timeseries_db, device)
+    assert len(after) == 10
+    assert [row[1] for row in after] == [v["value"] for v in corrected[:6] + first[6:]]
+    assert [row[2] for row in after[6:]] == [row[2] for row in before[6:]]  # untouched
+    assert all(a[2] > b[2] for a, b in zip(after[:6], before[:6], strict=True))
+    again = handler.handle(Event(body), None)
+    assert (body_of(again)["updated"], body_of(again)["unchanged"]) == (0, 10)

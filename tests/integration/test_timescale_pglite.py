@@ -150,6 +150,40 @@ def test_sink_insert_mode_on_the_hypertable_is_duplicate_free(timescale_dsn: str
     assert hourly == [(4, 20.0, 23.0)]
 
 
+def test_sink_overwrite_on_the_hypertable_replaces_values_without_adding_rows(
+    timescale_dsn: str,
+) -> None:
+    sink = TimescaleSink(lambda: psycopg2.connect(timescale_dsn), write_mode="insert")
+    device = "f2-0a1b2c3d4e5f"
+    batch = [
+        Measurement(
+            time=T0 + timedelta(minutes=5 * i),
+            device_id=device,
+            connector_mode="sensor-mode",
+            connector="J1",
+            component_type="sensor",
+            component_id="1",
+            value=250.0 + i,
+            unit="celsius",
+            topic=f"cmnd/{device}/sensor-mode/J1/sensor-1",
+        )
+        for i in range(4)
+    ]
+    fixed = [m.model_copy(update={"value": (250.0 + i) / 10}) for i, m in enumerate(batch)]
+    try:
+        sink.write(batch)
+        result = sink.overwrite([*fixed[:3], batch[3]])
+    finally:
+        sink.close()
+    assert (result.inserted, result.updated, result.unchanged) == (0, 3, 1)
+    stored = query(
+        timescale_dsn,
+        "SELECT value FROM iot_measurements WHERE device_id = %s ORDER BY time",
+        (device,),
+    )
+    assert [row[0] for row in stored] == [25.0, 25.1, 25.2, 253.0]
+
+
 @pytest.fixture
 def fresh_pglite(tmp_path: Path) -> Iterator[PgliteServer]:
     server = PgliteServer(tmp_path, free_port()).start()

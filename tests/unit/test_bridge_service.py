@@ -21,8 +21,10 @@ from paho.mqtt.reasoncodes import ReasonCode
 from bridge.config import BridgeConfig
 from bridge.metrics import BridgeMetrics
 from bridge.service import MqttKafkaBridge
+from tests.waiting import wait_for
 
 GOOD_TOPIC = "cmnd/f2-a1b2c3d4e5f6/access-control-mode/J1/strike-1"
+SENTINEL_TOPIC = "cmnd/f2-a1b2c3d4e5f6/access-control-mode/J1/strike-2"
 
 
 class FakeClient:
@@ -143,13 +145,6 @@ def parts() -> Any:
         yield found
 
 
-def wait_for(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
-
-
 def value(name: str, metrics: BridgeMetrics, **labels: str) -> float:
     found = metrics.registry.get_sample_value(name, labels)
     return found or 0.0
@@ -179,15 +174,17 @@ def test_message__is_acked_only_after_kafka_acknowledged_its_record(parts: Any) 
     assert record["topic"] == GOOD_TOPIC
     assert record["payload"] == '{"status": true}'
     assert record["qos"] == 1
-    time.sleep(0.05)
+    client.on_message(client, None, message(8, topic=SENTINEL_TOPIC))
+    sentinel = producer.wait_sent(2)[1]  # the sender is done with message 7
     assert client.acks == []
-    assert bridge.in_flight == 1
+    assert bridge.in_flight == 2  # message 7 and the sentinel
 
     sent.future.success("metadata")
     assert client.acks == [(7, 1)]
-    assert bridge.in_flight == 0
+    assert bridge.in_flight == 1  # the sentinel
     assert value("f2_bridge_messages_acknowledged_total", metrics) == 1
     assert value("f2_bridge_records_produced_total", metrics, kind="raw") == 1
+    sentinel.future.success("metadata")
 
 
 def test_kafka_failure__is_never_acked_and_the_record_is_sent_again(parts: Any) -> None:
@@ -224,14 +221,17 @@ def test_malformed_topic__goes_to_dead_letter_with_stage_and_reason_then_is_acke
     assert value("f2_bridge_dead_letters_total", metrics, reason="bad_topic") == 1
 
 
-def test_in_flight_limit__blocks_the_handoff_until_kafka_acknowledges(parts: Any) -> None:
+def test_in_flight_limit__blocks_the_handoff_until_kafka_acknowledges(
+    parts: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     bridge, client, producer, _ = parts
     client.on_message(client, None, message(1))
     client.on_message(client, None, message(2))
     producer.wait_sent(2)
     third = threading.Thread(target=client.on_message, args=(client, None, message(3)))
     third.start()
-    time.sleep(0.3)
+    # the third waits for a slot (or, wrongly, is through already)
+    wait_for(lambda: "in-flight limit 2 reached" in caplog.text or not third.is_alive())
     assert third.is_alive(), "the third message must wait for a free slot"
     assert bridge.in_flight == 2
 
@@ -248,11 +248,14 @@ def test_redelivery_of_a_message_still_in_flight__is_not_produced_twice(parts: A
     producer.wait_sent(1)
     connect(parts[0], client, session_present=True)
     client.on_message(client, None, message(5, dup=True))
-    time.sleep(0.2)
-    assert len(producer.sent) == 1
+    assert parts[0].in_flight == 1, "the redelivery must not be taken in"
+    client.on_message(client, None, message(6, topic=SENTINEL_TOPIC))
+    sent = producer.wait_sent(2)  # a sentinel: sent after anything taken in before it
+    assert [json.loads(s.value)["topic"] for s in sent] == [GOOD_TOPIC, SENTINEL_TOPIC]
     assert value("f2_bridge_redeliveries_skipped_total", metrics) == 1
     producer.sent[0].future.success("metadata")
     assert client.acks == [(5, 1)]
+    sent[1].future.success("metadata")
 
 
 def test_ack_owed_to_an_ended_session__is_not_sent_on_the_new_one(parts: Any) -> None:
@@ -279,8 +282,8 @@ def test_stop__acks_what_kafka_took_then_disconnects_and_ignores_new_messages(
     assert client.acks == [(11, 1)]
     assert client.disconnected and producer.closed
 
-    client.on_message(client, None, message(12))
-    time.sleep(0.1)
+    client.on_message(client, None, message(12))  # returns at once: the bridge is stopping
+    assert bridge.in_flight == 0, "a stopped bridge must not take the message in"
     assert len(producer.sent) == 1
     assert client.acks == [(11, 1)]
 

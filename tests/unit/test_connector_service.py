@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 from f2lib.errors import GatewayError
@@ -12,6 +11,7 @@ from infra.services.connector.metrics import ConnectorMetrics
 from infra.services.connector.service import Connector
 from infra.services.connector.targets import FunctionTarget
 from infra.services.kit.openfaas import FunctionStatus
+from tests.waiting import wait_for
 
 
 class IdleConsumer:
@@ -33,13 +33,6 @@ class IdleConsumer:
 
     def close(self, autocommit: bool = True) -> None:
         self.closed.set()
-
-
-def wait_for(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
 
 
 class ListingGateway:

@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping
+from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 import pytest
@@ -21,6 +22,7 @@ from infra.services.connector.metrics import ConnectorMetrics
 from infra.services.connector.targets import FunctionTarget
 from infra.services.connector.worker import FunctionConsumer
 from infra.services.kit.openfaas import Invocation
+from tests.waiting import wait_for
 
 TOPIC = "raw_iot_data"
 TPS = [TopicPartition(TOPIC, p) for p in range(3)]
@@ -32,6 +34,17 @@ class Rec(NamedTuple):
     offset: int
     key: bytes | None
     value: bytes | None
+
+
+class FakeLoop:
+    """kafka-python's IO loop as a rebalance listener reaches it (``_client._net.sleep``)."""
+
+    def __init__(self) -> None:
+        self.sleeps = 0
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps += 1
+        time.sleep(seconds)  # the loop's pause (heartbeats would go on meanwhile)
 
 
 class FakeConsumer:
@@ -46,6 +59,9 @@ class FakeConsumer:
         self.listener: Any = None
         self.assigned = False
         self.revoke_requested = threading.Event()
+        self.polls = 0
+        self.loop = FakeLoop()
+        self._client = SimpleNamespace(_net=self.loop)
         self.closed = False
         self.lock = threading.Lock()
         self.io_thread: threading.Thread | None = None
@@ -66,6 +82,7 @@ class FakeConsumer:
     def poll(
         self, timeout_ms: int, max_records: int | None = None
     ) -> dict[TopicPartition, list[Rec]]:
+        self.polls += 1
         if not self.assigned:
             self.assigned = True
             self.on_io_thread("on_partitions_assigned", set(TPS))
@@ -210,11 +227,12 @@ def make(
     return consumer, fake, metrics
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
+def loop_turns(fake: FakeConsumer, turns: int = 2) -> None:
+    """Wait until the consumer thread has gone round its loop ``turns`` more times: each turn
+    takes completions and commits what was delivered, then polls (at least 10 ms while a batch
+    is in flight), then dispatches what is ready."""
+    polled = fake.polls
+    wait_for(lambda: fake.polls >= polled + turns, message="the consumer loop stalled")
 
 
 @pytest.fixture
@@ -232,7 +250,7 @@ def test_offsets__are_committed_only_after_the_function_answered_2xx(running: An
     fake.append(0, 4)
     running.append(consumer.start())
     wait_for(lambda: fn.active == 1)
-    time.sleep(0.1)
+    loop_turns(fake)  # a commit owed to a batch not yet answered would have been made by now
     assert fake.commits == []
     fn.gate.set()
     wait_for(lambda: fake.committed_offsets.get(TPS[0]) == 4)
@@ -260,7 +278,11 @@ def test_partitions__are_fed_concurrently_up_to_the_replica_count(running: Any) 
         fake.append(partition, 5)
     running.append(consumer.start())
     wait_for(lambda: fn.active == 1)
-    time.sleep(0.2)
+    loop_turns(fake, 3)  # the other partitions' batches were ready (linger 5 ms) and not sent
+    in_flight = metrics.registry.get_sample_value(
+        "f2_connector_in_flight_batches", {"function": "decode"}
+    )
+    assert in_flight == 1
     assert fn.max_active == 1
 
     consumer.update(FunctionTarget("decode", (TOPIC,), 3))
@@ -295,10 +317,13 @@ def test_revoke__waits_for_the_batch_in_flight_and_commits_it(running: Any) -> N
     running.append(consumer.start())
     wait_for(lambda: fn.active == 1)
     fake.revoke_requested.set()
-    threading.Timer(0.3, fn.gate.set).start()
+    # The revoke waits for the batch in flight (or, wrongly, has let the rejoin happen)
+    wait_for(lambda: fake.loop.sleeps > 0 or fake.rejoined_at)
+    fn.gate.set()
     wait_for(lambda: fake.committed_offsets.get(TPS[2]) == 3)
-    time.sleep(0.2)
-    assert fn.delivered[2] == [0, 1, 2], "the batch must not be delivered again after revoke"
+    fake.append(2, 1)  # a sentinel after the batch: a repeat of the batch would come before it
+    wait_for(lambda: fake.committed_offsets.get(TPS[2]) == 4)
+    assert fn.delivered[2] == [0, 1, 2, 3], "the batch must not be delivered again after revoke"
     assert fake.rejoined_at[TPS[2]] == 3, "the revoke must commit the batch before the rejoin"
 
 

@@ -19,6 +19,7 @@ from decode.decoding import (
 )
 from decode.params import DataPointParams, DeviceParameters
 from f2lib.contracts.invocation import ConnectorRecord
+from f2lib.contracts.marks import Failure, Marks, Position, Redrive, Reprocess
 from f2lib.contracts.records import RawRecord
 from f2lib.errors import DecodingError
 
@@ -441,3 +442,36 @@ def test_scale__removes_binary_noise_of_the_multiplication(
 ) -> None:
     assert scale(number, factor) == expected
     assert repr(scale(number, factor)) == repr(expected)
+
+
+def test_decode_batch__marks_go_with_each_measurement_and_with_the_dead_letter() -> None:
+    where = Position("iot_dead_letter", 0, 4)
+    marks = Marks(Redrive(1, where, (Failure("decode", "unknown_device", "x", None, where),)))
+    marked = record(
+        "door-sensors", {"timestamp": TS, "door-sensor-1": True, "door-sensor-2": False}
+    )
+    marked = marked.model_copy(update={"headers": marks.header_values()})
+    plain = record("strike-1", {"timestamp": TS, "status": True}, offset=8)
+    bad = record("strike-9", {"timestamp": TS, "status": True}, offset=9)
+    bad = bad.model_copy(update={"headers": marks.header_values()})
+    result = decode_batch([marked, plain, bad], PARAMS)
+    assert [(m.component_id, bool(k)) for m, k in result.marked()] == [
+        ("door-sensor-1", True),
+        ("door-sensor-2", True),
+        ("1", False),
+    ]
+    assert result.marks[0] == marks
+    [letter] = result.dead_letters
+    value = letter.to_value()
+    assert value["reason"] == "unknown_component"
+    assert value["redrive"]["count"] == 1
+    assert [entry["reason"] for entry in value["history"]] == ["unknown_device"]
+
+
+def test_devices_of__marked_only_names_the_devices_of_redriven_or_reprocessed_records() -> None:
+    other = "f2-0a1b2c3d4e5f"
+    marked = record("strike-1", {"timestamp": TS, "status": True}, device=other)
+    marked = marked.model_copy(update={"headers": Marks(reprocess=Reprocess("r")).header_values()})
+    records = [record("strike-1", {"timestamp": TS, "status": True}), marked]
+    assert devices_of(records) == {DEVICE, other}
+    assert devices_of(records, marked_only=True) == {other}

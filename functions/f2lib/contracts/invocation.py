@@ -1,7 +1,9 @@
 """The connector -> function invocation: a batch of Kafka records, encoded and decoded here.
 
 Body: a JSON array of ``{"topic", "partition", "offset", "key", "value"}`` (one element per
-record, in offset order, all of one partition). Headers: those OpenFaaS's Kafka connector sets
+record, in offset order, all of one partition), plus ``"headers": {name: text}`` when the record
+has Kafka headers (the redrive and reprocess marks of ``f2lib.contracts.marks`` travel so); a
+body without ``headers`` is as valid as before. HTTP headers: those OpenFaaS's Kafka connector sets
 for one record (``X-Topic``, ``X-Kafka-Partition``, ``X-Kafka-Offset``, ``X-Kafka-Key``,
 ``X-Kafka-Key-Enc: b64`` for a key that is not UTF-8), describing the first record, and
 ``X-F2-Batch: <count>``. A body that is not an array is one record's value, as OpenFaaS's own
@@ -20,6 +22,7 @@ from typing import Any, Protocol
 import orjson
 from pydantic import BaseModel, Field
 
+from f2lib.contracts.marks import Marks, header_text
 from f2lib.errors import BatchError
 from f2lib.trusted import trusted
 
@@ -50,6 +53,15 @@ class KafkaRecord(Protocol):
     def value(self) -> bytes | None: ...
 
 
+def record_headers(record: KafkaRecord) -> dict[str, str] | None:
+    """The record's Kafka headers as name -> text, None when it has none (kafka-python's
+    ``ConsumerRecord.headers`` is a list of ``(str, bytes)``; test doubles may lack it)."""
+    headers = getattr(record, "headers", None)
+    if not headers:
+        return None
+    return header_text(headers) or None
+
+
 @dataclass(frozen=True, slots=True)
 class Element:
     """One record encoded as an element of the batch body (a ``ConnectorRecord`` as JSON).
@@ -67,6 +79,7 @@ class Element:
     body: bytes
     raw_value: bytes | None = None
     text_value: str | None = None
+    headers: dict[str, str] | None = None
 
     @property
     def value(self) -> Any:
@@ -85,6 +98,7 @@ def encode_record(record: KafkaRecord) -> Element:
     """Encode a Kafka record: a JSON value embedded as it came, else the value kept as text."""
     key: str | None = None
     key_is_b64 = False
+    headers = record_headers(record)
     if record.key is not None:
         try:
             key = record.key.decode("utf-8")
@@ -99,12 +113,13 @@ def encode_record(record: KafkaRecord) -> Element:
         except orjson.JSONDecodeError:
             pass
         else:
-            body = b'{"topic":%b,"partition":%d,"offset":%d,"key":%b,"value":%b}' % (
+            body = b'{"topic":%b,"partition":%d,"offset":%d,"key":%b,"value":%b%b}' % (
                 _json_text(record.topic),
                 record.partition,
                 record.offset,
                 _json_text(key),
                 raw,
+                _headers_member(headers),
             )
             return Element(
                 topic=record.topic,
@@ -114,10 +129,16 @@ def encode_record(record: KafkaRecord) -> Element:
                 key_is_b64=key_is_b64,
                 body=body,
                 raw_value=raw,
+                headers=headers,
             )
     text = None if raw is None else raw.decode("utf-8", errors="replace")
     element = ConnectorRecord(
-        topic=record.topic, partition=record.partition, offset=record.offset, key=key, value=text
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=key,
+        value=text,
+        headers=headers,
     )
     return Element(
         topic=record.topic,
@@ -125,9 +146,16 @@ def encode_record(record: KafkaRecord) -> Element:
         offset=record.offset,
         key=key,
         key_is_b64=key_is_b64,
-        body=element.model_dump_json().encode("utf-8"),
+        body=element.model_dump_json(exclude=None if headers else {"headers"}).encode("utf-8"),
         text_value=text,
+        headers=headers,
     )
+
+
+def _headers_member(headers: dict[str, str] | None) -> bytes:
+    if not headers:
+        return b""
+    return b',"headers":' + orjson.dumps(headers)
 
 
 def batch_body(elements: Sequence[Element]) -> bytes:
@@ -166,7 +194,8 @@ class ConnectorRecord(BaseModel):
     The batch is a JSON array of ``{"topic", "partition", "offset", "key", "value"}`` where
     ``topic`` is the Kafka topic, ``key`` the record key as text (``f2-<mac>``) and ``value`` the
     record's value as JSON (an object: a RawRecord on ``raw_iot_data``, a Measurement on
-    ``decoded_iot_data``), or as a string when the value was not JSON.
+    ``decoded_iot_data``), or as a string when the value was not JSON; ``headers`` (optional)
+    the record's Kafka headers as name -> text.
     """
 
     topic: str | None = None
@@ -174,6 +203,12 @@ class ConnectorRecord(BaseModel):
     offset: int | None = None
     key: str | None = None
     value: Any = Field(...)
+    headers: dict[str, str] | None = None
+
+    @property
+    def marks(self) -> Marks:
+        """The redrive/reprocess marks among the record's headers."""
+        return Marks.from_headers(self.headers)
 
     def source(self) -> dict[str, Any]:
         """Where the record came from, as dead letters report it."""
@@ -243,7 +278,7 @@ def parse_invocation(body: bytes, headers: Any) -> list[ConnectorRecord]:
             raise BatchError(f"batch element {index} is not a record object with a value")
         if _well_typed(item):
             # What the connector sends: the model's checks would pass and change nothing.
-            records.append(trusted(ConnectorRecord, item))
+            records.append(trusted(ConnectorRecord, {**item, "headers": None}))
             continue
         try:
             records.append(ConnectorRecord.model_validate(item))

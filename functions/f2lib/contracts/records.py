@@ -1,4 +1,4 @@
-"""Kafka topic names and record values: the raw MQTT record and the dead letter.
+"""Kafka topic names and configs, and record values: the raw MQTT record and the dead letter.
 
 ``iot_command_replies`` carries the devices' command replies (``ctrl-resp/<device>``) in the
 same RawRecord format as ``raw_iot_data``, keyed ``f2-<mac>``.
@@ -14,10 +14,12 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from f2lib.contracts.invocation import ConnectorRecord
+from f2lib.contracts.marks import NO_MARKS, Failure, Marks, Position, Redrive, Reprocess
 from f2lib.errors import RecordError
+from f2lib.models import validation_summary
 
 RAW_TOPIC = "raw_iot_data"
 DECODED_TOPIC = "decoded_iot_data"
@@ -25,6 +27,27 @@ DEAD_LETTER_TOPIC = "iot_dead_letter"
 COMMAND_REPLIES_TOPIC = "iot_command_replies"
 # The topics the pipeline needs, created by the runtime and the deployments.
 PIPELINE_TOPICS = (RAW_TOPIC, DECODED_TOPIC, DEAD_LETTER_TOPIC, COMMAND_REPLIES_TOPIC)
+# The stage a dead letter names: where the record failed (the connector adds its function).
+BRIDGE_STAGE = "bridge"
+DECODE_STAGE = "decode"
+SINK_STAGE = "sink"
+CONNECTOR_STAGE_PREFIX = "connector:"
+# Raw history and dead letters are kept long enough to be reprocessed and re-driven
+# (``make reprocess``, ``make redrive``): this many days unless a deployment sets more.
+REPLAYABLE_TOPICS = (RAW_TOPIC, DEAD_LETTER_TOPIC)
+DEFAULT_RETENTION_DAYS = 7.0
+DAY_MS = 24 * 60 * 60 * 1000
+
+
+def retention_ms(days: float) -> int:
+    """``retention.ms`` for a retention of ``days`` (at least one hour)."""
+    return max(60 * 60 * 1000, round(days * DAY_MS))
+
+
+def topic_configs(retention_days: float = DEFAULT_RETENTION_DAYS) -> dict[str, dict[str, str]]:
+    """The topic configs the runtime and the deployments set: ``retention.ms`` of the
+    replayable topics (the others keep the broker's default)."""
+    return {name: {"retention.ms": str(retention_ms(retention_days))} for name in REPLAYABLE_TOPICS}
 
 
 _SECOND: tuple[int, str] = (-1, "")  # the last second formatted: (epoch second, its ISO text)
@@ -114,10 +137,13 @@ def dead_letter(
     error: str,
     key: str | None = None,
     source: dict[str, Any] | None = None,
+    marks: Marks = NO_MARKS,
 ) -> dict[str, Any]:
     """A dead-letter value: the original record plus where, why and what failed.
 
     ``original`` is kept as it came (a decoded JSON value, or text when it was not JSON).
+    A record that was redriven or reprocessed adds its marks (``redrive``, ``reprocess``) and
+    the failures before this one (``history``, oldest first).
     """
     letter: dict[str, Any] = {
         "stage": stage,
@@ -129,7 +155,58 @@ def dead_letter(
     }
     if source:
         letter["source"] = source
+    letter.update(marks.letter_fields())
     return letter
+
+
+class DeadLetterValue(BaseModel):
+    """A dead letter read back from ``iot_dead_letter`` (what ``dead_letter`` wrote)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    stage: str
+    reason: str
+    error: str = ""
+    failed_at: str | None = None
+    key: str | None = None
+    record: Any = None
+    source: dict[str, Any] | None = None
+    redrive: dict[str, Any] | None = None
+    history: list[Any] | None = None
+    reprocess: dict[str, Any] | None = None
+
+    @classmethod
+    def parse(cls, value: bytes | None) -> DeadLetterValue:
+        """The letter in a record value; RecordError when it is not one."""
+        if value is None:
+            raise RecordError("dead letter has no value", stage="redrive")
+        try:
+            return cls.model_validate_json(value)
+        except ValidationError as exc:
+            message = f"not a dead letter: {validation_summary(exc)}"
+            raise RecordError(message, stage="redrive") from exc
+
+    @property
+    def redrive_count(self) -> int:
+        """How many times the failed record had been redriven (0 for a first failure)."""
+        count = (self.redrive or {}).get("count")
+        return count if isinstance(count, int) and not isinstance(count, bool) else 0
+
+    def failures(self) -> tuple[Failure, ...]:
+        """The failures before this letter, oldest first."""
+        entries = (Failure.from_json(entry) for entry in self.history or ())
+        return tuple(entry for entry in entries if entry is not None)
+
+    def source_position(self) -> Position | None:
+        """Where the failed record was read (the connector's and the functions' letters)."""
+        return Position.from_json(self.source)
+
+    def redriven_marks(self, position: Position) -> Marks:
+        """The marks of this letter's record sent again: the redrive count one higher, this
+        failure appended to the history, a reprocess mark kept."""
+        failure = Failure(self.stage, self.reason, self.error, self.failed_at, position)
+        redrive = Redrive(self.redrive_count + 1, position, (*self.failures(), failure))
+        return Marks(redrive, Reprocess.from_json(self.reprocess))
 
 
 def dump_json(value: Any) -> bytes:
@@ -161,4 +238,5 @@ class DeadLetter:
             error=self.error,
             key=self.key,
             source=self.record.source(),
+            marks=self.record.marks,
         )

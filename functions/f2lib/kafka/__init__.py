@@ -22,7 +22,7 @@ point; the defaults follow the bench (docs/benchmarks.md).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 from kafka.errors import KafkaError
@@ -37,6 +37,10 @@ from f2lib.kafka.python import (
     make_python_producer,
 )
 
+Headers = Sequence[tuple[str, bytes]]
+# (topic, key, value) or (topic, key, value, headers)
+Outgoing = tuple[str, str | None, bytes] | tuple[str, str | None, bytes, Headers]
+
 KafkaClient = Literal["kafka-python", "confluent"]
 KAFKA_CLIENTS: tuple[KafkaClient, ...] = ("kafka-python", "confluent")
 
@@ -44,9 +48,11 @@ __all__ = [
     "KAFKA_CLIENTS",
     "PRODUCER_DEFAULTS",
     "AdminFactory",
+    "Headers",
     "KafkaClient",
     "KeyCachingPartitioner",
     "LazyAdmin",
+    "Outgoing",
     "kafka_admin_factory",
     "make_producer",
     "send_all",
@@ -65,11 +71,12 @@ def make_producer(bootstrap: str, *, client: KafkaClient = "kafka-python", **ove
 
 def send_all(
     producer: Any,
-    items: Iterable[tuple[str, str | None, bytes]],
+    items: Iterable[Outgoing],
     *,
     timeout: float = 30.0,
 ) -> int:
-    """Send ``(topic, key, value)`` items, flush, and wait until every one is acknowledged.
+    """Send ``(topic, key, value[, headers])`` items, flush, and wait until every one is
+    acknowledged.
 
     Returns how many were sent; raises StreamError when any was not acknowledged.
     """
@@ -78,9 +85,13 @@ def send_all(
         return int(own(items, timeout=timeout))
     futures = []
     try:
-        for topic, key, value in items:
+        for item in items:
+            topic, key, value = item[0], item[1], item[2]
+            extra = {"headers": list(item[3])} if len(item) > 3 and item[3] else {}
             futures.append(
-                producer.send(topic, key=key.encode() if key is not None else None, value=value)
+                producer.send(
+                    topic, key=key.encode() if key is not None else None, value=value, **extra
+                )
             )
         producer.flush(timeout=timeout)
         for future in futures:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
 import confluent_kafka
@@ -170,11 +170,19 @@ class ConfluentProducer:
         while not self._closed.is_set():
             self._producer.poll(POLL_S)
 
-    def _produce(self, topic: str, value: bytes | None, key: bytes | None, report: Any) -> None:
+    def _produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        report: Any,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> None:
         deadline: float | None = None
+        listed: list[tuple[str, str | bytes | None]] | None = list(headers) if headers else None
         while True:
             try:
-                self._producer.produce(topic, value, key, on_delivery=report)
+                self._producer.produce(topic, value, key, on_delivery=report, headers=listed)
                 return
             except BufferError:
                 now = time.monotonic()
@@ -188,20 +196,29 @@ class ConfluentProducer:
                     raise RecordTooLargeError(f"record too large for Kafka: {error}") from exc
                 raise StreamError(f"Kafka refused the record: {error}") from exc
 
-    def send(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> Any:
+    def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> Any:
         future = DeliveryFuture()
-        self._produce(topic, value, key, future.on_delivery)
+        self._produce(topic, value, key, future.on_delivery, headers)
         return future
 
-    def send_all(self, items: Iterable[tuple[str, str | None, bytes]], *, timeout: float) -> int:
-        """Produce every item and wait for all their acknowledgements (StreamError if not)."""
+    def send_all(self, items: Iterable[Sequence[Any]], *, timeout: float) -> int:
+        """Produce every ``(topic, key, value[, headers])`` item and wait for all their
+        acknowledgements (StreamError if not)."""
         countdown = _Countdown()
         sent = 0
-        for topic, key, value in items:
+        for item in items:
+            topic, key, value = item[0], item[1], item[2]
+            headers = item[3] if len(item) > 3 else None
             with countdown._done:
                 countdown.pending += 1
             self._produce(topic, value, key.encode() if key is not None else None,
-                          countdown.on_delivery)  # fmt: skip
+                          countdown.on_delivery, headers)  # fmt: skip
             sent += 1
         self._producer.flush(timeout)
         if not countdown.wait(timeout):
@@ -240,7 +257,7 @@ class ConfluentProducer:
 class Record:
     """A consumed record with the fields of kafka-python's ``ConsumerRecord`` the seam uses."""
 
-    __slots__ = ("key", "offset", "partition", "timestamp", "topic", "value")
+    __slots__ = ("headers", "key", "offset", "partition", "timestamp", "topic", "value")
 
     def __init__(self, message: Any) -> None:
         self.topic: str = message.topic()
@@ -249,6 +266,7 @@ class Record:
         self.key: bytes | None = message.key()
         self.value: bytes | None = message.value()
         self.timestamp: int = message.timestamp()[1]
+        self.headers: list[tuple[str, bytes]] = message.headers() or []
 
 
 def _python_error(exc: BaseException) -> PythonKafkaError:

@@ -14,6 +14,8 @@
 #   F2_TAG           image tag (default 0.1.0)
 #   F2_MQTT_HOSTS    comma-separated DNS names / IPs devices use for the broker (server cert SANs)
 #   F2_PARTITIONS    partitions per pipeline topic (default 6)
+#   F2_RETENTION_DAYS  days raw_iot_data and iot_dead_letter keep records, for `make redrive`
+#                    and `make reprocess` (default 7; set on existing topics too)
 #   F2_DEPLOY_ONLY=1 run `faas-cli deploy` instead of `faas-cli up` (images built and pushed
 #                    elsewhere, e.g. in CI: faasd hosts should not run Docker)
 #   F2_SKIP_FUNCTIONS=1  stop after the services (no secrets, no faas-cli up)
@@ -22,7 +24,7 @@
 #                    created when missing)
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
 HERE="$ROOT/infra/deploy/faasd"
 CHART_FILES="$ROOT/infra/deploy/k8s/f2pipe/files"
 FAASD_DIR="${FAASD_DIR:-/var/lib/faasd}"
@@ -30,6 +32,7 @@ F2_DIR="$FAASD_DIR/f2pipe"
 COMPOSE="$FAASD_DIR/docker-compose.yaml"
 F2_TAG="${F2_TAG:-0.1.0}"
 F2_PARTITIONS="${F2_PARTITIONS:-6}"
+F2_RETENTION_DAYS="${F2_RETENTION_DAYS:-7}"
 CERTS="${F2_CERTS_DIR:-$ROOT/certs}"
 GATEWAY="${OPENFAAS_URL:-http://127.0.0.1:8080}"
 BUCKET="f2pipe-registry"
@@ -165,8 +168,9 @@ wait_port() {  # host port seconds
 for port in 9000 5432 19092 1883 8080; do wait_port 127.0.0.1 "$port" 300; done
 
 # --- topics, schema, bucket ---------------------------------------------------------------------
-log "Kafka topics ($F2_PARTITIONS partitions)"
-"$PYTHON" -m infra.deploy.docker.create_topics --bootstrap 127.0.0.1:19092 --partitions "$F2_PARTITIONS"
+log "Kafka topics ($F2_PARTITIONS partitions, raw and dead letters kept $F2_RETENTION_DAYS days)"
+"$PYTHON" -m infra.deploy.docker.create_topics --bootstrap 127.0.0.1:19092 \
+  --partitions "$F2_PARTITIONS" --retention-days "$F2_RETENTION_DAYS"
 
 log "database schema (devices, timeseries with TimescaleDB)"
 local_dsn() { printf 'postgresql://f2pipe:%s@127.0.0.1:5432/%s' "$db_password" "$1"; }

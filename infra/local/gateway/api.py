@@ -13,6 +13,7 @@ import hmac
 import json
 import platform
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from flask import Flask, Response, request
@@ -263,8 +264,6 @@ def async_invoker(gateway: Gateway) -> Callable[[AsyncCall], Upstream]:
 def _since(raw: str | None) -> float | None:
     if not raw:
         return None
-    from datetime import datetime
-
     try:
         return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
     except ValueError:

@@ -121,6 +121,7 @@ class ContainerReplica:
         self._env = dict(env)
         self._secrets_dir = secrets_dir
         self._follower: ManagedProcess | None = None
+        self._started_at = time.monotonic()
         facts = backend.facts(spec.image)
         self.watchdog = facts.watchdog
 
@@ -177,6 +178,7 @@ class ContainerReplica:
             env=docker.env,
         ).start()
         deadline = time.monotonic() + timeout
+        self._started_at = time.monotonic()
         while time.monotonic() < deadline:
             state = self._backend.state(self.container)
             if state is not None and not state.get("Running"):
@@ -200,7 +202,7 @@ class ContainerReplica:
         )
 
     def alive(self) -> bool:
-        return self._backend.running(self.container)
+        return self._backend.running(self.container, self._started_at)
 
     def stop(self) -> None:
         self._backend.docker.run(["rm", "-f", self.container], check=False, timeout=60)
@@ -282,10 +284,11 @@ class ContainerBackend:
         state: dict[str, object] = json.loads(result.stdout)
         return state
 
-    def running(self, container: str) -> bool:
-        """From one ``docker ps`` a second at most, however many replicas ask."""
+    def running(self, container: str, started_at: float = 0.0) -> bool:
+        """From one ``docker ps`` a second at most, however many replicas ask (and at once for a
+        container started after the last listing)."""
         with self._lock:
-            if time.monotonic() - self._listed_at > 1.0:
+            if time.monotonic() - self._listed_at > 1.0 or self._listed_at < started_at:
                 listed = self.docker.run(
                     [
                         "ps",

@@ -186,34 +186,37 @@ class Gateway:
         started = time.monotonic()
         forward = {k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP}
         forward.setdefault("X-Call-Id", os.urandom(8).hex())
-        pool.invocations += 1
+        pool.count_invocation()
         last_error = ""
-        for attempt in range(2):
-            # A retry goes to the function as deployed now (a rolling update may have swapped it).
-            current = self.pools.get(name, pool) if attempt else pool
+        for _attempt in range(2):
+            # The function as deployed now; entered under the lock the rolling replacement swaps
+            # pools under, so the old pool's drain waits for every call that chose it.
+            with self._lock:
+                current = self.pools.get(name, pool)
+                current.enter()
             try:
                 replica = current.pick()
+                resp = self.http.request(
+                    method,
+                    replica.url + path,
+                    body=body,
+                    headers=forward,
+                    timeout=urllib3.Timeout(connect=2.0, read=timeout_of(current.spec)),
+                    retries=False,
+                    preload_content=True,
+                    redirect=False,
+                )
             except ReplicaError as exc:
                 last_error = str(exc)
                 break
-            try:
-                with current.calling():
-                    resp = self.http.request(
-                        method,
-                        replica.url + path,
-                        body=body,
-                        headers=forward,
-                        timeout=urllib3.Timeout(connect=2.0, read=timeout_of(current.spec)),
-                        retries=False,
-                        preload_content=True,
-                        redirect=False,
-                    )
             except urllib3.exceptions.NewConnectionError as exc:
                 last_error = f"replica unreachable: {exc}"
                 continue
             except urllib3.exceptions.HTTPError as exc:
                 last_error = f"upstream error: {type(exc).__name__}"
                 break
+            finally:
+                current.leave()
             elapsed = time.monotonic() - started
             out = {k: v for k, v in resp.headers.items() if k.lower() not in HOP_BY_HOP}
             out["X-Duration-Seconds"] = f"{elapsed:.6f}"

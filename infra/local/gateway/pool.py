@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,17 +52,19 @@ class FunctionPool:
         self._in_flight = 0
         self._idle = threading.Condition()
 
-    @contextlib.contextmanager
-    def calling(self) -> Iterator[None]:
-        """Around one call to a replica: a replacement waits for the calls in flight."""
+    def count_invocation(self) -> None:
+        with self._idle:
+            self.invocations += 1
+
+    def enter(self) -> None:
+        """A call to this pool begins: a replacement waits until it has left."""
         with self._idle:
             self._in_flight += 1
-        try:
-            yield
-        finally:
-            with self._idle:
-                self._in_flight -= 1
-                self._idle.notify_all()
+
+    def leave(self) -> None:
+        with self._idle:
+            self._in_flight -= 1
+            self._idle.notify_all()
 
     def drain(self, timeout: float) -> bool:
         """Wait until no call is in flight (True), or ``timeout`` passed (False)."""

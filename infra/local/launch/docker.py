@@ -290,6 +290,3 @@ class DockerEngine:
             gateway = config.get("Gateway") or str(next(subnet.hosts()))
             return str(gateway), str(subnet)
         raise ProcessError("the bridge network has no subnet")
-
-    def bridge_gateway(self) -> str:
-        return self.bridge_network()[0]

@@ -20,6 +20,7 @@ from kafka import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from f2lib.errors import ProcessError, StreamError
+from infra.deploy.docker.create_topics import TopicConfigs, ensure_topic_configs
 from infra.local.ports import free_port, port_is_free, port_open
 from infra.local.process import ManagedProcess
 from infra.local.settings import RuntimeConfig
@@ -272,20 +273,34 @@ class KafkaServer:
             raise StreamError(f"listing topics on {self.bootstrap} failed: {exc}") from exc
         return sorted(name for name in names if not name.startswith("__"))
 
-    def create_topics(self, names: Iterable[str], partitions: int | None = None) -> list[str]:
-        """Create the topics that do not exist yet; returns the names it created."""
+    def create_topics(
+        self,
+        names: Iterable[str],
+        partitions: int | None = None,
+        configs: TopicConfigs | None = None,
+    ) -> list[str]:
+        """Create the topics that do not exist yet; returns the names it created.
+
+        ``configs`` (topic -> key -> value, e.g. ``topic_configs()``'s retention) are set on the
+        topics created and on those that exist already.
+        """
         wanted = list(names)
         count = partitions or self.partitions
+        configs = {name: keys for name, keys in (configs or {}).items() if name in wanted}
         missing: list[str] = []
         try:
             with self.admin() as admin:
                 existing = set(admin.list_topics())
+                ensure_topic_configs(admin, {n: c for n, c in configs.items() if n in existing})
                 missing = [name for name in wanted if name not in existing]
                 if not missing:
                     return []
-                spec = {
+                spec: dict[str, dict[str, Any]] = {
                     name: {"num_partitions": count, "replication_factor": 1} for name in missing
                 }
+                for name in missing:
+                    if configs.get(name):
+                        spec[name]["configs"] = dict(configs[name])
                 result = admin.create_topics(spec, raise_errors=False)
                 for topic in result["topics"]:
                     code = topic["error_code"]

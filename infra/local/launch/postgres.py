@@ -6,7 +6,6 @@ import logging
 import os
 import pwd
 import secrets
-import shutil
 from pathlib import Path
 
 import psycopg2
@@ -215,7 +214,3 @@ class PostgresServer:
 
             self.process.stop(timeout=30, signum=signal.SIGINT)
             self.process = None
-
-    def destroy(self) -> None:
-        self.stop()
-        shutil.rmtree(self.state_dir, ignore_errors=True)

@@ -25,7 +25,8 @@ import requests
 
 from f2lib.backoff import Backoff
 from f2lib.contracts.invocation import Element
-from f2lib.contracts.records import dead_letter, dump_json
+from f2lib.contracts.marks import Marks
+from f2lib.contracts.records import CONNECTOR_STAGE_PREFIX, dead_letter, dump_json
 from f2lib.errors import DeliveryAbandoned, GatewayError, StreamError
 from f2lib.kafka import send_all
 from infra.services.connector.batching import Batch
@@ -90,7 +91,7 @@ class BatchDelivery:
         backoff: Backoff | None = None,
     ) -> None:
         self.function = function
-        self.stage = f"connector:{function}"
+        self.stage = f"{CONNECTOR_STAGE_PREFIX}{function}"
         self._invoker = invoker
         self._dead_letters = dead_letters
         self._metrics = metrics
@@ -176,6 +177,7 @@ class BatchDelivery:
                 "offset": element.offset,
                 "function": self.function,
             },
+            marks=Marks.from_headers(element.headers),
         )
         return element.key, dump_json(letter)
 

@@ -18,6 +18,7 @@ import psycopg2
 from psycopg2 import sql
 
 from f2lib.contracts.devices import MODELS
+from f2lib.contracts.topics import uplink_topic
 from f2lib.errors import SimulatorError
 
 logger = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class ComponentSpec:
         return f"{self.component_type}-{self.component_id}"
 
     def topic(self, device_id: str) -> str:
-        return f"cmnd/{device_id}/{self.connector_mode}/{self.connector}/{self.component}"
+        return uplink_topic(device_id, self.connector_mode, self.connector, self.component)
 
     def member_names(self) -> tuple[str, ...]:
         """The boolean_map members: the template's pins, else ``door-sensor-1`` and so on."""

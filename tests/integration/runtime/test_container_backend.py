@@ -12,9 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +23,11 @@ import requests
 
 from infra.deploy.stackfile import StackFile
 from infra.local.buildctx import build_all
-from infra.local.ports import free_port, port_open
+from infra.local.ports import free_port
 from infra.local.process import ManagedProcess
 from tests.fixtures.docker import Engine
+from tests.gateway_support import start_gateway, write_basic_auth
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
@@ -112,16 +112,6 @@ def deployment(image: str, version: str) -> dict[str, Any]:
     }
 
 
-def wait_until(check: Any, timeout: float = 90.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError("condition not reached")
-
-
 @pytest.fixture(scope="module")
 def images(docker_engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The test project, and its images (echo:1, echo:2 with the same code, broken:1)."""
@@ -143,29 +133,17 @@ def images(docker_engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> P
 @pytest.fixture(scope="module")
 def gateway(images: Path, docker_engine: Engine, runtime_root: Path) -> Iterator[Gateway]:
     secrets = images / "secrets"
-    secrets.mkdir()
-    (secrets / "basic-auth-user").write_text("admin\n")
-    (secrets / "basic-auth-password").write_text(AUTH[1] + "\n")
+    write_basic_auth(secrets, *AUTH)
     (secrets / "echo-secret").write_text("mounted-value")
     port = free_port()
     state = runtime_root / f"container-gateway-{port}"
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{REPO}:{REPO / 'functions'}"}
-    proc = ManagedProcess(
-        "gateway",
-        [
-            sys.executable,
-            "-m",
-            "infra.local.gateway",
-            "--stack",
-            str(images / "stack.yml"),
-            "--build-dir",
-            str(images / "build"),
-            "--state-dir",
-            str(state),
-            "--secrets-dir",
-            str(secrets),
-            "--port",
-            str(port),
+    proc = start_gateway(
+        images,
+        port,
+        secrets,
+        state=state,
+        extra=[
             "--backend",
             "containers",
             "--docker-host",
@@ -173,11 +151,9 @@ def gateway(images: Path, docker_engine: Engine, runtime_root: Path) -> Iterator
             "--service-host",
             "127.0.0.1",
         ],
-        images / "gateway.log",
         env={**env, "F2_TEST_HOST_ONLY": "from-the-host"},
-        cwd=REPO,
-    ).start()
-    proc.wait_ready(lambda: port_open(port), timeout=180)
+        timeout=180,
+    )
     gw = Gateway(f"http://127.0.0.1:{port}", docker_engine, proc)
     try:
         yield gw
@@ -258,12 +234,12 @@ def test_a_deployment_of_an_image_that_does_not_exist_is_refused_and_others_serv
 def test_scaling_runs_n_containers_and_balances_over_them(gateway: Gateway) -> None:
     answer = gateway.system("POST", "scale-function/echo", {"serviceName": "echo", "replicas": 2})
     assert answer.status_code == 202
-    wait_until(lambda: gateway.describe("echo")["availableReplicas"] == 2)
+    wait_for(lambda: gateway.describe("echo")["availableReplicas"] == 2)
     assert len(gateway.containers("echo")) == 2
     hosts = {gateway.call()["hostname"] for _ in range(8)}
     assert len(hosts) == 2
     gateway.system("POST", "scale-function/echo", {"serviceName": "echo", "replicas": 1})
-    wait_until(lambda: len(gateway.containers("echo")) == 1)
+    wait_for(lambda: len(gateway.containers("echo")) == 1)
 
 
 def test_put_replaces_the_containers_rolling_and_every_call_is_answered(gateway: Gateway) -> None:
@@ -280,7 +256,7 @@ def test_put_replaces_the_containers_rolling_and_every_call_is_answered(gateway:
     try:
         updated = gateway.system("PUT", "functions", deployment("f2pipe-test/echo:2", "two"))
     finally:
-        wait_until(lambda: len(answers) > 5)
+        wait_for(lambda: len(answers) > 5)
         stop.set()
         caller.join()
     assert updated.status_code == 202, updated.text
@@ -302,8 +278,8 @@ def test_logs_come_from_the_containers(gateway: Gateway) -> None:
 def test_a_killed_container_is_replaced(gateway: Gateway) -> None:
     (container,) = gateway.containers("echo")
     gateway.docker.docker.run("kill", container)
-    wait_until(lambda: (names := gateway.containers("echo")) and container not in names)
-    wait_until(lambda: gateway.describe("echo")["availableReplicas"] == 1)
+    wait_for(lambda: (names := gateway.containers("echo")) and container not in names)
+    wait_for(lambda: gateway.describe("echo")["availableReplicas"] == 1)
     assert gateway.call()["version"] in ("one", "two")
 
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +22,12 @@ import requests
 from infra.deploy.stackfile import StackFile
 from infra.local.buildctx import build_all
 from infra.local.launch.registry import LocalRegistry
-from infra.local.ports import free_port, port_open
+from infra.local.ports import free_port
 from infra.local.process import ManagedProcess
 from tests.fixtures.docker import Engine
+from tests.gateway_support import start_gateway, write_basic_auth
 from tests.openfaas_tools import faas_cli, watchdog_image
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
@@ -84,36 +84,11 @@ def make_project(root: Path, url: str, image: str, version: str) -> None:
     (root / "stack.yml").write_text(STACK.format(gateway=url, image=image, version=version))
 
 
-def start_gateway(root: Path, port: int, extra: list[str]) -> ManagedProcess:
-    secrets = root / "secrets"
-    secrets.mkdir(exist_ok=True)
-    (secrets / "basic-auth-user").write_text(AUTH[0] + "\n")
-    (secrets / "basic-auth-password").write_text(AUTH[1] + "\n")
+def gateway(root: Path, port: int, extra: list[str]) -> ManagedProcess:
+    write_basic_auth(root / "secrets", *AUTH)
     build_all(StackFile.load(root / "stack.yml"), root / "build")
-    proc = ManagedProcess(
-        "gateway",
-        [
-            sys.executable,
-            "-m",
-            "infra.local.gateway",
-            "--stack",
-            str(root / "stack.yml"),
-            "--build-dir",
-            str(root / "build"),
-            "--state-dir",
-            str(root / "state"),
-            "--secrets-dir",
-            str(secrets),
-            "--port",
-            str(port),
-            *extra,
-        ],
-        root / "gateway.log",
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{REPO}:{REPO / 'functions'}"},
-        cwd=REPO,
-    ).start()
-    proc.wait_ready(lambda: port_open(port), timeout=180)
-    return proc
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{REPO}:{REPO / 'functions'}"}
+    return start_gateway(root, port, root / "secrets", extra=extra, env=env, timeout=180)
 
 
 def logged_in(root: Path, url: str, extra_env: dict[str, str] | None = None) -> Project:
@@ -138,7 +113,7 @@ def processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     make_project(root, url, "f2pipe-test/echo:cli", "one")
-    proc = start_gateway(root, port, [])
+    proc = gateway(root, port, [])
     try:
         yield logged_in(root, url)
     finally:
@@ -204,7 +179,7 @@ def test_faas_cli_up_builds_pushes_and_replaces_the_running_containers(
     make_project(tmp_path, url, image, "before")
     contexts = build_all(StackFile.load(tmp_path / "stack.yml"), tmp_path / "build")
     docker_engine.builder.build("echo", contexts["echo"], image, python, watchdog)
-    proc = start_gateway(
+    proc = gateway(
         tmp_path,
         port,
         [
@@ -234,13 +209,12 @@ def test_faas_cli_up_builds_pushes_and_replaces_the_running_containers(
         )
         catalog = requests.get(f"http://{registry.address}/v2/_catalog", timeout=10).json()
         assert "f2pipe-test/echo" in catalog["repositories"]
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+
+        def replaced() -> bool:
             answer = requests.get(f"{url}/function/echo", timeout=30)
-            if answer.ok and answer.json()["version"] == "after":
-                break
-            time.sleep(0.5)
-        assert answer.json()["version"] == "after"
+            return answer.ok and answer.json()["version"] == "after"
+
+        wait_for(replaced, timeout=120, message="the rolling update never answered 'after'")
         after = docker_engine.docker.run(
             "ps", "--filter", "label=f2pipe.function=echo", "--format", "{{.Names}}"
         ).stdout.split()

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
 from infra.deploy.stackfile import StackFile
 from infra.local.buildctx import build_all
-from infra.local.ports import free_port, port_open
-from infra.local.process import ManagedProcess
+from infra.local.ports import free_port
+from tests.gateway_support import start_gateway, write_basic_auth
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 Gw = tuple[str, tuple[str, str]]
@@ -64,34 +64,12 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gw]:
     (root / "functions" / "echo" / "handler.py").write_text(ECHO_HANDLER)
     (root / "stack.yml").write_text(STACK)
     secrets = root / "secrets"
-    secrets.mkdir()
-    (secrets / "basic-auth-user").write_text("admin\n")
-    (secrets / "basic-auth-password").write_text("s3cret-pw\n")
+    write_basic_auth(secrets, "admin", "s3cret-pw")
     (secrets / "echo-secret").write_text("x\n")
     (secrets / "other-secret").write_text("y\n")
     build_all(StackFile.load(root / "stack.yml"), root / "build")
     port = free_port()
-    proc = ManagedProcess(
-        "gateway",
-        [
-            sys.executable,
-            "-m",
-            "infra.local.gateway",
-            "--stack",
-            str(root / "stack.yml"),
-            "--build-dir",
-            str(root / "build"),
-            "--state-dir",
-            str(root / "state"),
-            "--secrets-dir",
-            str(secrets),
-            "--port",
-            str(port),
-        ],
-        root / "gateway.log",
-        cwd=REPO,
-    ).start()
-    proc.wait_ready(lambda: port_open(port), timeout=60)
+    proc = start_gateway(root, port, secrets)
     yield f"http://127.0.0.1:{port}", ("admin", "s3cret-pw")
     proc.stop()
     assert not proc.alive()
@@ -154,12 +132,15 @@ def test_scale_runs_n_processes_and_balances_over_them(gateway: Gw) -> None:
         timeout=10,
     )
     assert resp.status_code == 202
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        info = requests.get(f"{url}/system/function/echo", auth=auth, timeout=10).json()
-        if info["availableReplicas"] == 3:
-            break
-        time.sleep(0.3)
+
+    def echo() -> dict[str, Any]:
+        info: dict[str, Any] = requests.get(
+            f"{url}/system/function/echo", auth=auth, timeout=10
+        ).json()
+        return info
+
+    wait_for(lambda: echo()["availableReplicas"] == 3, timeout=60, interval=0.3)
+    info = echo()
     assert info["replicas"] == 3 and info["availableReplicas"] == 3
     pids = {requests.get(f"{url}/function/echo", timeout=10).json()["pid"] for _ in range(12)}
     assert len(pids) == 3
@@ -169,16 +150,7 @@ def test_scale_runs_n_processes_and_balances_over_them(gateway: Gw) -> None:
         data=json.dumps({"serviceName": "echo", "replicas": 1}),
         timeout=10,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if (
-            requests.get(f"{url}/system/function/echo", auth=auth, timeout=10).json()[
-                "availableReplicas"
-            ]
-            == 1
-        ):
-            break
-        time.sleep(0.3)
+    wait_for(lambda: echo()["availableReplicas"] == 1, timeout=30, interval=0.3)
     pids = {requests.get(f"{url}/function/echo", timeout=10).json()["pid"] for _ in range(6)}
     assert len(pids) == 1
 

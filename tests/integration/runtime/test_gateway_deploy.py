@@ -15,7 +15,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +25,11 @@ import requests
 
 from infra.deploy.stackfile import StackFile
 from infra.local.buildctx import build_all, build_context
-from infra.local.ports import free_port, port_open
+from infra.local.ports import free_port
 from infra.local.process import ManagedProcess
+from tests.gateway_support import start_gateway, write_basic_auth
 from tests.openfaas_tools import faas_cli
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
@@ -116,36 +117,14 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     (project / "stack.yml").write_text(PROJECT_STACK)
     (project / "gateway-stack.yml").write_text(GATEWAY_STACK)
     secrets = project / "secrets"
-    secrets.mkdir()
-    (secrets / "basic-auth-user").write_text(AUTH[0] + "\n")
-    (secrets / "basic-auth-password").write_text(AUTH[1] + "\n")
+    write_basic_auth(secrets, *AUTH)
     (secrets / "greeter-secret").write_text("s\n")
     port = free_port()
     gw = Gateway(f"http://127.0.0.1:{port}", project, None)  # type: ignore[arg-type]
     gw.write_handler("echo", "echo")
     gw.write_handler("greeter", "v1")
     build_all(StackFile.load(project / "stack.yml"), project / "build")
-    gw.process = ManagedProcess(
-        "gateway",
-        [
-            sys.executable,
-            "-m",
-            "infra.local.gateway",
-            "--stack",
-            str(project / "gateway-stack.yml"),
-            "--build-dir",
-            str(project / "build"),
-            "--state-dir",
-            str(project / "state"),
-            "--secrets-dir",
-            str(secrets),
-            "--port",
-            str(port),
-        ],
-        project / "gateway.log",
-        cwd=REPO,
-    ).start()
-    gw.process.wait_ready(lambda: port_open(port), timeout=60)
+    gw.process = start_gateway(project, port, secrets, stack=project / "gateway-stack.yml")
     yield gw
     gw.process.stop()
     assert not gw.process.alive()
@@ -177,12 +156,9 @@ def pid_alive(pid: int) -> bool:
 
 
 def wait_gone(pid: int, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return True
-        time.sleep(0.1)
-    return False
+    return wait_for(
+        lambda: not pid_alive(pid), timeout, interval=0.1, message=f"process {pid} still runs"
+    )
 
 
 def test_deploy_needs_basic_auth(gateway: Gateway) -> None:
@@ -253,10 +229,12 @@ def test_put_keeps_the_replica_count_of_a_scaled_function(gateway: Gateway) -> N
         data=json.dumps({"serviceName": "greeter", "replicas": 2}),
     )
     assert resp.status_code == 202
-    deadline = time.monotonic() + 60
-    while gateway.describe("greeter").json()["availableReplicas"] != 2:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    wait_for(
+        lambda: gateway.describe("greeter").json()["availableReplicas"] == 2,
+        timeout=60,
+        interval=0.2,
+        message="greeter never had 2 available replicas",
+    )
     assert gateway.system("PUT", deploy_body("again")).status_code in (200, 202)
     info = gateway.describe("greeter").json()
     assert info["replicas"] == 2 and info["availableReplicas"] == 2
