@@ -12,26 +12,36 @@ from pydantic import SecretStr
 from bridge.config import BridgeConfig
 from bridge.metrics import BridgeMetrics
 from bridge.service import MqttKafkaBridge, make_mqtt_client
-from f2lib.kafka import LazyAdmin, kafka_admin_factory, make_producer
+from f2lib.kafka import LazyAdmin, close_producer, kafka_admin_factory, make_producer
 from infra.services.kit.runner import Service, connect_with_retry, run_service
+
+# A producer is made while Kafka may be away (a rebuild): its bootstrap gives up sooner than
+# kafka-python's 30 s, so that the attempts follow the rebuild backoff.
+BOOTSTRAP_TIMEOUT_MS = 5_000
+
+
+def new_producer(config: BridgeConfig) -> Any:
+    """One attempt at a producer for the bridge; raises when Kafka does not answer."""
+    producer = make_producer(
+        config.kafka_bootstrap,
+        linger_ms=config.kafka_linger_ms,
+        retries=2**31 - 1,
+        delivery_timeout_ms=config.kafka_delivery_timeout_ms,
+        bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+        client_id=config.client_id,
+    )
+    try:
+        producer.partitions_for(config.raw_topic)
+    except Exception:
+        close_producer(producer, timeout=0)
+        raise
+    return producer
 
 
 def connect_producer(config: BridgeConfig, stop: threading.Event) -> Any:
     """A producer once Kafka answers (retried with backoff), or None when stopped first."""
-
-    def connect() -> Any:
-        producer = make_producer(
-            config.kafka_bootstrap,
-            linger_ms=config.kafka_linger_ms,
-            retries=2**31 - 1,
-            delivery_timeout_ms=config.kafka_delivery_timeout_ms,
-            client_id=config.client_id,
-        )
-        producer.partitions_for(config.raw_topic)
-        return producer
-
     return connect_with_retry(
-        connect,
+        partial(new_producer, config),
         stop,
         what=f"kafka {config.kafka_bootstrap}",
         backoff=config.kafka_connect_backoff(),
@@ -68,7 +78,12 @@ def build(
         return None
     probe = KafkaProbe(config.kafka_bootstrap, f"{config.client_id}-probe")
     bridge = MqttKafkaBridge(
-        config, make_mqtt_client(config, password), producer, metrics, probe=probe
+        config,
+        make_mqtt_client(config, password),
+        producer,
+        metrics,
+        probe=probe,
+        rebuild=partial(new_producer, config),
     )
     bridge.mark_kafka_ready()
 

@@ -7,6 +7,7 @@ import socket
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bridge.delivery import RecoveryConfig
 from f2lib.backoff import Backoff
 from f2lib.contracts.records import COMMAND_REPLIES_TOPIC, DEAD_LETTER_TOPIC, RAW_TOPIC
 from f2lib.secrets import SecretStore
@@ -15,6 +16,11 @@ MQTT_PASSWORD_SECRET = "mqtt-bridge-password"  # noqa: S105 (a secret name)
 DEFAULT_MQTT_USERNAME = "f2-bridge"  # the internal MQTT user ``certs init`` creates
 RESEND_BASE_S = 0.2
 KAFKA_CONNECT_BASE_S = 1.0
+# A new producer is tried this often while Kafka is away (each try waits for a bootstrap).
+REBUILD_BASE_S, REBUILD_CAP_S = 0.5, 5.0
+# How much longer than the delivery timeout a record may stay unanswered before the producer
+# is given up on (kafka-python fails it at the delivery timeout when it still works).
+STALL_MARGIN_S = 15.0
 
 
 class BridgeConfig(BaseSettings):
@@ -35,6 +41,8 @@ class BridgeConfig(BaseSettings):
     # 20 ms: about half the broker CPU per message of 5 ms, for +15 ms of latency (bench).
     kafka_linger_ms: int = Field(20, alias="BRIDGE_KAFKA_LINGER_MS", ge=0)
     kafka_delivery_timeout_ms: int = Field(30_000, alias="BRIDGE_KAFKA_DELIVERY_TIMEOUT_MS")
+    # Unset: the delivery timeout plus STALL_MARGIN_S (bridge/delivery.py).
+    kafka_stall_s: float | None = Field(None, alias="BRIDGE_KAFKA_STALL_SECONDS", gt=0)
     client_id: str = Field(
         default_factory=lambda: f"f2-bridge-{socket.gethostname()}", alias="BRIDGE_CLIENT_ID"
     )
@@ -57,6 +65,17 @@ class BridgeConfig(BaseSettings):
     def resend_backoff(self) -> Backoff:
         """Between sends of a record Kafka did not acknowledge."""
         return Backoff(base_s=RESEND_BASE_S, cap_s=self.retry_max_s)
+
+    def recovery(self) -> RecoveryConfig:
+        """When a producer is given up on, and the pauses before sending again / a new one."""
+        stall = self.kafka_stall_s or self.kafka_delivery_timeout_ms / 1000 + STALL_MARGIN_S
+        return RecoveryConfig(
+            stall_s=stall,
+            resend_backoff=self.resend_backoff(),
+            rebuild_backoff=Backoff(
+                base_s=REBUILD_BASE_S, cap_s=min(REBUILD_CAP_S, self.retry_max_s)
+            ),
+        )
 
     def kafka_connect_backoff(self) -> Backoff:
         """Between attempts to reach Kafka at start."""
