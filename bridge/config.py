@@ -11,6 +11,7 @@ from bridge.delivery import RecoveryConfig
 from f2lib.backoff import Backoff
 from f2lib.contracts.records import COMMAND_REPLIES_TOPIC, DEAD_LETTER_TOPIC, RAW_TOPIC
 from f2lib.secrets import SecretStore
+from infra.services.kit.ops_http import DEFAULT_LIVENESS_GRACE_S
 
 MQTT_PASSWORD_SECRET = "mqtt-bridge-password"  # noqa: S105 (a secret name)
 DEFAULT_MQTT_USERNAME = "f2-bridge"  # the internal MQTT user ``certs init`` creates
@@ -61,6 +62,10 @@ class BridgeConfig(BaseSettings):
     http_host: str = Field("0.0.0.0", alias="BRIDGE_HTTP_HOST")
     http_port: int = Field(9102, alias="BRIDGE_HTTP_PORT", ge=0, le=65535)
     log_level: str = Field("INFO", alias="LOG_LEVEL")
+    # Unhealthy this long, /livez answers 503 and a supervisor restarts the process.
+    liveness_grace_s: float = Field(
+        DEFAULT_LIVENESS_GRACE_S, alias="F2_LIVENESS_GRACE_SECONDS", gt=0
+    )
 
     def resend_backoff(self) -> Backoff:
         """Between sends of a record Kafka did not acknowledge."""

@@ -112,6 +112,11 @@ class RuntimeConfig(BaseSettings):
     docker_host: str | None = Field(None, alias="DOCKER_HOST")
     watchdog_image: str | None = Field(None, alias="WATCHDOG_IMAGE")
     python_image: str | None = Field(None, alias="F2_PYTHON_IMAGE")
+    # The watchdog (infra/local/watchdog.py): on by default; how often it looks, and how long
+    # a service's /livez may not answer before it is restarted.
+    watchdog: bool = Field(True, alias="F2_WATCHDOG")
+    watchdog_interval_s: float = Field(2.0, alias="F2_WATCHDOG_INTERVAL_SECONDS", gt=0)
+    watchdog_silent_s: float = Field(30.0, alias="F2_WATCHDOG_SILENT_SECONDS", gt=0)
     inherited_env: dict[str, str] = Field(
         default_factory=inherited_environment, alias="F2_INHERITED_ENV"
     )

@@ -50,6 +50,7 @@ from infra.local.launch.registry import LocalRegistry
 from infra.local.ports import free_port, port_open, preferred_port
 from infra.local.process import ManagedProcess, pid_alive, stop_pidfile
 from infra.local.settings import ROOT, PortOverrides, RuntimeConfig
+from infra.local.watchdog import PartRecipe, restarts, write_recipe
 from infra.services.autoscaler.health import summarize as autoscaler_summary
 from infra.services.kit.openfaas import FunctionStatus, OpenFaaSClient, TimeoutConfig
 from provision.publishers import LOCK_FILE
@@ -61,8 +62,10 @@ DEVICES_DB = "VT_DeviceManagement"
 TIMESERIES_DB = "timeseries"
 MONITOR_USER = "f2-monitor"
 PROBE_TIMEOUTS = TimeoutConfig(connect_s=3.0, system_s=3.0)
-# Stop order: consumers of a service before the service.
+# Stop order: the watchdog first (it would start the others again), then consumers of a
+# service before the service.
 PARTS = (
+    "watchdog",
     "prometheus",
     "autoscaler",
     "connector",
@@ -386,6 +389,7 @@ class LocalStack:
         if not self._running("postgres"):
             print(f"starting postgres on 127.0.0.1:{self.ports.postgres}", flush=True)
             pg = self.postgres().start(pid_path=self.pid_path("postgres"))
+            self._record(pg.process, stop_signal=signal.SIGINT)
             for db in (DEVICES_DB, TIMESERIES_DB):
                 pg.create_database(db)
         for name, db in (("devices-dsn", DEVICES_DB), ("timeseries-dsn", TIMESERIES_DB)):
@@ -399,11 +403,12 @@ class LocalStack:
         if not self._running("kafka"):
             print(f"starting kafka on 127.0.0.1:{self.ports.kafka}", flush=True)
             kafka = self.kafka().start(pid_path=self.pid_path("kafka"))
+            self._record(kafka.process)
             kafka.create_topics(PIPELINE_TOPICS, self.config.kafka_partitions)
 
         if not self._running("mosquitto"):
             print(f"starting mosquitto on 127.0.0.1:{self.ports.mqtt}", flush=True)
-            self.mosquitto().start()
+            self._record(self.mosquitto().start().process)
 
         if self.containers and not self._running("registry"):
             print(f"starting registry on 127.0.0.1:{self.ports.registry}", flush=True)
@@ -419,6 +424,7 @@ class LocalStack:
                 [sys.executable, "-m", "bridge"],
                 self._bridge_env(),
                 ready_url=f"http://127.0.0.1:{self.ports.bridge_http}/healthz",
+                live_url=f"http://127.0.0.1:{self.ports.bridge_http}/livez",
             )
         if not self._running("connector"):
             self._spawn(
@@ -426,6 +432,7 @@ class LocalStack:
                 [sys.executable, "-m", "infra.services.connector"],
                 self._gateway_client_env("CONNECTOR", self.ports.connector_http),
                 ready_url=f"http://127.0.0.1:{self.ports.connector_http}/healthz",
+                live_url=f"http://127.0.0.1:{self.ports.connector_http}/livez",
             )
         if not self._running("autoscaler"):
             self._spawn(
@@ -433,11 +440,14 @@ class LocalStack:
                 [sys.executable, "-m", "infra.services.autoscaler"],
                 self._gateway_client_env("AUTOSCALER", self.ports.autoscaler_http),
                 ready_url=f"http://127.0.0.1:{self.ports.autoscaler_http}/healthz",
+                live_url=f"http://127.0.0.1:{self.ports.autoscaler_http}/livez",
             )
         if not self._running("prometheus") and shutil.which(PROMETHEUS_BIN):
             print(f"starting prometheus on 127.0.0.1:{self.ports.prometheus}", flush=True)
-            self.prometheus().start(pid_path=self.pid_path("prometheus"))
+            self._record(self.prometheus().start(pid_path=self.pid_path("prometheus")).process)
             self._wait_for_targets()
+        if self.config.watchdog and not self._running("watchdog"):
+            self._start_watchdog()
         print(f"stack up in {time.monotonic() - started:.1f}s (state: {self.state_dir})")
 
     def _wait_for_targets(self, timeout: float = 45.0) -> None:
@@ -517,7 +527,7 @@ class LocalStack:
             str(files.crl),
         ]
         print("starting reloader (mosquitto follows the registry)", flush=True)
-        ManagedProcess(
+        reloader = ManagedProcess(
             "reloader",
             argv,
             self.log_path("reloader"),
@@ -525,6 +535,32 @@ class LocalStack:
             cwd=self.root,
             pid_path=self.pid_path("reloader"),
         ).start()
+        self._record(reloader)
+
+    def _start_watchdog(self) -> None:
+        """The part that starts again any part that died, or a service that stays unhealthy."""
+        print("starting watchdog (restarts dead and stuck parts)", flush=True)
+        ManagedProcess(
+            "watchdog",
+            [sys.executable, "-m", "infra.local.watchdog", "--state-dir", str(self.state_dir)],
+            self.log_path("watchdog"),
+            env=self.config.child_env(
+                F2_WATCHDOG_INTERVAL_SECONDS=str(self.config.watchdog_interval_s),
+                F2_WATCHDOG_SILENT_SECONDS=str(self.config.watchdog_silent_s),
+            ),
+            cwd=self.root,
+            pid_path=self.pid_path("watchdog"),
+        ).start()
+
+    def _record(
+        self,
+        process: ManagedProcess | None,
+        live_url: str | None = None,
+        stop_signal: int | None = None,
+    ) -> None:
+        """Remember how ``process`` was started, for the watchdog to start it again."""
+        if process is not None:
+            write_recipe(self.state_dir, PartRecipe.of(process, live_url, stop_signal))
 
     def build_images(self) -> list[BuiltImage]:
         """The function images of stack.yml, built from their build contexts."""
@@ -608,6 +644,7 @@ class LocalStack:
             argv,
             self.config.child_env(),
             ready_url=f"http://127.0.0.1:{self.ports.gateway}/healthz",
+            live_url=f"http://127.0.0.1:{self.ports.gateway}/healthz",
             timeout=120,
         )
 
@@ -663,6 +700,7 @@ class LocalStack:
         env: dict[str, str],
         *,
         ready_url: str,
+        live_url: str | None = None,
         timeout: float = 60.0,
     ) -> None:
         port = ready_url.split(":")[2].split("/")[0]
@@ -670,6 +708,7 @@ class LocalStack:
         proc = ManagedProcess(
             part, argv, self.log_path(part), env=env, cwd=self.root, pid_path=self.pid_path(part)
         ).start()
+        self._record(proc, live_url)
         proc.wait_ready(
             lambda: requests.get(ready_url, timeout=2).status_code == 200, timeout=timeout
         )
@@ -708,6 +747,7 @@ class LocalStack:
                 lambda: autoscaler_summary(f"http://127.0.0.1:{self.ports.autoscaler_http}"),
             ),
             ("prometheus", lambda: summarize_targets(f"http://127.0.0.1:{self.ports.prometheus}")),
+            ("watchdog", self._check_watchdog),
         ]
         report = []
         for part, check in checks:
@@ -775,6 +815,14 @@ class LocalStack:
             raise MonitoringError(f"functions without a ready replica: {', '.join(down)}")
         listed = ", ".join(f"{f.name}={f.available_replicas} ({describe_runtime(f)})" for f in fns)
         return f"{gateway.base_url} {listed}"
+
+    def _check_watchdog(self) -> str:
+        if not self._running("watchdog"):
+            raise MonitoringError("not running: dead or stuck parts are not restarted")
+        done = restarts(self.state_dir)
+        if not done:
+            return "running, no restart so far"
+        return "running, restarted " + ", ".join(f"{p} {n}x" for p, n in sorted(done.items()))
 
     def _check_http(self, part: str, port: int) -> str:
         if not self._running(part):

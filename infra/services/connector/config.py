@@ -11,6 +11,7 @@ from f2lib.backoff import Backoff
 from f2lib.contracts.functions import CONNECTOR_GROUP_PREFIX
 from f2lib.contracts.records import DEAD_LETTER_TOPIC
 from f2lib.secrets import SecretStore
+from infra.services.kit.ops_http import DEFAULT_LIVENESS_GRACE_S
 
 GATEWAY_PASSWORD_SECRET = "basic-auth-password"  # noqa: S105 (a secret's name)
 
@@ -54,6 +55,10 @@ class ConnectorConfig(BaseSettings):
     http_host: str = Field("0.0.0.0", alias="CONNECTOR_HTTP_HOST")
     http_port: int = Field(9103, alias="CONNECTOR_HTTP_PORT", ge=0, le=65535)
     log_level: str = Field("INFO", alias="LOG_LEVEL")
+    # Unhealthy this long, /livez answers 503 and a supervisor restarts the process.
+    liveness_grace_s: float = Field(
+        DEFAULT_LIVENESS_GRACE_S, alias="F2_LIVENESS_GRACE_SECONDS", gt=0
+    )
 
     @property
     def linger_s(self) -> float:
