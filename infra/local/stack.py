@@ -61,6 +61,7 @@ logger = logging.getLogger(__name__)
 DEVICES_DB = "VT_DeviceManagement"
 TIMESERIES_DB = "timeseries"
 MONITOR_USER = "f2-monitor"
+CONNECTOR_INSTANCE = "f2-connector-local-0"
 PROBE_TIMEOUTS = TimeoutConfig(connect_s=3.0, system_s=3.0)
 # Stop order: the watchdog first (it would start the others again), then consumers of a
 # service before the service.
@@ -430,7 +431,12 @@ class LocalStack:
             self._spawn(
                 "connector",
                 [sys.executable, "-m", "infra.services.connector"],
-                self._gateway_client_env("CONNECTOR", self.ports.connector_http),
+                self._gateway_client_env(
+                    "CONNECTOR",
+                    self.ports.connector_http,
+                    # one connector here: restarted, it takes its own place in each group
+                    CONNECTOR_INSTANCE_ID=CONNECTOR_INSTANCE,
+                ),
                 ready_url=f"http://127.0.0.1:{self.ports.connector_http}/healthz",
                 live_url=f"http://127.0.0.1:{self.ports.connector_http}/livez",
             )
@@ -668,12 +674,13 @@ class LocalStack:
             **downlink.bridge_env(),
         )
 
-    def _gateway_client_env(self, prefix: str, http_port: int) -> dict[str, str]:
+    def _gateway_client_env(self, prefix: str, http_port: int, **extra: str) -> dict[str, str]:
         return self._service_env(
             prefix,
             http_port,
             GATEWAY_URL=f"http://127.0.0.1:{self.ports.gateway}",
             GATEWAY_USERNAME=self.secret("basic-auth-user"),
+            **extra,
         )
 
     @property

@@ -53,7 +53,14 @@ FETCH_MAX_BYTES = 16 * 1024 * 1024
 
 
 def kafka_consumer_factory(config: ConnectorConfig) -> ConsumerFactory:
-    """Makes kafka-python consumers for a group: manual commits, earliest offset when new."""
+    """Makes kafka-python consumers for a group: manual commits, earliest offset when new,
+    the configured session timeout, and a static instance id when one is configured."""
+    membership: dict[str, Any] = {
+        "session_timeout_ms": config.session_timeout_ms,
+        "heartbeat_interval_ms": config.session_timeout_ms // 3,
+    }
+    if config.instance_id:
+        membership["group_instance_id"] = config.instance_id
 
     def make(group_id: str, client_id: str) -> Any:
         return KafkaConsumer(
@@ -66,6 +73,7 @@ def kafka_consumer_factory(config: ConnectorConfig) -> ConsumerFactory:
             max_partition_fetch_bytes=max(1024 * 1024, config.batch_max_bytes),
             fetch_max_bytes=max(FETCH_MAX_BYTES, config.batch_max_bytes),
             max_poll_interval_ms=max(300_000, int((config.invoke_timeout_s * 2 + 60) * 1000)),
+            **membership,
         )
 
     return make
