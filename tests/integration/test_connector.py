@@ -570,6 +570,11 @@ def test_connector__a_second_connector_joining_takes_partitions_after_the_first_
     failed = [r.getMessage() for r in caplog.records if "failed on_partitions" in r.getMessage()
               or "callback throws" in r.getMessage()]  # fmt: skip
     assert not failed, failed
+    for connector in (first, second):  # the listeners ran while the consumer thread waited
+        races = connector.metrics.registry.get_sample_value(
+            "f2_connector_rebalance_listener_races_total", {"function": scenario.function}
+        )
+        assert not races, "a rebalance listener ran outside poll()/close()"
 
 
 def test_connector_process__killed_with_sigkill_and_started_again_delivers_within_seconds(

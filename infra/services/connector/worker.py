@@ -16,7 +16,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -182,6 +182,9 @@ class FunctionConsumer:
         self._consumer: Any = None
         self._stop = threading.Event()
         self._last_loop = clock()
+        # True while the consumer thread waits inside poll() or close(): the only moments
+        # kafka-python 3.0.12 runs the rebalance listeners (which touch the partition states).
+        self._in_client_wait = False
         self._thread = threading.Thread(target=self._run, name=f"consumer-{self.name}", daemon=True)
 
     # -- lifecycle (any thread) ---------------------------------------------------------------
@@ -240,7 +243,7 @@ class FunctionConsumer:
             logger.exception("%s: consumer thread failed", self.name)
             raise
         finally:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception), self._client_wait():
                 consumer.close(autocommit=False)
             logger.info("%s: consumer closed", self.name)
 
@@ -258,7 +261,8 @@ class FunctionConsumer:
     def _step(self, consumer: Any) -> None:
         self._take_completions(consumer, timeout=0.0)
         self._commit_delivered(consumer)
-        fetched = consumer.poll(timeout_ms=self._poll_timeout_ms(), max_records=None)
+        with self._client_wait():
+            fetched = consumer.poll(timeout_ms=self._poll_timeout_ms(), max_records=None)
         self._buffer(fetched)
         self._dispatch()
         self._flow_control(consumer)
@@ -451,7 +455,25 @@ class FunctionConsumer:
 
     # -- rebalance (kafka-python's IO thread, while the consumer thread waits in poll/close) ------
 
+    @contextlib.contextmanager
+    def _client_wait(self) -> Iterator[None]:
+        self._in_client_wait = True
+        try:
+            yield
+        finally:
+            self._in_client_wait = False
+
+    def _check_listener_moment(self, what: str) -> None:
+        """The listeners share the partition states with the consumer thread without a lock,
+        relying on kafka-python calling them only while that thread waits in poll()/close()."""
+        if not self._in_client_wait:
+            logger.error("%s: %s ran while the consumer thread was not waiting in poll() or "
+                         "close(); the partition states may be changed concurrently", self.name,
+                         what)  # fmt: skip
+            self._metrics.listener_races.labels(function=self.name).inc()
+
     def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._check_listener_moment("on_partitions_assigned")
         for tp in assigned:
             fresh = PartitionState(tp, PartitionBuffer(self._limits), heard_at=self._clock())
             self._states.setdefault(tp, fresh)
@@ -466,6 +488,7 @@ class FunctionConsumer:
         the commit with ``commit_async``; a commit that fails leaves the batches to be
         delivered again by the partitions' next owner (at least once; the sink drops repeats).
         """
+        self._check_listener_moment("on_partitions_revoked")
         logger.info("%s: revoking %s; finishing their batches", self.name, _describe(revoked))
         consumer = self._consumer
         deadline = self._clock() + self._config.revoke_timeout_s
