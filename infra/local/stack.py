@@ -37,7 +37,7 @@ from infra.local import downlink
 from infra.local.buildctx import build_all
 from infra.local.images import BuiltImage, Docker, ImageBuilder, ImageConfig
 from infra.local.launch.docker import DockerEngine
-from infra.local.launch.kafka import KafkaServer
+from infra.local.launch.kafka import KafkaCluster
 from infra.local.launch.mosquitto import MosquittoServer
 from infra.local.launch.postgres import PostgresServer
 from infra.local.launch.prometheus import (
@@ -76,6 +76,8 @@ PARTS = (
     "registry",
     "mosquitto",
     "kafka",
+    "kafka-2",
+    "kafka-3",
     "postgres",
 )
 # The container backend's view: where the registry lives in the provisioning function.
@@ -114,6 +116,11 @@ class StackPorts:
     prometheus: int = 9090
     kafka_containers: int = 9094
     registry: int = 5000
+    # the second and third node of a three-broker Kafka (F2_KAFKA_BROKERS=3)
+    kafka_2: int = 9095
+    kafka_3: int = 9096
+    kafka_controller_2: int = 9097
+    kafka_controller_3: int = 9098
 
     @classmethod
     def choose(cls, overrides: PortOverrides | None = None) -> StackPorts:
@@ -209,6 +216,8 @@ class LocalStack:
         return {
             "postgres": self.state_dir / "postgres" / "postgres.log",
             "kafka": self.state_dir / "kafka" / "kafka.log",
+            "kafka-2": self.state_dir / "kafka" / "node-2" / "kafka.log",
+            "kafka-3": self.state_dir / "kafka" / "node-3" / "kafka.log",
             "mosquitto": self.state_dir / "mosquitto" / "mosquitto.log",
             "prometheus": self.state_dir / "prometheus" / "prometheus.log",
         }.get(part, self.logs_dir / f"{part}.log")
@@ -250,11 +259,32 @@ class LocalStack:
             client_networks=(view["service_network"],) if host else (),
         )
 
-    def kafka(self) -> KafkaServer:
-        return KafkaServer(
-            self.state_dir / "kafka",
-            self.ports.kafka,
+    @property
+    def kafka_ports(self) -> list[int]:
+        """The client port of each Kafka node (one, or three: F2_KAFKA_BROKERS)."""
+        ports = [self.ports.kafka, self.ports.kafka_2, self.ports.kafka_3]
+        return ports[: self.config.kafka_brokers]
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """Every Kafka node's address, as the services and functions connect."""
+        return ",".join(f"127.0.0.1:{port}" for port in self.kafka_ports)
+
+    @staticmethod
+    def kafka_part(node: int) -> str:
+        """The part (pid file, log, watchdog recipe) of Kafka node ``node``: kafka, kafka-2..."""
+        return "kafka" if node == 1 else f"kafka-{node}"
+
+    def kafka(self) -> KafkaCluster:
+        controllers = [
             self.ports.kafka_controller,
+            self.ports.kafka_controller_2,
+            self.ports.kafka_controller_3,
+        ]
+        return KafkaCluster(
+            self.state_dir / "kafka",
+            self.kafka_ports,
+            controllers[: self.config.kafka_brokers],
             partitions=self.config.kafka_partitions,
             libs_dir=self.config.kafka_libs_dir,
             heap=self.config.kafka_heap,
@@ -335,7 +365,7 @@ class LocalStack:
             }
         return {
             "*": {
-                "KAFKA_BOOTSTRAP": f"127.0.0.1:{self.ports.kafka}",
+                "KAFKA_BOOTSTRAP": self.kafka_bootstrap,
                 "LOG_LEVEL": self.config.function_log_level,
             },
             "provision": {
@@ -359,7 +389,7 @@ class LocalStack:
             "MQTT_WS_PORT": str(self.ports.mqtt_ws),
             "MQTT_USERNAME": MONITOR_USER,
             "MQTT_PASSWORD": self.secret("mqtt-monitor-password"),
-            "KAFKA_BOOTSTRAP": f"127.0.0.1:{self.ports.kafka}",
+            "KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "DEVICES_DSN": self.dsn(DEVICES_DB),
             "TIMESERIES_DSN": self.dsn(TIMESERIES_DB),
             "CA_CERT": str(self.certs_dir / "ca.crt"),
@@ -402,9 +432,11 @@ class LocalStack:
         self._give_registry_to_provision()
 
         if not self._running("kafka"):
-            print(f"starting kafka on 127.0.0.1:{self.ports.kafka}", flush=True)
-            kafka = self.kafka().start(pid_path=self.pid_path("kafka"))
-            self._record(kafka.process)
+            print(f"starting kafka on {self.kafka_bootstrap}", flush=True)
+            nodes = range(1, self.config.kafka_brokers + 1)
+            kafka = self.kafka().start(pid_paths=[self.pid_path(self.kafka_part(n)) for n in nodes])
+            for process in kafka.processes():
+                self._record(process)
             kafka.create_topics(PIPELINE_TOPICS, self.config.kafka_partitions)
 
         if not self._running("mosquitto"):
@@ -658,7 +690,7 @@ class LocalStack:
         """Environment of a long-running service: Kafka, secrets, its ops port on loopback."""
         return self.config.child_env(
             F2_SECRETS_DIR=str(self.secrets_dir),
-            KAFKA_BOOTSTRAP=f"127.0.0.1:{self.ports.kafka}",
+            KAFKA_BOOTSTRAP=self.kafka_bootstrap,
             **{f"{prefix}_HTTP_PORT": str(http_port), f"{prefix}_HTTP_HOST": "127.0.0.1"},
             **extra,
         )
@@ -781,13 +813,19 @@ class LocalStack:
         return f"127.0.0.1:{self.ports.postgres} {DEVICES_DB}+{TIMESERIES_DB}, {variant}, {rows}"
 
     def _check_kafka(self) -> str:
-        if not self._running("kafka"):
-            raise MonitoringError("not running")
-        topics = set(self.kafka().list_topics())
+        nodes = range(1, self.config.kafka_brokers + 1)
+        down = [self.kafka_part(n) for n in nodes if not self._running(self.kafka_part(n))]
+        if down:
+            raise MonitoringError(f"not running: {', '.join(down)}")
+        kafka = self.kafka()
+        topics = set(kafka.list_topics())
         missing = set(PIPELINE_TOPICS) - topics
         if missing:
             raise MonitoringError(f"topics missing: {sorted(missing)}")
-        return f"{self.ports.kafka} topics {', '.join(PIPELINE_TOPICS)}"
+        if len(kafka.nodes) > 1 and not kafka.all_registered():
+            raise MonitoringError("not every node is a registered broker")
+        brokers = f" ({len(kafka.nodes)} brokers)" if len(kafka.nodes) > 1 else ""
+        return f"{self.kafka_bootstrap}{brokers} topics {', '.join(PIPELINE_TOPICS)}"
 
     def _check_mosquitto(self) -> str:
         if not self._running("mosquitto"):

@@ -213,9 +213,7 @@ class Run:
         ).to_dict()
         raw_results["kafka"] = self.phase(
             "raw Kafka",
-            lambda: raw.kafka_raw(
-                f"127.0.0.1:{stack.ports.kafka}", partitions, fleet, sizes.raw_kafka
-            ),
+            lambda: raw.kafka_raw(stack.kafka_bootstrap, partitions, fleet, sizes.raw_kafka),
         ).to_dict()
         raw_results["copy"] = self.phase(
             "raw COPY", lambda: raw.copy_raw(ts_dsn, sample_rows)
