@@ -52,6 +52,7 @@ class KafkaProbe:
     """Asks the cluster to describe itself (one admin client, made again after a failure)."""
 
     def __init__(self, bootstrap: str, client_id: str, timeout_ms: int = 5_000) -> None:
+        self._lock = threading.Lock()  # the idle prober and the sender both ask
         self._admin = LazyAdmin(
             kafka_admin_factory(
                 bootstrap, client_id, request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms
@@ -59,14 +60,16 @@ class KafkaProbe:
         )
 
     def __call__(self) -> None:
-        try:
-            self._admin.get().describe_cluster()
-        except Exception:
-            self._admin.reset()
-            raise
+        with self._lock:
+            try:
+                self._admin.get().describe_cluster()
+            except Exception:
+                self._admin.reset()
+                raise
 
     def close(self) -> None:
-        self._admin.reset()
+        with self._lock:
+            self._admin.reset()
 
 
 def build(

@@ -44,6 +44,8 @@ class BridgeConfig(BaseSettings):
     kafka_delivery_timeout_ms: int = Field(30_000, alias="BRIDGE_KAFKA_DELIVERY_TIMEOUT_MS")
     # Unset: the delivery timeout plus STALL_MARGIN_S (bridge/delivery.py).
     kafka_stall_s: float | None = Field(None, alias="BRIDGE_KAFKA_STALL_SECONDS", gt=0)
+    # A record unanswered this long while the cluster answers a probe: the producer is stuck.
+    kafka_unanswered_s: float = Field(10.0, alias="BRIDGE_KAFKA_UNANSWERED_SECONDS", gt=0)
     client_id: str = Field(
         default_factory=lambda: f"f2-bridge-{socket.gethostname()}", alias="BRIDGE_CLIENT_ID"
     )
@@ -77,6 +79,7 @@ class BridgeConfig(BaseSettings):
         return RecoveryConfig(
             stall_s=stall,
             resend_backoff=self.resend_backoff(),
+            unanswered_s=self.kafka_unanswered_s,
             rebuild_backoff=Backoff(
                 base_s=REBUILD_BASE_S, cap_s=min(REBUILD_CAP_S, self.retry_max_s)
             ),

@@ -3,8 +3,10 @@
 Recovery. kafka-python 3.0.12 fails a record only when its delivery timeout passed (retries
 are unbounded within it). After an in-flight batch expired, its idempotent producer clears
 its producer id and, with the broker back, may never ask for a new one: its sends then
-neither succeed nor fail, for good. So the first failure, or a record left unanswered for
-``stall_s`` (longer than the delivery timeout), makes the sender hold every newer record, give
+neither succeed nor fail, for good; and after a broker's kill -9 it delivered nothing before
+the timeout although the broker was back within seconds. So the first failure, a record left
+unanswered for ``stall_s`` (longer than the delivery timeout), or one unanswered for
+``unanswered_s`` while the cluster answers a probe, makes the sender hold every newer record, give
 up on the producer (closed forcefully: what it holds fails), make a new one (``rebuild``,
 retried on its backoff until Kafka answers) and send each record Kafka did not acknowledge
 again, in the order received, before any newer one. Per device (the key picks the partition)
@@ -95,13 +97,15 @@ class RecoveryConfig:
     stall_s: float
     resend_backoff: Backoff
     rebuild_backoff: Backoff
+    unanswered_s: float = 10.0
 
 
 class KafkaSender:
     """Sends records from one thread; ``on_delivered`` hears of each acknowledged one, once.
 
     ``rebuild`` makes a new producer (one attempt; it raises when Kafka does not answer).
-    Without it a failure sends the records again on the same producer.
+    Without it a failure sends the records again on the same producer. ``probe`` asks the
+    cluster whether it answers (raises when not).
     """
 
     def __init__(
@@ -114,9 +118,12 @@ class KafkaSender:
         on_delivered: Callable[[PendingRecord], None],
         on_kafka: Callable[[bool], None],
         rebuild: Callable[[], Producer] | None = None,
+        probe: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._producer = producer
+        self._probe = probe
+        self._probed_at = 0.0
         self._dead_letter_topic = dead_letter_topic
         self._metrics = metrics
         self._recovery = recovery
@@ -211,19 +218,36 @@ class KafkaSender:
         future.add_errback(self._failed, item, generation)
 
     def _check_stall(self) -> None:
-        """A producer that neither delivers nor fails past ``stall_s`` is given up on."""
+        """A producer that neither delivers nor fails past ``stall_s`` is given up on; so is
+        one whose oldest record waits ``unanswered_s`` while the cluster answers a probe (the
+        broker is back, the producer is not)."""
         with self._lock:
             if self._recovering or not self._outstanding:
                 return
             oldest = next(iter(self._outstanding.values()))
-            waited = self._clock() - oldest.sent_at
+            now = self._clock()
+            waited = now - oldest.sent_at
             if waited < self._recovery.stall_s:
+                quick = self._probe is not None and waited >= self._recovery.unanswered_s
+                if not quick or now - self._probed_at < self._recovery.unanswered_s / 2:
+                    return
+                self._probed_at = now
+        if waited < self._recovery.stall_s:
+            assert self._probe is not None
+            try:
+                self._probe()
+            except Exception:  # the cluster does not answer either: the delivery timeout decides
                 return
+            cause = f"no answer for {waited:.0f}s while the cluster answers"
+        else:
+            cause = f"no answer from Kafka for {waited:.0f}s"
+        with self._lock:
+            if self._recovering or self._outstanding.get(oldest.seq) is not oldest:
+                return  # answered meanwhile
             self._recovering = True
-            self._cause = f"no answer from Kafka for {waited:.0f}s"
-        logger.warning("kafka has not answered the record of %r (mid %d) for %.0fs; "
-                       "giving up on the producer", oldest.mqtt_topic, oldest.mid,
-                       waited)  # fmt: skip
+            self._cause = cause
+        logger.warning("kafka: the record of %r (mid %d): %s; giving up on the producer",
+                       oldest.mqtt_topic, oldest.mid, cause)  # fmt: skip
         self._on_kafka(False)
 
     def _recover(self) -> None:

@@ -49,7 +49,10 @@ class Producers:
 
 
 def bridge_on(
-    producer: FakeProducer, rebuild: Producers | None = None, **settings: Any
+    producer: FakeProducer,
+    rebuild: Producers | None = None,
+    probe: Any = None,
+    **settings: Any,
 ) -> tuple[MqttKafkaBridge, FakeClient, BridgeMetrics]:
     config = BridgeConfig(
         client_id="unit-bridge",
@@ -65,6 +68,7 @@ def bridge_on(
         producer,
         metrics,
         rebuild=rebuild,
+        probe=probe,
     )
     bridge.start()
     connect(bridge, client, session_present=False)
@@ -180,3 +184,42 @@ def test_stop__with_a_producer_that_cannot_flush_or_close__returns_what_was_left
 
     assert bridge.stop(timeout=0.3) == 1
     assert client.acks == [] and client.disconnected and producer.closed
+
+
+def test_producer_unanswered_while_the_cluster_answers__is_replaced_before_the_stall(
+    stoppable: list[MqttKafkaBridge],
+) -> None:
+    """After a broker's kill -9 and restart, kafka-python delivered nothing until its delivery
+    timeout; a probe that the cluster answers shows the producer is the one stuck."""
+    probes: list[float] = []
+    stuck, producers = FakeProducer(), Producers()
+    bridge, client, _ = bridge_on(stuck, producers, probe=lambda: probes.append(1.0),
+                                  kafka_stall_s=600, kafka_unanswered_s=0.3)  # fmt: skip
+    stoppable.append(bridge)
+    client.on_message(client, None, numbered(1))
+    stuck.wait_sent(1)
+    fresh = wait_for(lambda: producers.made and producers.made[0], timeout=5)
+    assert probes, "the cluster was asked first"
+    fresh.wait_sent(1)[0].future.success("metadata")
+    assert client.acks == [(1, 1)]
+
+
+def test_producer_unanswered_while_the_cluster_does_not_answer__waits_for_the_stall(
+    stoppable: list[MqttKafkaBridge],
+) -> None:
+    probes: list[float] = []
+
+    def down() -> None:
+        probes.append(1.0)
+        raise ConnectionError("no broker answers")
+
+    waiting, producers = FakeProducer(), Producers()
+    bridge, client, _ = bridge_on(waiting, producers, probe=down, kafka_stall_s=600,
+                                  kafka_unanswered_s=0.1)  # fmt: skip
+    stoppable.append(bridge)
+    client.on_message(client, None, numbered(1))
+    waiting.wait_sent(1)
+    wait_for(lambda: len(probes) >= 3, timeout=5)  # asked again and again, in vain
+    assert producers.made == [], "no new producer while Kafka itself does not answer"
+    waiting.sent[0].future.success("metadata")
+    assert client.acks == [(1, 1)]
