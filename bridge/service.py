@@ -96,6 +96,12 @@ def route_message(
     return RoutedMessage("raw", raw_topic, key_bytes, record.to_bytes())
 
 
+def topic_text(raw: bytes) -> str:
+    """An MQTT topic as text: UTF-8, the bytes that are not shown as escapes (``\\xff``), so
+    that a malformed topic is dead-lettered under a readable name rather than lost."""
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def make_mqtt_client(config: BridgeConfig, password: SecretStr) -> mqtt.Client:
     """A paho client for the internal listener: MQTT v5, manual acks, reconnect with backoff."""
     return paho_client(
@@ -140,6 +146,7 @@ class MqttKafkaBridge:
             on_delivered=self._finish,
             on_kafka=self._set_kafka,
             rebuild=rebuild,
+            probe=probe,
             clock=clock,
         )
         self.subscription = f"$share/{config.share_group}/{config.topic_filter}"
@@ -342,10 +349,7 @@ class MqttKafkaBridge:
         return True
 
     def _pending_for(self, message: mqtt.MQTTMessage, epoch: int, received: float) -> PendingRecord:
-        try:
-            mqtt_topic = message.topic
-        except UnicodeDecodeError:
-            mqtt_topic = message._topic.decode("utf-8", "backslashreplace")
+        mqtt_topic = topic_text(message._topic)
         routed = route_message(
             mqtt_topic,
             bytes(message.payload),

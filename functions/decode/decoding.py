@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from f2lib.contracts.invocation import ConnectorRecord
 from f2lib.contracts.records import DeadLetter, RawRecord
 from f2lib.contracts.topics import device_key, parse_topic
 from f2lib.errors import (
+    JSON_DECODE_ERRORS,
     DecodingError,
     PayloadError,
     RecordError,
@@ -53,7 +55,7 @@ def raw_record(record: ConnectorRecord) -> RawRecord:
     if isinstance(value, str | bytes):
         try:
             value = json.loads(value)
-        except ValueError as exc:
+        except JSON_DECODE_ERRORS as exc:
             raise PayloadError("record value is not JSON") from exc
     if not isinstance(value, dict):
         raise PayloadError("record value is not a raw record object")
@@ -161,9 +163,17 @@ def scale(number: int, factor: float) -> float:
     An integer times a factor with d decimal places has at most d decimal places exactly, so
     rounding to d places only removes the float error of the multiplication.
     """
+    try:
+        product = number * factor
+    except OverflowError as exc:  # an integer of hundreds of digits is no float
+        raise DecodingError(
+            f"a {number.bit_length()}-bit number x {factor} is beyond a float's range"
+        ) from exc
+    if not math.isfinite(product):
+        raise DecodingError(f"{number} x {factor} is not a finite number")
     exponent = Decimal(repr(factor)).as_tuple().exponent
     places = -exponent if isinstance(exponent, int) and exponent < 0 else 0
-    return round(number * factor, places) if places <= 15 else number * factor
+    return round(product, places) if places <= 15 else product
 
 
 def hex_to_number(data: Any, width_bits: int | None, signed: bool) -> int:
@@ -280,7 +290,7 @@ def parse_bytes_literal(text: str) -> bytes:
 def _payload(raw: RawRecord) -> dict[str, Any]:
     try:
         payload = json.loads(raw.payload_bytes())
-    except (ValueError, UnicodeDecodeError) as exc:
+    except JSON_DECODE_ERRORS as exc:
         raise PayloadError(f"payload is not JSON: {exc}") from exc
     if not isinstance(payload, dict):
         raise PayloadError(f"payload is a JSON {type(payload).__name__}, not an object")

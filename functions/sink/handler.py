@@ -29,7 +29,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from f2lib.batchfn import Lazy, handle_batch
 from f2lib.contracts.invocation import ConnectorRecord
 from f2lib.contracts.records import DEAD_LETTER_TOPIC, DeadLetter, dump_json
-from f2lib.errors import ConfigError
+from f2lib.errors import JSON_DECODE_ERRORS, ConfigError
 from f2lib.kafka import make_producer, send_all
 from f2lib.metrics import function_metrics
 from f2lib.models import Measurement, validation_summary
@@ -77,7 +77,7 @@ def validate(records: list[ConnectorRecord]) -> tuple[list[Measurement], list[De
             valid.append(Measurement.model_validate(value))
         except ValidationError as exc:
             error = validation_summary(exc)
-        except ValueError as exc:
+        except JSON_DECODE_ERRORS as exc:
             error = f"record value is not JSON: {exc}"
         else:
             continue

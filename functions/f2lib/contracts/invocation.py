@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
-from f2lib.errors import BatchError
+from f2lib.errors import JSON_DECODE_ERRORS, BatchError
 
 BATCH_HEADER = "X-F2-Batch"
 TOPIC_HEADER = "X-Topic"
@@ -75,7 +75,7 @@ def encode_record(record: KafkaRecord) -> Element:
         # to check it; the element is the same JSON the ConnectorRecord model would write.
         try:
             value = _JSON.decode(record.value.decode("utf-8"))
-        except ValueError:
+        except JSON_DECODE_ERRORS:
             pass
         else:
             body = b'{"topic":%b,"partition":%d,"offset":%d,"key":%b,"value":%b}' % (
@@ -98,7 +98,7 @@ def encode_record(record: KafkaRecord) -> Element:
     if record.value is not None:
         try:
             value = json.loads(record.value, parse_constant=_reject_constant)
-        except ValueError:
+        except JSON_DECODE_ERRORS:
             value = record.value.decode("utf-8", errors="replace")
     element = ConnectorRecord(
         topic=record.topic, partition=record.partition, offset=record.offset, key=key, value=value
@@ -203,7 +203,7 @@ def single_record(body: bytes, headers: Any) -> ConnectorRecord:
             key = base64.b64decode(key, validate=True).decode("utf-8", errors="replace")
     try:
         value: Any = json.loads(body)
-    except ValueError:
+    except JSON_DECODE_ERRORS:
         value = body.decode("utf-8", errors="replace")
     return ConnectorRecord(
         topic=_header(headers, TOPIC_HEADER),
@@ -226,7 +226,7 @@ def parse_invocation(body: bytes, headers: Any) -> list[ConnectorRecord]:
         return [single_record(body, headers)]
     try:
         items = json.loads(body)
-    except ValueError as exc:
+    except JSON_DECODE_ERRORS as exc:
         raise BatchError(f"batch body is not valid JSON: {exc}") from exc
     records = []
     for index, item in enumerate(items):
