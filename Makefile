@@ -173,6 +173,11 @@ autoscale-demo: $(PY) ## Deploy a test-only slow function on the running stack, 
 clean: down ## Stop the stack and delete its state, build folders and caches
 	@rm -rf $(F2_STATE_DIR) build .pytest_cache .mypy_cache .ruff_cache
 
+.PHONY: chaos
+CHAOS_ARGS ?=
+chaos: setup-runtime ## Kill every part under load, count what was lost (not part of make test; ~1 h on 2 cores)
+	@$(PY) -m infra.tools.chaos $(CHAOS_ARGS)
+
 .PHONY: bench
 BENCH_ARGS ?=
 bench: setup-runtime ## Run the benchmarks (not part of make test); writes bench-results/latest.json

@@ -12,27 +12,37 @@ from pydantic import SecretStr
 from bridge.config import BridgeConfig
 from bridge.metrics import BridgeMetrics
 from bridge.service import MqttKafkaBridge, make_mqtt_client
-from f2lib.kafka import LazyAdmin, kafka_admin_factory, make_producer
+from f2lib.kafka import LazyAdmin, close_producer, kafka_admin_factory, make_producer
 from infra.services.kit.runner import Service, connect_with_retry, run_service
+
+# A producer is made while Kafka may be away (a rebuild): its bootstrap gives up sooner than
+# kafka-python's 30 s, so that the attempts follow the rebuild backoff.
+BOOTSTRAP_TIMEOUT_MS = 5_000
+
+
+def new_producer(config: BridgeConfig) -> Any:
+    """One attempt at a producer for the bridge; raises when Kafka does not answer."""
+    producer = make_producer(
+        config.kafka_bootstrap,
+        client=config.kafka_client,
+        linger_ms=config.kafka_linger_ms,
+        retries=2**31 - 1,
+        delivery_timeout_ms=config.kafka_delivery_timeout_ms,
+        bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+        client_id=config.client_id,
+    )
+    try:
+        producer.partitions_for(config.raw_topic)
+    except Exception:
+        close_producer(producer, timeout=0)
+        raise
+    return producer
 
 
 def connect_producer(config: BridgeConfig, stop: threading.Event) -> Any:
     """A producer once Kafka answers (retried with backoff), or None when stopped first."""
-
-    def connect() -> Any:
-        producer = make_producer(
-            config.kafka_bootstrap,
-            client=config.kafka_client,
-            linger_ms=config.kafka_linger_ms,
-            retries=2**31 - 1,
-            delivery_timeout_ms=config.kafka_delivery_timeout_ms,
-            client_id=config.client_id,
-        )
-        producer.partitions_for(config.raw_topic)
-        return producer
-
     return connect_with_retry(
-        connect,
+        partial(new_producer, config),
         stop,
         what=f"kafka {config.kafka_bootstrap}",
         backoff=config.kafka_connect_backoff(),
@@ -43,6 +53,7 @@ class KafkaProbe:
     """Asks the cluster to describe itself (one admin client, made again after a failure)."""
 
     def __init__(self, bootstrap: str, client_id: str, timeout_ms: int = 5_000) -> None:
+        self._lock = threading.Lock()  # the idle prober and the sender both ask
         self._admin = LazyAdmin(
             kafka_admin_factory(
                 bootstrap, client_id, request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms
@@ -50,14 +61,16 @@ class KafkaProbe:
         )
 
     def __call__(self) -> None:
-        try:
-            self._admin.get().describe_cluster()
-        except Exception:
-            self._admin.reset()
-            raise
+        with self._lock:
+            try:
+                self._admin.get().describe_cluster()
+            except Exception:
+                self._admin.reset()
+                raise
 
     def close(self) -> None:
-        self._admin.reset()
+        with self._lock:
+            self._admin.reset()
 
 
 def build(
@@ -69,7 +82,12 @@ def build(
         return None
     probe = KafkaProbe(config.kafka_bootstrap, f"{config.client_id}-probe")
     bridge = MqttKafkaBridge(
-        config, make_mqtt_client(config, password), producer, metrics, probe=probe
+        config,
+        make_mqtt_client(config, password),
+        producer,
+        metrics,
+        probe=probe,
+        rebuild=partial(new_producer, config),
     )
     bridge.mark_kafka_ready()
 

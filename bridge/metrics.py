@@ -47,7 +47,13 @@ class BridgeMetrics:
         )
         self.send_errors = Counter(
             "f2_bridge_kafka_send_errors_total",
-            "Kafka sends that failed and were scheduled again",
+            "Kafka sends that failed; the record is held and sent again in order",
+            registry=r,
+        )
+        self.producer_rebuilds = Counter(
+            "f2_bridge_producer_rebuilds_total",
+            "Kafka producers given up on (a failure, or no answer past the delivery timeout) "
+            "and made again",
             registry=r,
         )
         self.duplicates_skipped = Counter(

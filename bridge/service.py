@@ -7,25 +7,24 @@ hand-off from ``on_message`` to the sender thread; should it ever be full (messa
 session, QoS 0 traffic), ``on_message`` blocks, paho stops reading the socket and TCP pushes
 back. Memory stays flat under bursts either way.
 
-Failure rules. A record Kafka did not acknowledge is sent again (capped exponential backoff),
-never acknowledged to the broker. A message received but not acknowledged when the process dies
-is redelivered by the broker to the same client id (persistent session, clean_start=False).
+Failure rules. A message is acknowledged to the broker only after Kafka acknowledged its record.
+A record Kafka did not acknowledge is sent again, in the order received, before any newer one;
+a producer that stopped delivering is replaced (``bridge.delivery``). A message received but not
+acknowledged when the process dies is redelivered by the broker to the same client id
+(persistent session, clean_start=False).
 """
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import paho.mqtt.client as mqtt
-from kafka.errors import MessageSizeTooLargeError
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -34,6 +33,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import SecretStr
 
 from bridge.config import BridgeConfig
+from bridge.delivery import KafkaSender, PendingRecord, Producer
 from bridge.metrics import BridgeMetrics
 from f2lib.contracts.records import (
     BRIDGE_STAGE,
@@ -49,44 +49,10 @@ from f2lib.contracts.topics import (
     parse_topic,
     topic_root,
 )
-from f2lib.errors import RecordTooLargeError, TopicError
+from f2lib.errors import TopicError
 from f2lib.mqtt import paho_client
 
 logger = logging.getLogger(__name__)
-
-
-class RecordFuture(Protocol):
-    """What ``KafkaProducer.send`` returns: a future taking success and failure callbacks."""
-
-    def add_callback(self, f: Callable[..., Any], *args: Any) -> Any: ...
-
-    def add_errback(self, f: Callable[..., Any], *args: Any) -> Any: ...
-
-
-class Producer(Protocol):
-    """The part of kafka-python's ``KafkaProducer`` the bridge uses."""
-
-    def send(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> Any: ...
-
-    def flush(self, timeout: float | None = None) -> None: ...
-
-    def close(self, timeout: float | None = None) -> None: ...
-
-
-@dataclass(slots=True)
-class PendingRecord:
-    """One received message on its way to Kafka, then to its acknowledgement."""
-
-    mid: int
-    qos: int
-    epoch: int
-    kind: str
-    topic: str
-    key: bytes | None
-    value: bytes
-    mqtt_topic: str
-    received: float
-    attempts: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +103,12 @@ def route_message(
     return RoutedMessage("raw", raw_topic, key_bytes, value)
 
 
+def topic_text(raw: bytes) -> str:
+    """An MQTT topic as text: UTF-8, the bytes that are not shown as escapes (``\\xff``), so
+    that a malformed topic is dead-lettered under a readable name rather than lost."""
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def make_mqtt_client(config: BridgeConfig, password: SecretStr) -> mqtt.Client:
     """A paho client for the internal listener: MQTT v5, manual acks, reconnect with backoff."""
     return paho_client(
@@ -153,7 +125,8 @@ class MqttKafkaBridge:
     """Subscribes ``$share/<group>/<filter>`` at QoS 1 and produces every message to Kafka.
 
     ``client`` is a paho ``Client`` made with ``manual_ack=True``; ``producer`` a kafka-python
-    producer with ``acks='all'``. Both are started and stopped by this object.
+    producer with ``acks='all'``, and ``rebuild`` makes another one when it stopped delivering.
+    Both are started and stopped by this object.
     """
 
     def __init__(
@@ -164,16 +137,25 @@ class MqttKafkaBridge:
         metrics: BridgeMetrics,
         clock: Callable[[], float] = time.monotonic,
         probe: Callable[[], None] | None = None,
+        rebuild: Callable[[], Producer] | None = None,
     ) -> None:
         self._config = config
         self._client = client
-        self._producer = producer
         self.metrics = metrics
         self._clock = clock
         self._probe = probe
         self._kafka_heard_at = clock()
-        self._resend_backoff = config.resend_backoff()
-        self._produced: dict[str, Any] = {}  # the counter's child per kind (labels() is slow)
+        self._kafka = KafkaSender(
+            producer,
+            dead_letter_topic=config.dead_letter_topic,
+            metrics=metrics,
+            recovery=config.recovery(),
+            on_delivered=self._finish,
+            on_kafka=self._set_kafka,
+            rebuild=rebuild,
+            probe=probe,
+            clock=clock,
+        )
         self.subscription = f"$share/{config.share_group}/{config.topic_filter}"
         self.subscriptions = [self.subscription] + (
             [f"$share/{config.share_group}/{config.reply_filter}"] if config.reply_filter else []
@@ -182,9 +164,7 @@ class MqttKafkaBridge:
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
         self._slots = threading.BoundedSemaphore(config.max_in_flight)
-        self._queue: queue.SimpleQueue[PendingRecord] = queue.SimpleQueue()
-        self._retries: list[tuple[float, int, PendingRecord]] = []
-        self._retry_seq = itertools.count()
+        self._received_seq = itertools.count()
         self._in_flight = 0
         self._pending_mids: dict[tuple[int, int], int] = {}
         self._epoch = 0
@@ -196,7 +176,6 @@ class MqttKafkaBridge:
         self._kafka_was_ok = False
         self._stopping = threading.Event()
         self._closed = threading.Event()
-        self._sender = threading.Thread(target=self._send_loop, name="bridge-sender", daemon=True)
         self._prober = threading.Thread(target=self._probe_loop, name="bridge-probe", daemon=True)
 
         client.on_connect = self._on_connect
@@ -208,7 +187,7 @@ class MqttKafkaBridge:
 
     def start(self) -> None:
         """Start sending and connect (asynchronously; paho retries until the broker answers)."""
-        self._sender.start()
+        self._kafka.start()
         if self._probe is not None and self._config.kafka_probe_s > 0:
             self._prober.start()
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -241,22 +220,17 @@ class MqttKafkaBridge:
         deadline = self._clock() + timeout
         self._stopping.set()
         logger.info("bridge stopping: draining %d in-flight message(s)", self.in_flight)
-        while not self._queue.empty() and self._clock() < deadline:
+        while self._kafka.queued() and self._clock() < deadline:
             time.sleep(0.01)
-        try:
-            self._producer.flush(timeout=max(0.0, deadline - self._clock()))
-        except Exception as exc:  # a flush that times out must not prevent the disconnect
-            logger.warning("producer flush did not complete: %s", exc)
+        self._kafka.flush(timeout=max(0.0, deadline - self._clock()))
         with self._lock:
             while self._in_flight > 0 and (remaining := deadline - self._clock()) > 0:
                 self._drained.wait(timeout=min(remaining, 0.2))
             left = self._in_flight
         self._closed.set()
-        if self._sender.is_alive():
-            self._sender.join(timeout=5)
         self._client.disconnect()
         self._client.loop_stop()
-        self._producer.close(timeout=5)
+        self._kafka.close(timeout=5)
         if left:
             logger.warning(
                 "bridge stopped with %d unacknowledged message(s); redelivered later", left
@@ -367,7 +341,7 @@ class MqttKafkaBridge:
             self._pending_mids[mid_key] = self._pending_mids.get(mid_key, 0) + 1
             self._in_flight += 1
         self.metrics.in_flight.inc()
-        self._queue.put(item)
+        self._kafka.submit(item)
 
     def _take_slot(self) -> bool:
         waited = False
@@ -382,10 +356,7 @@ class MqttKafkaBridge:
         return True
 
     def _pending_for(self, message: mqtt.MQTTMessage, epoch: int, received: float) -> PendingRecord:
-        try:
-            mqtt_topic = message.topic
-        except UnicodeDecodeError:
-            mqtt_topic = message._topic.decode("utf-8", "backslashreplace")
+        mqtt_topic = topic_text(message._topic)
         routed = route_message(
             mqtt_topic,
             bytes(message.payload),
@@ -407,86 +378,10 @@ class MqttKafkaBridge:
             value=routed.value,
             mqtt_topic=mqtt_topic,
             received=received,
+            seq=next(self._received_seq),
         )
 
-    # -- Kafka side (sender thread and the producer's I/O thread) -----------------------------
-
-    def _send_loop(self) -> None:
-        while not self._closed.is_set():
-            item = self._next_item()
-            if item is not None:
-                self._send(item)
-
-    def _next_item(self) -> PendingRecord | None:
-        now = self._clock()
-        wait = 0.1
-        with self._lock:
-            if self._retries:
-                due, _, item = self._retries[0]
-                if due <= now:
-                    heapq.heappop(self._retries)
-                    return item
-                wait = min(wait, due - now)
-        try:
-            return self._queue.get(timeout=wait)
-        except queue.Empty:
-            return None
-
-    def _send(self, item: PendingRecord) -> None:
-        try:
-            future: RecordFuture = self._producer.send(item.topic, key=item.key, value=item.value)
-        except (MessageSizeTooLargeError, RecordTooLargeError) as exc:
-            self._send(self._oversized(item, exc))
-            return
-        except Exception as exc:  # metadata timeouts, closed producer: the record is retried
-            self._failed(item, exc)
-            return
-        future.add_callback(self._delivered, item)
-        future.add_errback(self._failed, item)
-
-    def _oversized(self, item: PendingRecord, exc: Exception) -> PendingRecord:
-        """A record Kafka can never take becomes a dead letter that names it without its bytes."""
-        reason = "record_too_large"
-        self.metrics.dead_lettered.labels(reason=reason).inc()
-        logger.error("message on %r is too large for Kafka: %s", item.mqtt_topic, exc)
-        original = {"topic": item.mqtt_topic, "value_bytes": len(item.value), "qos": item.qos}
-        letter = dead_letter(
-            original,
-            stage=BRIDGE_STAGE,
-            reason=reason,
-            error=str(exc),
-            key=item.key.decode() if item.key else None,
-        )
-        item.kind, item.topic, item.value = (
-            "dead_letter",
-            self._config.dead_letter_topic,
-            dump_json(letter),
-        )
-        return item
-
-    def _delivered(self, item: PendingRecord, metadata: Any) -> None:
-        produced = self._produced.get(item.kind)
-        if produced is None:
-            produced = self._produced[item.kind] = self.metrics.produced.labels(kind=item.kind)
-        produced.inc()
-        self._set_kafka(True)
-        self._finish(item)
-
-    def _failed(self, item: PendingRecord, exc: BaseException) -> None:
-        self.metrics.send_errors.inc()
-        self._set_kafka(False)
-        item.attempts += 1
-        delay = self._resend_backoff.delay(item.attempts)
-        logger.warning(
-            "kafka did not take the record of %r (mid %d, attempt %d): %s; retry in %.1fs",
-            item.mqtt_topic,
-            item.mid,
-            item.attempts,
-            exc,
-            delay,
-        )
-        with self._lock:
-            heapq.heappush(self._retries, (self._clock() + delay, next(self._retry_seq), item))
+    # -- Kafka's answers (the sender's callbacks) -------------------------------------------
 
     def _finish(self, item: PendingRecord) -> None:
         with self._lock:
@@ -521,7 +416,7 @@ class MqttKafkaBridge:
         while not self._closed.wait(min(interval, 1.0)):
             with self._lock:
                 quiet = self._clock() - self._kafka_heard_at >= interval
-                busy = self._in_flight > 0 or bool(self._retries)
+                busy = self._in_flight > 0
             if not quiet or busy or self._stopping.is_set():
                 continue
             try:

@@ -16,7 +16,7 @@ from typing import Any
 from f2lib.contracts.commands import DEFAULT_WAIT_S, MAX_WAIT_S, check_action
 from f2lib.contracts.devices import is_device_id
 from f2lib.contracts.topics import CONNECTORS, parse_component
-from f2lib.errors import CommandError, TopicError
+from f2lib.errors import JSON_DECODE_ERRORS, CommandError, TopicError
 
 FIELDS = frozenset({"device_id", "connector", "component", "action", "params", "wait_s"})
 REQUIRED = ("device_id", "connector", "component", "action")
@@ -56,7 +56,7 @@ def read_body(body: bytes) -> dict[str, Any]:
     """The JSON object of the body; CommandError ``invalid_json`` / ``invalid_body`` otherwise."""
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except JSON_DECODE_ERRORS as exc:
         raise _refuse("invalid_json", "body is not valid JSON") from exc
     if not isinstance(data, dict):
         raise _refuse("invalid_body", "body must be a JSON object")

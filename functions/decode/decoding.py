@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from f2lib.contracts.marks import Marks
 from f2lib.contracts.records import DeadLetter, RawRecord
 from f2lib.contracts.topics import device_key, parse_topic
 from f2lib.errors import (
+    JSON_DECODE_ERRORS,
     DecodingError,
     PayloadError,
     RecordError,
@@ -69,7 +71,7 @@ def raw_record(record: ConnectorRecord) -> RawRecord:
     if isinstance(value, str | bytes):
         try:
             value = json.loads(value)
-        except ValueError as exc:
+        except JSON_DECODE_ERRORS as exc:
             raise PayloadError("record value is not JSON") from exc
     if not isinstance(value, dict):
         raise PayloadError("record value is not a raw record object")
@@ -198,9 +200,17 @@ def scale(number: int, factor: float) -> float:
     An integer times a factor with d decimal places has at most d decimal places exactly, so
     rounding to d places only removes the float error of the multiplication.
     """
+    try:
+        product = number * factor
+    except OverflowError as exc:  # an integer of hundreds of digits is no float
+        raise DecodingError(
+            f"a {number.bit_length()}-bit number x {factor} is beyond a float's range"
+        ) from exc
+    if not math.isfinite(product):
+        raise DecodingError(f"{number} x {factor} is not a finite number")
     exponent = Decimal(repr(factor)).as_tuple().exponent
     places = -exponent if isinstance(exponent, int) and exponent < 0 else 0
-    return round(number * factor, places) if places <= 15 else number * factor
+    return round(product, places) if places <= 15 else product
 
 
 def hex_to_number(data: Any, width_bits: int | None, signed: bool) -> int:
@@ -315,7 +325,10 @@ def parse_bytes_literal(text: str) -> bytes:
 
 
 def _payload(raw: RawRecord) -> dict[str, Any]:
-    text = raw.payload if raw.payload_encoding == "utf-8" else raw.payload_bytes()
+    try:
+        text = raw.payload if raw.payload_encoding == "utf-8" else raw.payload_bytes()
+    except ValueError as exc:  # binascii.Error: a record not as the bridge writes it
+        raise PayloadError(f"payload is not valid base64: {exc}") from exc
     try:
         # orjson, strict JSON: NaN and Infinity are refused here (they are not JSON; json.loads
         # took them and the value then failed as not finite)

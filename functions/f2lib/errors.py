@@ -27,6 +27,7 @@ F2PipeError                  root of every error f2pipe raises on purpose
 ├── ReplicaError             the local gateway has no replica of a function (none built or ready)
 ├── SimulatorError           the device simulator cannot provision, connect or publish
 ├── BenchError               a benchmark phase could not run or complete
+├── ChaosError               a fault-matrix scenario could not run (a part not found, not back)
 ├── MonitoringError          a monitoring endpoint is down or reports a fault
 ├── CommandError             a command request is refused (carries an HTTP status and a code)
 ├── BrokerError              the MQTT broker is unreachable or did not take a publish (HTTP 503)
@@ -37,6 +38,11 @@ F2PipeError                  root of every error f2pipe raises on purpose
 from __future__ import annotations
 
 from typing import Any
+
+# What json.loads raises for input it cannot take: a ValueError (JSONDecodeError,
+# UnicodeDecodeError), or a RecursionError for arrays or objects nested deeper than the
+# interpreter's recursion limit ("[" * 2000 is 2 KB). Input from outside is parsed with both.
+JSON_DECODE_ERRORS: tuple[type[Exception], ...] = (ValueError, RecursionError)
 
 
 class F2PipeError(Exception):
@@ -182,6 +188,10 @@ class SimulatorError(F2PipeError):
 
 class BenchError(F2PipeError):
     """A benchmark phase could not run or did not complete (stack, workload or measurement)."""
+
+
+class ChaosError(F2PipeError):
+    """A fault-matrix scenario could not run: a part to fault not found, the stack not back."""
 
 
 class MonitoringError(F2PipeError):

@@ -52,7 +52,10 @@ def parse_timestamp(value: Any) -> datetime:
         raise ValueError(f"timestamp must be a string, got {type(value).__name__}")
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as exc:  # 9999-12-31 23:59 at -01:00 is after the last UTC datetime
+        raise ValueError(f"timestamp {value!r} is out of the representable range") from exc
 
 
 def parse_number(value: Any) -> float | None:
@@ -62,7 +65,10 @@ def parse_number(value: Any) -> float | None:
     if isinstance(value, bool):
         return 1.0 if value else 0.0
     if isinstance(value, int | float):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError as exc:  # JSON integers have no bound; floats do
+            raise ValueError("value is beyond a float's range") from exc
     elif isinstance(value, str):
         match = _NUMBER_WITH_UNIT.match(value)
         if match is None:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from f2lib.errors import CertificateError, ProvisioningError
+from f2lib.errors import JSON_DECODE_ERRORS, CertificateError, ProvisioningError
 from f2lib.httpfn import Request, Response
 from f2lib.metrics import function_metrics
 
@@ -60,7 +60,7 @@ def parse_provision_body(body: bytes) -> dict[str, str]:
     """The validated JSON body of a provisioning request (``csr`` only when present)."""
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except JSON_DECODE_ERRORS as exc:
         raise _refuse(400, "invalid_json", "body is not valid JSON") from exc
     if not isinstance(data, dict):
         raise _refuse(400, "invalid_body", "body must be a JSON object")

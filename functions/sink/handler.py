@@ -33,7 +33,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from f2lib.batchfn import Lazy, handle_batch
 from f2lib.contracts.invocation import ConnectorRecord
 from f2lib.contracts.records import DEAD_LETTER_TOPIC, SINK_STAGE, DeadLetter, dump_json
-from f2lib.errors import ConfigError
+from f2lib.errors import JSON_DECODE_ERRORS, ConfigError
 from f2lib.kafka import KafkaClient, Outgoing, make_producer, send_all
 from f2lib.metrics import function_metrics
 from f2lib.models import Measurement, validation_summary
@@ -89,7 +89,7 @@ def split(
             (overwrite if record.marks.overwrite else valid).append(measurement)
         except ValidationError as exc:
             error = validation_summary(exc)
-        except ValueError as exc:
+        except JSON_DECODE_ERRORS as exc:
             error = f"record value is not JSON: {exc}"
         else:
             continue

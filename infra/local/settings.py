@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bridge.config import BridgeConfig
@@ -84,6 +84,10 @@ class PortOverrides(BaseSettings):
     prometheus: int | None = None
     kafka_containers: int | None = None
     registry: int | None = None
+    kafka_2: int | None = None
+    kafka_3: int | None = None
+    kafka_controller_2: int | None = None
+    kafka_controller_3: int | None = None
 
 
 class RuntimeConfig(BaseSettings):
@@ -103,6 +107,9 @@ class RuntimeConfig(BaseSettings):
     kafka_partitions: int = Field(6, alias="F2_KAFKA_PARTITIONS", ge=1)
     # Days raw_iot_data and iot_dead_letter keep records (make redrive, make reprocess).
     retention_days: float = Field(DEFAULT_RETENTION_DAYS, alias="F2_RETENTION_DAYS", gt=0)
+    # 1, or 3: a KRaft quorum replicating every partition 3 times, min.insync.replicas=2
+    # (infra/local/launch/kafka.py). Three nodes run with process replicas only.
+    kafka_brokers: int = Field(1, alias="F2_KAFKA_BROKERS")
     java_home: Path | None = Field(None, alias="JAVA_HOME")
     pg_bin_dir: Path | None = Field(None, alias="F2_PG_BIN")
     mosquitto_bin: Path | None = Field(None, alias="F2_MOSQUITTO_BIN")
@@ -115,9 +122,21 @@ class RuntimeConfig(BaseSettings):
     docker_host: str | None = Field(None, alias="DOCKER_HOST")
     watchdog_image: str | None = Field(None, alias="WATCHDOG_IMAGE")
     python_image: str | None = Field(None, alias="F2_PYTHON_IMAGE")
+    # The watchdog (infra/local/watchdog.py): on by default; how often it looks, and how long
+    # a service's /livez may not answer before it is restarted.
+    watchdog: bool = Field(True, alias="F2_WATCHDOG")
+    watchdog_interval_s: float = Field(2.0, alias="F2_WATCHDOG_INTERVAL_SECONDS", gt=0)
+    watchdog_silent_s: float = Field(30.0, alias="F2_WATCHDOG_SILENT_SECONDS", gt=0)
     inherited_env: dict[str, str] = Field(
         default_factory=inherited_environment, alias="F2_INHERITED_ENV"
     )
+
+    @field_validator("kafka_brokers")
+    @classmethod
+    def _one_or_three(cls, value: int) -> int:
+        if value not in (1, 3):
+            raise ValueError("F2_KAFKA_BROKERS is 1, or 3 (a quorum that survives one node)")
+        return value
 
     @property
     def kafka_jvm_opts(self) -> tuple[str, ...] | None:

@@ -37,7 +37,7 @@ from infra.local import downlink
 from infra.local.buildctx import build_all
 from infra.local.images import BuiltImage, Docker, ImageBuilder, ImageConfig
 from infra.local.launch.docker import DockerEngine
-from infra.local.launch.kafka import KafkaServer
+from infra.local.launch.kafka import KafkaCluster
 from infra.local.launch.mosquitto import MosquittoServer
 from infra.local.launch.postgres import PostgresServer
 from infra.local.launch.prometheus import (
@@ -50,6 +50,7 @@ from infra.local.launch.registry import LocalRegistry
 from infra.local.ports import free_port, port_open, preferred_port
 from infra.local.process import ManagedProcess, pid_alive, stop_pidfile
 from infra.local.settings import ROOT, PortOverrides, RuntimeConfig
+from infra.local.watchdog import PartRecipe, restarts, write_recipe
 from infra.services.autoscaler.health import summarize as autoscaler_summary
 from infra.services.kit.openfaas import FunctionStatus, OpenFaaSClient, TimeoutConfig
 from provision.publishers import LOCK_FILE
@@ -60,9 +61,12 @@ logger = logging.getLogger(__name__)
 DEVICES_DB = "VT_DeviceManagement"
 TIMESERIES_DB = "timeseries"
 MONITOR_USER = "f2-monitor"
+CONNECTOR_INSTANCE = "f2-connector-local-0"
 PROBE_TIMEOUTS = TimeoutConfig(connect_s=3.0, system_s=3.0)
-# Stop order: consumers of a service before the service.
+# Stop order: the watchdog first (it would start the others again), then consumers of a
+# service before the service.
 PARTS = (
+    "watchdog",
     "prometheus",
     "autoscaler",
     "connector",
@@ -72,6 +76,8 @@ PARTS = (
     "registry",
     "mosquitto",
     "kafka",
+    "kafka-2",
+    "kafka-3",
     "postgres",
 )
 # The container backend's view: where the registry lives in the provisioning function.
@@ -110,6 +116,11 @@ class StackPorts:
     prometheus: int = 9090
     kafka_containers: int = 9094
     registry: int = 5000
+    # the second and third node of a three-broker Kafka (F2_KAFKA_BROKERS=3)
+    kafka_2: int = 9095
+    kafka_3: int = 9096
+    kafka_controller_2: int = 9097
+    kafka_controller_3: int = 9098
 
     @classmethod
     def choose(cls, overrides: PortOverrides | None = None) -> StackPorts:
@@ -205,6 +216,8 @@ class LocalStack:
         return {
             "postgres": self.state_dir / "postgres" / "postgres.log",
             "kafka": self.state_dir / "kafka" / "kafka.log",
+            "kafka-2": self.state_dir / "kafka" / "node-2" / "kafka.log",
+            "kafka-3": self.state_dir / "kafka" / "node-3" / "kafka.log",
             "mosquitto": self.state_dir / "mosquitto" / "mosquitto.log",
             "prometheus": self.state_dir / "prometheus" / "prometheus.log",
         }.get(part, self.logs_dir / f"{part}.log")
@@ -246,11 +259,32 @@ class LocalStack:
             client_networks=(view["service_network"],) if host else (),
         )
 
-    def kafka(self) -> KafkaServer:
-        return KafkaServer(
-            self.state_dir / "kafka",
-            self.ports.kafka,
+    @property
+    def kafka_ports(self) -> list[int]:
+        """The client port of each Kafka node (one, or three: F2_KAFKA_BROKERS)."""
+        ports = [self.ports.kafka, self.ports.kafka_2, self.ports.kafka_3]
+        return ports[: self.config.kafka_brokers]
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """Every Kafka node's address, as the services and functions connect."""
+        return ",".join(f"127.0.0.1:{port}" for port in self.kafka_ports)
+
+    @staticmethod
+    def kafka_part(node: int) -> str:
+        """The part (pid file, log, watchdog recipe) of Kafka node ``node``: kafka, kafka-2..."""
+        return "kafka" if node == 1 else f"kafka-{node}"
+
+    def kafka(self) -> KafkaCluster:
+        controllers = [
             self.ports.kafka_controller,
+            self.ports.kafka_controller_2,
+            self.ports.kafka_controller_3,
+        ]
+        return KafkaCluster(
+            self.state_dir / "kafka",
+            self.kafka_ports,
+            controllers[: self.config.kafka_brokers],
             partitions=self.config.kafka_partitions,
             libs_dir=self.config.kafka_libs_dir,
             heap=self.config.kafka_heap,
@@ -331,7 +365,7 @@ class LocalStack:
             }
         return {
             "*": {
-                "KAFKA_BOOTSTRAP": f"127.0.0.1:{self.ports.kafka}",
+                "KAFKA_BOOTSTRAP": self.kafka_bootstrap,
                 "LOG_LEVEL": self.config.function_log_level,
             },
             "provision": {
@@ -355,7 +389,7 @@ class LocalStack:
             "MQTT_WS_PORT": str(self.ports.mqtt_ws),
             "MQTT_USERNAME": MONITOR_USER,
             "MQTT_PASSWORD": self.secret("mqtt-monitor-password"),
-            "KAFKA_BOOTSTRAP": f"127.0.0.1:{self.ports.kafka}",
+            "KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "DEVICES_DSN": self.dsn(DEVICES_DB),
             "TIMESERIES_DSN": self.dsn(TIMESERIES_DB),
             "CA_CERT": str(self.certs_dir / "ca.crt"),
@@ -386,6 +420,7 @@ class LocalStack:
         if not self._running("postgres"):
             print(f"starting postgres on 127.0.0.1:{self.ports.postgres}", flush=True)
             pg = self.postgres().start(pid_path=self.pid_path("postgres"))
+            self._record(pg.process, stop_signal=signal.SIGINT)
             for db in (DEVICES_DB, TIMESERIES_DB):
                 pg.create_database(db)
         for name, db in (("devices-dsn", DEVICES_DB), ("timeseries-dsn", TIMESERIES_DB)):
@@ -397,8 +432,11 @@ class LocalStack:
         self._give_registry_to_provision()
 
         if not self._running("kafka"):
-            print(f"starting kafka on 127.0.0.1:{self.ports.kafka}", flush=True)
-            kafka = self.kafka().start(pid_path=self.pid_path("kafka"))
+            print(f"starting kafka on {self.kafka_bootstrap}", flush=True)
+            nodes = range(1, self.config.kafka_brokers + 1)
+            kafka = self.kafka().start(pid_paths=[self.pid_path(self.kafka_part(n)) for n in nodes])
+            for process in kafka.processes():
+                self._record(process)
             kafka.create_topics(
                 PIPELINE_TOPICS,
                 self.config.kafka_partitions,
@@ -407,7 +445,7 @@ class LocalStack:
 
         if not self._running("mosquitto"):
             print(f"starting mosquitto on 127.0.0.1:{self.ports.mqtt}", flush=True)
-            self.mosquitto().start()
+            self._record(self.mosquitto().start().process)
 
         if self.containers and not self._running("registry"):
             print(f"starting registry on 127.0.0.1:{self.ports.registry}", flush=True)
@@ -423,13 +461,20 @@ class LocalStack:
                 [sys.executable, "-m", "bridge"],
                 self._bridge_env(),
                 ready_url=f"http://127.0.0.1:{self.ports.bridge_http}/healthz",
+                live_url=f"http://127.0.0.1:{self.ports.bridge_http}/livez",
             )
         if not self._running("connector"):
             self._spawn(
                 "connector",
                 [sys.executable, "-m", "infra.services.connector"],
-                self._gateway_client_env("CONNECTOR", self.ports.connector_http),
+                self._gateway_client_env(
+                    "CONNECTOR",
+                    self.ports.connector_http,
+                    # one connector here: restarted, it takes its own place in each group
+                    CONNECTOR_INSTANCE_ID=CONNECTOR_INSTANCE,
+                ),
                 ready_url=f"http://127.0.0.1:{self.ports.connector_http}/healthz",
+                live_url=f"http://127.0.0.1:{self.ports.connector_http}/livez",
             )
         if not self._running("autoscaler"):
             self._spawn(
@@ -437,11 +482,14 @@ class LocalStack:
                 [sys.executable, "-m", "infra.services.autoscaler"],
                 self._gateway_client_env("AUTOSCALER", self.ports.autoscaler_http),
                 ready_url=f"http://127.0.0.1:{self.ports.autoscaler_http}/healthz",
+                live_url=f"http://127.0.0.1:{self.ports.autoscaler_http}/livez",
             )
         if not self._running("prometheus") and shutil.which(PROMETHEUS_BIN):
             print(f"starting prometheus on 127.0.0.1:{self.ports.prometheus}", flush=True)
-            self.prometheus().start(pid_path=self.pid_path("prometheus"))
+            self._record(self.prometheus().start(pid_path=self.pid_path("prometheus")).process)
             self._wait_for_targets()
+        if self.config.watchdog and not self._running("watchdog"):
+            self._start_watchdog()
         print(f"stack up in {time.monotonic() - started:.1f}s (state: {self.state_dir})")
 
     def _wait_for_targets(self, timeout: float = 45.0) -> None:
@@ -521,7 +569,7 @@ class LocalStack:
             str(files.crl),
         ]
         print("starting reloader (mosquitto follows the registry)", flush=True)
-        ManagedProcess(
+        reloader = ManagedProcess(
             "reloader",
             argv,
             self.log_path("reloader"),
@@ -529,6 +577,32 @@ class LocalStack:
             cwd=self.root,
             pid_path=self.pid_path("reloader"),
         ).start()
+        self._record(reloader)
+
+    def _start_watchdog(self) -> None:
+        """The part that starts again any part that died, or a service that stays unhealthy."""
+        print("starting watchdog (restarts dead and stuck parts)", flush=True)
+        ManagedProcess(
+            "watchdog",
+            [sys.executable, "-m", "infra.local.watchdog", "--state-dir", str(self.state_dir)],
+            self.log_path("watchdog"),
+            env=self.config.child_env(
+                F2_WATCHDOG_INTERVAL_SECONDS=str(self.config.watchdog_interval_s),
+                F2_WATCHDOG_SILENT_SECONDS=str(self.config.watchdog_silent_s),
+            ),
+            cwd=self.root,
+            pid_path=self.pid_path("watchdog"),
+        ).start()
+
+    def _record(
+        self,
+        process: ManagedProcess | None,
+        live_url: str | None = None,
+        stop_signal: int | None = None,
+    ) -> None:
+        """Remember how ``process`` was started, for the watchdog to start it again."""
+        if process is not None:
+            write_recipe(self.state_dir, PartRecipe.of(process, live_url, stop_signal))
 
     def build_images(self) -> list[BuiltImage]:
         """The function images of stack.yml, built from their build contexts."""
@@ -612,6 +686,7 @@ class LocalStack:
             argv,
             self.config.child_env(),
             ready_url=f"http://127.0.0.1:{self.ports.gateway}/healthz",
+            live_url=f"http://127.0.0.1:{self.ports.gateway}/healthz",
             timeout=120,
         )
 
@@ -619,7 +694,7 @@ class LocalStack:
         """Environment of a long-running service: Kafka, secrets, its ops port on loopback."""
         return self.config.child_env(
             F2_SECRETS_DIR=str(self.secrets_dir),
-            KAFKA_BOOTSTRAP=f"127.0.0.1:{self.ports.kafka}",
+            KAFKA_BOOTSTRAP=self.kafka_bootstrap,
             **{f"{prefix}_HTTP_PORT": str(http_port), f"{prefix}_HTTP_HOST": "127.0.0.1"},
             **extra,
         )
@@ -635,12 +710,13 @@ class LocalStack:
             **downlink.bridge_env(),
         )
 
-    def _gateway_client_env(self, prefix: str, http_port: int) -> dict[str, str]:
+    def _gateway_client_env(self, prefix: str, http_port: int, **extra: str) -> dict[str, str]:
         return self._service_env(
             prefix,
             http_port,
             GATEWAY_URL=f"http://127.0.0.1:{self.ports.gateway}",
             GATEWAY_USERNAME=self.secret("basic-auth-user"),
+            **extra,
         )
 
     @property
@@ -667,6 +743,7 @@ class LocalStack:
         env: dict[str, str],
         *,
         ready_url: str,
+        live_url: str | None = None,
         timeout: float = 60.0,
     ) -> None:
         port = ready_url.split(":")[2].split("/")[0]
@@ -674,6 +751,7 @@ class LocalStack:
         proc = ManagedProcess(
             part, argv, self.log_path(part), env=env, cwd=self.root, pid_path=self.pid_path(part)
         ).start()
+        self._record(proc, live_url)
         proc.wait_ready(
             lambda: requests.get(ready_url, timeout=2).status_code == 200, timeout=timeout
         )
@@ -712,6 +790,7 @@ class LocalStack:
                 lambda: autoscaler_summary(f"http://127.0.0.1:{self.ports.autoscaler_http}"),
             ),
             ("prometheus", lambda: summarize_targets(f"http://127.0.0.1:{self.ports.prometheus}")),
+            ("watchdog", self._check_watchdog),
         ]
         report = []
         for part, check in checks:
@@ -738,13 +817,19 @@ class LocalStack:
         return f"127.0.0.1:{self.ports.postgres} {DEVICES_DB}+{TIMESERIES_DB}, {variant}, {rows}"
 
     def _check_kafka(self) -> str:
-        if not self._running("kafka"):
-            raise MonitoringError("not running")
-        topics = set(self.kafka().list_topics())
+        nodes = range(1, self.config.kafka_brokers + 1)
+        down = [self.kafka_part(n) for n in nodes if not self._running(self.kafka_part(n))]
+        if down:
+            raise MonitoringError(f"not running: {', '.join(down)}")
+        kafka = self.kafka()
+        topics = set(kafka.list_topics())
         missing = set(PIPELINE_TOPICS) - topics
         if missing:
             raise MonitoringError(f"topics missing: {sorted(missing)}")
-        return f"{self.ports.kafka} topics {', '.join(PIPELINE_TOPICS)}"
+        if len(kafka.nodes) > 1 and not kafka.all_registered():
+            raise MonitoringError("not every node is a registered broker")
+        brokers = f" ({len(kafka.nodes)} brokers)" if len(kafka.nodes) > 1 else ""
+        return f"{self.kafka_bootstrap}{brokers} topics {', '.join(PIPELINE_TOPICS)}"
 
     def _check_mosquitto(self) -> str:
         if not self._running("mosquitto"):
@@ -779,6 +864,14 @@ class LocalStack:
             raise MonitoringError(f"functions without a ready replica: {', '.join(down)}")
         listed = ", ".join(f"{f.name}={f.available_replicas} ({describe_runtime(f)})" for f in fns)
         return f"{gateway.base_url} {listed}"
+
+    def _check_watchdog(self) -> str:
+        if not self._running("watchdog"):
+            raise MonitoringError("not running: dead or stuck parts are not restarted")
+        done = restarts(self.state_dir)
+        if not done:
+            return "running, no restart so far"
+        return "running, restarted " + ", ".join(f"{p} {n}x" for p, n in sorted(done.items()))
 
     def _check_http(self, part: str, port: int) -> str:
         if not self._running(part):

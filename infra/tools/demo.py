@@ -58,7 +58,7 @@ class PipelineWatch:
 
     def __init__(self, stack: LocalStack) -> None:
         self.stack = stack
-        bootstrap = f"127.0.0.1:{stack.ports.kafka}"
+        bootstrap = stack.kafka_bootstrap
         self.lag = KafkaLagReader(kafka_admin_factory(bootstrap, client_id="f2-run-watch"))
         self.offsets = KafkaConsumer(
             bootstrap_servers=bootstrap, client_id="f2-run-offsets", enable_auto_commit=False

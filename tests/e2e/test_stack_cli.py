@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ import pytest
 import requests
 
 from infra.local.ports import free_port
+from infra.local.process import pid_alive
 from infra.local.stack import StackPorts
 from tests.waiting import wait_for
 
@@ -123,3 +125,60 @@ def test_up_status_env_down_leaves_no_process(cli_env: dict[str, str]) -> None:
     )
     assert _processes_under(state) == []
     assert _run(cli_env, "status").returncode != 0
+
+
+def _pid(state: Path, part: str) -> int:
+    return int((state / "pids" / f"{part}.pid").read_text())
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=3).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def test_watchdog__parts_killed_with_sigkill_are_started_again_and_down_leaves_nothing(
+    cli_env: dict[str, str],
+) -> None:
+    """kill -9 of the connector and of the gateway (whose replicas run on in sessions of their
+    own): the watchdog starts both again, the new gateway stops the old one's replicas, the
+    stack is healthy again, and `down` leaves no process behind."""
+    state = Path(cli_env["F2_STATE_DIR"])
+    up = _run(cli_env, "up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    old = {part: _pid(state, part) for part in ("connector", "gateway")}
+    old_replicas = [int(p.read_text()) for p in (state / "gateway" / "pids").glob("*.pid")]
+    assert old_replicas, "the gateway keeps its replicas' pids"
+    for pid in old.values():
+        os.kill(pid, signal.SIGKILL)
+
+    def restarted() -> bool:
+        return all(
+            (state / "pids" / f"{part}.pid").exists() and _pid(state, part) != pid
+            for part, pid in old.items()
+        )
+
+    wait_for(restarted, timeout=60, message="the watchdog starts the killed parts again")
+    gateway_url = f"http://127.0.0.1:{cli_env['F2_PORT_GATEWAY']}/healthz"
+    wait_for(lambda: _healthy(gateway_url), timeout=120, message="the new gateway serves")
+    wait_for(
+        lambda: not any(pid_alive(pid) for pid in old_replicas),
+        timeout=60,
+        message="the killed gateway's replicas are stopped by its successor",
+    )
+    status = wait_for(
+        lambda: (s := _run(cli_env, "status")).returncode == 0 and s,
+        timeout=120,
+        interval=2,
+        message="the stack is healthy again",
+    )
+    assert "watchdog" in status.stdout and "connector 1x" in status.stdout, status.stdout
+
+    assert _run(cli_env, "down").returncode == 0
+    wait_for(
+        lambda: not _processes_under(state),
+        timeout=20,
+        interval=0.2,
+        message=lambda: f"left running: {_processes_under(state)}",
+    )

@@ -352,3 +352,72 @@ def test_bridge__idle_bridge_notices_kafka_going_away_and_coming_back(
         assert seqs(records) == Counter({1: 1})
     finally:
         own.stop()
+
+
+def first_copies_in_order(records: list[Any]) -> list[int]:
+    """The seqs of one partition's records by offset, each at its first copy only."""
+    seen: set[int] = set()
+    order = []
+    for record in sorted(records, key=lambda r: r.offset):
+        seq = json.loads(json.loads(record.value)["payload"])["seq"]
+        if seq not in seen:
+            seen.add(seq)
+            order.append(seq)
+    return order
+
+
+def test_bridge__a_broker_killed_under_load_and_restarted_gets_everything_without_a_restart(
+    bridge_run: BridgeRun, publisher: Publisher, tmp_path: Path
+) -> None:
+    """kill -9 of Kafka while records are in flight: kafka-python's idempotent producer expires
+    them, clears its producer id and (before the fix) never delivered again. The bridge gives
+    up on it, makes a new producer once Kafka is back, and sends what was not acknowledged in
+    the order received; its stop afterwards is clean."""
+    own = KafkaServer(tmp_path / "kafka", free_port(), free_port(), partitions=1)
+    own.start()
+    try:
+        own.create_topics([bridge_run.raw_topic, bridge_run.dead_letter_topic], partitions=1)
+        bridge_run.env["KAFKA_BOOTSTRAP"] = own.bootstrap
+        bridge_run.env["BRIDGE_KAFKA_DELIVERY_TIMEOUT_MS"] = "20000"  # the least kafka allows
+        bridge_run.start()
+        topic = f"cmnd/{bridge_run.device}/access-control-mode/J1/strike-1"
+        total = 1500
+        published = threading.Event()
+
+        def pump() -> None:
+            for seq in range(total):
+                publisher.publish(topic, [payload(seq)])
+                time.sleep(0.004)
+            published.set()
+
+        sender = threading.Thread(target=pump, daemon=True)
+        sender.start()
+        wait_for(lambda: bridge_run.metric("f2_bridge_messages_acknowledged_total") >= 200)
+        assert own.process is not None and own.process.popen is not None
+        os.kill(own.process.popen.pid, signal.SIGKILL)  # records in flight to it
+        own.process.popen.wait(timeout=10)
+        wait_for(
+            lambda: bridge_run.metric("f2_bridge_kafka_send_errors_total") >= 1,
+            timeout=90,
+            message="the records sent to the dead broker never failed",
+        )
+        own.start()  # the same data folder and port: the broker comes back
+        back = time.monotonic()
+        records = read_topic(
+            own.bootstrap,
+            bridge_run.raw_topic,
+            lambda rs: published.is_set() and set(seqs(rs)) >= set(range(total)),
+            timeout=180,
+        )
+        drained = time.monotonic() - back
+        missing = set(range(total)) - set(seqs(records))
+        assert not missing, f"{len(missing)} never reached Kafka\n{bridge_run.log()}"
+        print(f"broker kill: {total} delivered {drained:.1f}s after the broker was back")
+        assert first_copies_in_order(records) == list(range(total)), "per-device order"
+        assert bridge_run.metric("f2_bridge_producer_rebuilds_total") >= 1
+        wait_for(bridge_run.healthy, timeout=30, message="healthy again")
+        assert bridge_run.terminate() == 0
+        log = bridge_run.log()
+        assert "Traceback" not in log and "bridge stopped" in log, log
+    finally:
+        own.stop()

@@ -22,6 +22,8 @@ import paho.mqtt.client as mqtt
 import psycopg2
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -37,6 +39,7 @@ from tests.fixtures.provision import (
     serve_function,
     subscribe,
 )
+from tests.fuzz_support import BODIES, COMMAND_FIELDS, dumps
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -647,3 +650,26 @@ def test_concurrent_requests__share_the_replicas_reply_subscription_and_get_thei
     finally:
         for device in devices:
             device.close()
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(BODIES, COMMAND_FIELDS.map(dumps)))
+def test_fuzzed_bodies__get_a_named_4xx_change_no_registry_and_publish_nothing(
+    command_fn: FunctionEndpoint, registry_db: str, body: bytes
+) -> None:
+    """Bodies of every shape, naming no registered device (so that even a well-formed command
+    is refused): a 4xx naming the problem, the registry as it was, and no command row but the
+    refusal's (the function publishes only a command it recorded as pending first)."""
+    before = registry_state(registry_db)
+    commands = audit_rows(registry_db, "status <> 'refused'")
+    answer = requests.post(
+        command_fn.url,
+        data=body,
+        headers={"Authorization": f"Bearer {OPERATOR_TOKEN}", "Content-Type": "application/json"},
+        timeout=15,
+    )
+    assert 400 <= answer.status_code < 500, (body[:200], answer.status_code, answer.text[:200])
+    error = answer.json()
+    assert error["error"] and error["message"]
+    assert registry_state(registry_db) == before
+    assert audit_rows(registry_db, "status <> 'refused'") == commands

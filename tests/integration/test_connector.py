@@ -604,3 +604,65 @@ def test_connector__a_second_connector_joining_takes_partitions_after_the_first_
     failed = [r.getMessage() for r in caplog.records if "failed on_partitions" in r.getMessage()
               or "callback throws" in r.getMessage()]  # fmt: skip
     assert not failed, failed
+    for connector in (first, second):  # the listeners ran while the consumer thread waited
+        races = connector.metrics.registry.get_sample_value(
+            "f2_connector_rebalance_listener_races_total", {"function": scenario.function}
+        )
+        assert not races, "a rebalance listener ran outside poll()/close()"
+
+
+def test_connector_process__killed_with_sigkill_and_started_again_delivers_within_seconds(
+    scenario: Scenario, gateway: StandInGateway, tmp_path: Path
+) -> None:
+    """kill -9 leaves the dead consumer in its group: with kafka-python's defaults (dynamic
+    membership, 45 s session timeout) the new connector's join waited for that member to
+    expire, and nothing was delivered for ~45 s. With a static instance id the restarted
+    connector takes the dead member's place at once."""
+    gateway.functions = scenario.listing()
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir()
+    (secrets_dir / "basic-auth-password").write_text(PASSWORD + "\n")
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'functions'}",
+        "F2_SECRETS_DIR": str(secrets_dir),
+        "GATEWAY_URL": gateway.url, "GATEWAY_USERNAME": USER,
+        "KAFKA_BOOTSTRAP": scenario.kafka.bootstrap, "DEAD_LETTER_TOPIC": scenario.dead_topic,
+        "CONNECTOR_HTTP_HOST": "127.0.0.1", "CONNECTOR_HTTP_PORT": str(port),
+        "CONNECTOR_REFRESH_SECONDS": "1", "CONNECTOR_INSTANCE_ID": f"test-{scenario.function}",
+    }  # fmt: skip
+    env.pop("GATEWAY_PASSWORD", None)
+    base = f"http://127.0.0.1:{port}"
+
+    def start() -> ManagedProcess:
+        process = ManagedProcess(
+            "connector", [sys.executable, "-m", "infra.services.connector"],
+            tmp_path / "connector.log", env=env, cwd=ROOT,
+        ).start()  # fmt: skip
+        process.wait_ready(lambda: requests.get(f"{base}/healthz", timeout=2).ok, timeout=60)
+        return process
+
+    def delivered(seq: int) -> bool:
+        return any(item["value"] == {"seq": seq} for item in gateway.delivered())
+
+    first = start()
+    second = None
+    try:
+        scenario.produce(values(5), partition=0, key="f2-eeeeeeeeeeee")
+        wait_for(lambda: scenario.committed().get(0) == 5, message=lambda: log_tail(first.log_path))
+        assert first.popen is not None
+        first.popen.send_signal(signal.SIGKILL)
+        first.popen.wait(timeout=10)
+
+        second = start()
+        restarted = time.monotonic()
+        scenario.produce(values(1, 5), partition=0, key="f2-eeeeeeeeeeee")
+        wait_for(lambda: delivered(5), timeout=120, message=lambda: log_tail(second.log_path))
+        waited = time.monotonic() - restarted
+        print(f"connector kill -9: first delivery {waited:.1f}s after the restart")
+        assert waited < 15, f"nothing delivered for {waited:.0f}s after the restart"
+    finally:
+        first.stop(timeout=10)
+        if second is not None:
+            second.stop(timeout=10)

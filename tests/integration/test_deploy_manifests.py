@@ -56,6 +56,8 @@ TOOLS = Path(os.environ.get("F2_TOOLS_DIR", REPO / ".tools")) / "bin"
 RELEASE, NAMESPACE = "f2pipe", "f2pipe"
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
 LONG_RUNNING = {"Deployment", "StatefulSet", "DaemonSet"}
+# The containers running an f2pipe service (kit's ops endpoint: /healthz, /livez).
+SERVICE_CONTAINERS = {"bridge", "connector", "autoscaler", "aclsync"}
 # what faasd reads from a service (pkg/supervisor.go ParseCompose), as the issue lists them
 FAASD_KEYS = {
     "image",
@@ -326,6 +328,27 @@ def test_every_long_running_container_has_liveness_and_readiness(
                 if probe not in container:
                     missing.append((doc["metadata"]["name"], container["name"], probe))
     assert not missing, missing
+
+
+def test_every_f2pipe_service_is_restarted_on_livez_and_ready_on_healthz(
+    rendered: list[dict[str, Any]],
+) -> None:
+    """A service whose health stays bad (a wedged client) is restarted: its liveness probe
+    asks /livez, which fails only after the liveness grace; readiness is /healthz (or TCP for
+    aclsync, whose S3 outage must not take the broker's pod out of its Service)."""
+    seen = {}
+    for doc in rendered:
+        if doc["kind"] not in LONG_RUNNING:
+            continue
+        for container in doc["spec"]["template"]["spec"]["containers"]:
+            if container["name"] not in SERVICE_CONTAINERS:
+                continue
+            live = container["livenessProbe"].get("httpGet") or {}
+            seen[container["name"]] = live.get("path")
+            if container["name"] != "aclsync":
+                assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert {"bridge", "connector", "aclsync"} <= set(seen), seen  # the autoscaler or KEDA
+    assert all(path == "/livez" for path in seen.values()), seen
 
 
 def defined(manifests: list[dict[str, Any]], kind: str) -> dict[tuple[str, str], set[str]]:

@@ -129,3 +129,10 @@ def test_tokens__refuse_an_unusable_secret_without_quoting_it(text: str) -> None
     with pytest.raises(ConfigError) as caught:
         CallerTokens.parse(text)
     assert "aaaaaaaaaaaaaaaaaaaa" not in str(caught.value)
+
+
+def test_read_body__json_nested_deeper_than_the_recursion_limit_is_invalid_json() -> None:
+    # found by fuzzing: a 4 KB body of brackets raised RecursionError, answered 500
+    with pytest.raises(CommandError) as refused:
+        read_body(b"[" * 2000 + b"]" * 2000)
+    assert (refused.value.status, refused.value.code) == (400, "invalid_json")

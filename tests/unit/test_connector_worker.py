@@ -327,6 +327,36 @@ def test_revoke__waits_for_the_batch_in_flight_and_commits_it(running: Any) -> N
     assert fake.rejoined_at[TPS[2]] == 3, "the revoke must commit the batch before the rejoin"
 
 
+def races(metrics: ConnectorMetrics) -> float:
+    value = metrics.registry.get_sample_value(
+        "f2_connector_rebalance_listener_races_total", {"function": "decode"}
+    )
+    return value or 0.0
+
+
+def test_rebalance_listeners__run_while_the_consumer_thread_waits_in_poll(running: Any) -> None:
+    fn = GatedFunction()
+    consumer, fake, metrics = make(fn)
+    fake.append(1, 3)
+    running.append(consumer.start())
+    wait_for(lambda: fn.delivered.get(1) == [0, 1, 2])
+    fake.revoke_requested.set()
+    fake.append(1, 1)
+    wait_for(lambda: fake.committed_offsets.get(TPS[1]) == 4)
+    assert races(metrics) == 0
+
+
+def test_rebalance_listener__called_outside_poll_is_counted_as_a_race(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The guard of the no-lock design: should kafka-python ever run a listener while the
+    consumer thread is not waiting in poll()/close(), it shows (metric and error log)."""
+    consumer, _, metrics = make(GatedFunction())
+    consumer.partitions_assigned({TPS[0]})
+    assert races(metrics) == 1
+    assert "was not waiting in poll() or close()" in caplog.text
+
+
 def test_stop__abandons_a_failing_batch_uncommitted_after_the_revoke_timeout(
     running: Any,
 ) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from decode.decoding import (
     decode_batch,
+    decode_values,
     devices_of,
     hex_to_number,
     parse_bytes_literal,
@@ -475,3 +476,31 @@ def test_devices_of__marked_only_names_the_devices_of_redriven_or_reprocessed_re
     records = [record("strike-1", {"timestamp": TS, "status": True}), marked]
     assert devices_of(records) == {DEVICE, other}
     assert devices_of(records, marked_only=True) == {other}
+
+
+# --- found by fuzzing (tests/unit/test_fuzz_decode.py): each was an exception out of the batch,
+# a 500 the connector retries for ever --------------------------------------------------------
+
+
+def test_hex_to_float__a_number_beyond_a_float_is_dead_lettered_not_a_crash() -> None:
+    # 400 hex digits without a width: 1600 bits, which no float holds (OverflowError before)
+    assert dead_reason(sensor(5, "0x" + "f" * 400)) == "decoding_failed"
+
+
+def test_hex_to_float__a_scaled_value_that_is_not_finite_is_dead_lettered() -> None:
+    huge = DataPointParams(DEVICE, "sensor-mode", "J3", "sensor", "5", "hex_to_float",
+                           scaling_factor=1e306)  # fmt: skip
+    with pytest.raises(DecodingError, match="not a finite number"):
+        decode_values({"data": "7fff"}, huge, "5")  # 3.3e310 was stored as inf before
+
+
+def test_timestamp__after_the_last_utc_datetime_is_dead_lettered_not_a_crash() -> None:
+    # 9999-12-31 23:59:59 at -01:00 is 10000-01-01 in UTC (OverflowError before)
+    rec = record("strike-1", {"status": True, "timestamp": "9999-12-31 23:59:59-01:00"})
+    assert dead_reason(rec) == "bad_timestamp"
+
+
+def test_payload__nested_deeper_than_the_recursion_limit_is_a_bad_payload_not_a_crash() -> None:
+    # a device's 4 KB payload of brackets raised RecursionError out of the batch: a poison
+    # record the connector would have retried for ever
+    assert dead_reason(record("strike-1", "[" * 2000 + "]" * 2000)) == "bad_payload"

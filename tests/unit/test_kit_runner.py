@@ -12,16 +12,19 @@ from prometheus_client import CollectorRegistry, Counter
 from f2lib.errors import ConfigError, StreamError
 from f2lib.secrets import SecretStore
 from infra.local.ports import free_port
+from infra.services.kit.ops_http import Liveness
 from infra.services.kit.runner import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, Service, run_service
+from tests.waiting import wait_for
 
 
 class Settings:
     """A service's settings as the runner reads them."""
 
-    def __init__(self, http_port: int | None) -> None:
+    def __init__(self, http_port: int | None, liveness_grace_s: float = 120.0) -> None:
         self.log_level = "INFO"
         self.http_host = "127.0.0.1"
         self.http_port = http_port
+        self.liveness_grace_s = liveness_grace_s
 
 
 def secret(store: SecretStore) -> str:
@@ -115,3 +118,71 @@ def test_run_service__ops_endpoint_says_starting_then_serves_the_service_until_s
     assert result == [EXIT_OK]
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{url}/healthz", timeout=5)
+
+
+def test_livez__stays_200_while_unhealthy_for_less_than_the_grace_then_asks_for_a_restart() -> None:
+    now = [100.0]
+    verdict = {"healthy": False}
+    liveness = Liveness(lambda: (verdict["healthy"], {"kafka": verdict["healthy"]}), 60.0,
+                        clock=lambda: now[0])  # fmt: skip
+    assert liveness.alive() == (True, {"healthy": False, "unhealthy_for_s": 0.0, "grace_s": 60.0,
+                                       "kafka": False})  # fmt: skip
+    now[0] += 59.0
+    assert liveness.alive()[0] is True
+    now[0] += 1.0
+    alive, details = liveness.alive()
+    assert alive is False and details["unhealthy_for_s"] == 60.0
+    verdict["healthy"] = True
+    assert liveness.alive() == (True, {"healthy": True})
+    verdict["healthy"] = False
+    now[0] += 500.0
+    assert liveness.alive()[0] is True, "the grace starts again after a healthy answer"
+
+
+def test_livez__a_health_check_that_raises_counts_as_unhealthy() -> None:
+    def broken() -> tuple[bool, dict[str, Any]]:
+        raise RuntimeError("no")
+
+    now = [0.0]
+    liveness = Liveness(broken, 1.0, clock=lambda: now[0])
+    assert liveness.health() == (False, {"error": "RuntimeError"})
+    now[0] = 1.0
+    assert liveness.alive()[0] is False
+
+
+def test_run_service__livez_answers_503_once_unhealthy_for_the_configured_grace() -> None:
+    port = free_port()
+    stops: list[threading.Event] = []
+
+    def loop(stop: threading.Event) -> None:
+        stop.wait()
+
+    def build(password: str, stop: threading.Event) -> Service:
+        stops.append(stop)
+        return Service(loop, lambda: (False, {"kafka": False}))
+
+    result: list[int] = []
+    settings = Settings(port, liveness_grace_s=0.3)
+    runner = threading.Thread(
+        target=lambda: result.append(run_service("t", settings, secret, build, signals=()))
+    )
+    runner.start()
+    try:
+        url = f"http://127.0.0.1:{port}/livez"
+        first = wait_for(lambda: _get(url), message="the ops endpoint answers")
+        assert first.status_code == 200 and first.json()["alive"] is True
+        late = wait_for(lambda: [r for r in [_get(url)] if r is not None and r.status_code == 503])
+        assert late[0].json()["kafka"] is False and late[0].json()["unhealthy_for_s"] >= 0.3
+    finally:
+        wait_for(lambda: stops)
+        for stop in stops:
+            stop.set()
+        runner.join(10)
+    assert result == [EXIT_OK]
+
+
+def _get(url: str) -> requests.Response | None:
+    try:
+        return requests.get(url, timeout=5)
+    except requests.ConnectionError:
+        return None

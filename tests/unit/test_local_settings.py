@@ -25,6 +25,7 @@ NAMES = (
     "F2_KAFKA_JVM_OPTS",
     "F2_KAFKA_HEAP",
     "F2_KAFKA_PARTITIONS",
+    "F2_KAFKA_BROKERS",
     "JAVA_HOME",
     "F2_PG_BIN",
     "F2_MOSQUITTO_BIN",
@@ -172,3 +173,30 @@ def test_local_stack_function_env__log_level_from_the_config(tmp_path: Path) -> 
     env = LocalStack.load(config=config).function_env()
     assert env["*"]["LOG_LEVEL"] == "DEBUG"
     assert "decode" not in env  # no test-only settings in the product functions' environment
+
+
+def test_three_brokers__every_address_in_the_bootstrap_and_one_quorum(
+    tmp_path: Path, clean_env: pytest.MonkeyPatch
+) -> None:
+    clean_env.setenv("F2_KAFKA_BROKERS", "3")
+    stack = LocalStack(tmp_path, ports=StackPorts.free(), config=RuntimeConfig())
+    assert stack.kafka_bootstrap == ",".join(f"127.0.0.1:{p}" for p in stack.kafka_ports)
+    assert len(set(stack.kafka_ports)) == 3
+    kafka = stack.kafka()
+    assert [node.node_id for node in kafka.nodes] == [1, 2, 3]
+    assert {node.replication for node in kafka.nodes} == {3}
+    assert {node.min_insync for node in kafka.nodes} == {2}
+    voters = kafka.nodes[0].voters().split(",")
+    assert [v.split("@")[0] for v in voters] == ["1", "2", "3"]
+    assert [n.state_dir.name for n in kafka.nodes] == ["kafka", "node-2", "node-3"]
+    assert stack.function_env()["*"]["KAFKA_BOOTSTRAP"] == stack.kafka_bootstrap
+    assert [stack.kafka_part(n) for n in (1, 2, 3)] == ["kafka", "kafka-2", "kafka-3"]
+
+
+@pytest.mark.parametrize("brokers", ["2", "4", "0"])
+def test_kafka_brokers__other_than_one_or_three_is_refused(
+    brokers: str, clean_env: pytest.MonkeyPatch
+) -> None:
+    clean_env.setenv("F2_KAFKA_BROKERS", brokers)
+    with pytest.raises(ValueError, match="1, or 3"):
+        RuntimeConfig()

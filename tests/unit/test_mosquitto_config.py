@@ -6,19 +6,24 @@ import base64
 import hashlib
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from infra.deploy.mosquitto.config import (
+    DEFAULT_AUTOSAVE_CHANGES,
     BrokerConfig,
     InternalUser,
     TlsFiles,
+    autosave_lines,
     hash_password,
     render_config,
     render_internal_acl,
     verify_password,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def config(tmp: Path, **kw: object) -> BrokerConfig:
@@ -91,3 +96,24 @@ def test_internal_acl__refuses_injected_lines() -> None:
         render_internal_acl([InternalUser("svc", "x", (("readwrite", "#\nuser root"),))])
     with pytest.raises(ValueError):
         render_internal_acl([InternalUser("svc\nuser x", "x")])
+
+
+def test_render_config__snapshots_after_500_changes_by_default(tmp_path: Path) -> None:
+    text = render_config(config(tmp_path))
+    lines = text.splitlines()
+    assert "autosave_on_changes true" in lines and "autosave_interval 500" in lines
+    assert "autosave_interval 30" not in lines
+
+
+def test_render_config__time_based_autosave_when_asked_and_no_zero_count(tmp_path: Path) -> None:
+    timed = render_config(replace(config(tmp_path), autosave_changes=None)).splitlines()
+    assert "autosave_interval 30" in timed and "autosave_on_changes true" not in timed
+    with pytest.raises(ValueError, match="1 or more"):
+        render_config(replace(config(tmp_path), autosave_changes=0))
+
+
+def test_shipped_broker_config__snapshots_as_the_rendered_one_does() -> None:
+    shipped = (ROOT / "infra/deploy/k8s/f2pipe/files/mosquitto.conf").read_text().splitlines()
+    assert [line for line in shipped if line.startswith("autosave")] == autosave_lines(
+        DEFAULT_AUTOSAVE_CHANGES
+    )

@@ -130,3 +130,10 @@ def test_parse_provision_body__names_the_problem(data: bytes, code: str) -> None
     with pytest.raises(ProvisioningError) as caught:
         parse_provision_body(data)
     assert caught.value.code == code
+
+
+def test_parse_provision_body__json_nested_too_deep_is_invalid_json_not_a_crash() -> None:
+    # found by fuzzing: a 4 KB body of brackets raised RecursionError, answered 500
+    with pytest.raises(ProvisioningError) as refused:
+        parse_provision_body(b"[" * 2000 + b"]" * 2000)
+    assert (refused.value.status, refused.value.code) == (400, "invalid_json")

@@ -33,6 +33,7 @@ from f2lib.kafka.python import (
     AdminFactory,
     KeyCachingPartitioner,
     LazyAdmin,
+    close_producer,
     kafka_admin_factory,
     make_python_producer,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "KeyCachingPartitioner",
     "LazyAdmin",
     "Outgoing",
+    "close_producer",
     "kafka_admin_factory",
     "make_producer",
     "send_all",

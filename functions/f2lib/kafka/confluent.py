@@ -403,10 +403,20 @@ def consumer_config(
     fetch_max_bytes: int,
     max_poll_interval_ms: int,
     queued_max_kbytes: int = 8192,
+    session_timeout_ms: int | None = None,
+    group_instance_id: str | None = None,
 ) -> dict[str, Any]:
     """librdkafka's consumer settings: manual commits, earliest offset when the group is new,
-    and a prefetch queue bounded to ``queued_max_kbytes`` per partition (memory stays flat)."""
+    a prefetch queue bounded to ``queued_max_kbytes`` per partition (memory stays flat), and
+    the session timeout and static membership where given."""
+    membership: dict[str, Any] = {}
+    if session_timeout_ms is not None:
+        membership["session.timeout.ms"] = session_timeout_ms
+        membership["heartbeat.interval.ms"] = session_timeout_ms // 3
+    if group_instance_id:
+        membership["group.instance.id"] = group_instance_id
     return {
+        **membership,
         "bootstrap.servers": bootstrap,
         "group.id": group_id,
         "client.id": client_id,

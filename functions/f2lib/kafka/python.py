@@ -14,6 +14,7 @@ from f2lib.errors import StreamError
 
 logger = logging.getLogger(__name__)
 
+FORCE_CLOSE_WAIT_S = 5.0
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "acks": "all",
     "linger_ms": 5,
@@ -68,6 +69,32 @@ def make_python_producer(bootstrap: str, **overrides: Any) -> KafkaProducer:
         return KafkaProducer(bootstrap_servers=bootstrap.split(","), **settings)
     except KafkaError as exc:
         raise StreamError(f"cannot connect producer to {bootstrap}: {exc}") from exc
+
+
+def close_producer(producer: Any, timeout: float) -> None:
+    """Close a kafka-python producer within about ``timeout`` seconds, whatever it holds.
+
+    Never raises. kafka-python 3.0.12's ``close()`` flushes first and raises KafkaTimeoutError
+    while records are pending, before it would force the close; its sender thread then goes on.
+    So after that error the sender is closed forcefully (the pending records fail) and
+    ``close()`` is called again, now with nothing left to flush.
+    """
+    try:
+        producer.close(timeout=timeout)
+        return
+    except KafkaError as exc:
+        logger.info("producer not closed within %.1fs (%s); closing it forcefully", timeout, exc)
+    except Exception as exc:  # closing must never raise into a stop
+        logger.warning("closing the producer failed: %s", exc)
+        return
+    sender = getattr(producer, "_sender", None)  # no public way to force a close with records held
+    if sender is not None:
+        sender.force_close()
+        sender.join(max(timeout, FORCE_CLOSE_WAIT_S))
+    try:
+        producer.close(timeout=0)
+    except Exception as exc:  # the records it held have failed; nothing more to do
+        logger.warning("producer still not closed: %s", exc)
 
 
 AdminFactory = Callable[[], Any]

@@ -10,6 +10,7 @@ for both.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,7 +22,9 @@ import urllib3
 from f2lib.errors import ProcessError, ReplicaError
 from infra.deploy.stackfile import FunctionSpec
 from infra.local.ports import free_port, port_open
-from infra.local.process import ManagedProcess
+from infra.local.process import ManagedProcess, pid_alive, stop_group
+
+logger = logging.getLogger(__name__)
 
 READY_PATH = "/_/ready"
 HEALTH_PATH = "/_/health"
@@ -126,7 +129,12 @@ class ProcessReplica:
             full_env["F2_UPSTREAM_PORT"] = str(self.port)
             argv = [cfg.python, "index.py"]
         self.process = ManagedProcess(
-            f"{spec.name}-{index}", argv, self.log_path, env=full_env, cwd=cfg.build_dir / spec.name
+            f"{spec.name}-{index}",
+            argv,
+            self.log_path,
+            env=full_env,
+            cwd=cfg.build_dir / spec.name,
+            pid_path=backend.pids_dir / f"{spec.name}-{index}.pid",
         )
 
     @property
@@ -152,13 +160,37 @@ class ProcessReplica:
 
 
 class ProcessBackend:
-    """Replicas as processes of the function's build folder (``build/<fn>``)."""
+    """Replicas as processes of the function's build folder (``build/<fn>``).
+
+    Each replica's pid is kept in ``<state>/pids``; a gateway that starts finds there the
+    replicas of an earlier one that was killed (they run on in sessions of their own) and
+    stops them, as the container backend removes an earlier run's containers.
+    """
 
     kind = "processes"
 
     def __init__(self, config: ProcessBackendConfig, http: urllib3.PoolManager) -> None:
         self.config = config
         self.http = http
+        self.pids_dir = config.state_dir / "pids"
+        self.remove_leftovers()
+
+    def remove_leftovers(self) -> list[int]:
+        """Stop the replicas an earlier gateway left running; returns their pids."""
+        stopped = []
+        build_dir = self.config.build_dir.resolve()
+        for pid_file in sorted(self.pids_dir.glob("*.pid")):
+            with contextlib.suppress(OSError, ValueError):
+                pid = int(pid_file.read_text().strip())
+                cwd = Path(f"/proc/{pid}/cwd").resolve()
+                # the pid may have been reused since: only a process in a build folder is ours
+                if pid_alive(pid) and cwd.is_relative_to(build_dir):
+                    logger.warning("stopping replica %s (pid %d) of an earlier gateway",
+                                   pid_file.stem, pid)  # fmt: skip
+                    stop_group(pid, timeout=10)
+                    stopped.append(pid)
+            pid_file.unlink(missing_ok=True)
+        return stopped
 
     def prepare(self, spec: FunctionSpec, secrets: Mapping[str, Path]) -> None:
         context = self.config.build_dir / spec.name

@@ -1,4 +1,9 @@
-"""A single-node Kafka broker (KRaft, broker and controller in one) run from Maven Central jars."""
+"""Kafka for the local runtime: KRaft nodes (each broker and controller), jars from Maven Central.
+
+One node (the default), or a quorum of three (``F2_KAFKA_BROKERS=3``): every partition on all
+three nodes, ``min.insync.replicas=2``, so that with the producers' ``acks=all`` one node may
+die, the controller included, without losing an acknowledged record.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -112,9 +117,12 @@ class KafkaServer:
     """One Kafka node in ``state_dir`` serving clients on 127.0.0.1:``port``.
 
     The node is broker and KRaft controller at once (the controller on ``controller_port``,
-    a free port when not given). Its storage is formatted once with a generated cluster id;
-    later starts on the same ``state_dir`` keep the data. ``jvm_opts`` replaces
-    :data:`BROKER_JVM_OPTS` (the heap size is ``heap`` either way).
+    a free port when not given). Its storage is formatted once with ``cluster_id`` (generated
+    when not given); later starts on the same ``state_dir`` keep the data. ``jvm_opts``
+    replaces :data:`BROKER_JVM_OPTS` (the heap size is ``heap`` either way). In a quorum
+    (:class:`KafkaCluster`) ``peers`` are the other voters' (node id, controller port),
+    ``replication`` and ``min_insync`` the topics' defaults, and ``bootstrap_servers`` every
+    node's address for the clients this object makes.
     """
 
     def __init__(
@@ -129,8 +137,20 @@ class KafkaServer:
         jvm_opts: Sequence[str] | None = None,
         java_home: Path | None = None,
         container_listener: tuple[str, int] | None = None,
+        node_id: int = 1,
+        peers: Sequence[tuple[int, int]] = (),
+        replication: int = 1,
+        min_insync: int = 1,
+        cluster_id: str | None = None,
+        bootstrap_servers: str | None = None,
     ) -> None:
         self.state_dir = state_dir
+        self.node_id = node_id
+        self.peers = tuple(peers)
+        self.replication = replication
+        self.min_insync = min_insync
+        self.cluster_id = cluster_id
+        self._bootstrap_servers = bootstrap_servers
         # (address, port) of a second listener for containers (on the Docker bridge address).
         self.container_listener = container_listener
         self.port = port
@@ -148,6 +168,11 @@ class KafkaServer:
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Where this object's clients connect: every node of its quorum."""
+        return self._bootstrap_servers or self.bootstrap
 
     def tool_argv(self, main_class: str, *args: str) -> list[str]:
         """The command line running a Kafka CLI tool class with this broker's classpath."""
@@ -168,8 +193,16 @@ class KafkaServer:
             return None
         for line in lines:
             if line.startswith("controller.quorum.voters="):
-                return int(line.rsplit(":", 1)[1])
+                for voter in line.split("=", 1)[1].split(","):
+                    if voter.startswith(f"{self.node_id}@"):
+                        return int(voter.rsplit(":", 1)[1])
         return None
+
+    def voters(self) -> str:
+        """``controller.quorum.voters``: this node and its peers, ``<id>@127.0.0.1:<port>``."""
+        assert self.controller_port is not None
+        members = sorted([(self.node_id, self.controller_port), *self.peers])
+        return ",".join(f"{node}@127.0.0.1:{port}" for node, port in members)
 
     def write_config(self) -> None:
         self.controller_port = self._resolve_controller_port()
@@ -179,6 +212,10 @@ class KafkaServer:
             controller_port=self.controller_port,
             log_dir=self.data_dir,
             partitions=self.partitions,
+            node_id=self.node_id,
+            voters=self.voters(),
+            replication=self.replication,
+            min_insync=self.min_insync,
         )
         if self.container_listener is not None:
             host, port = self.container_listener
@@ -204,7 +241,7 @@ class KafkaServer:
         """Format the KRaft storage with a new cluster id unless it is formatted already."""
         if (self.data_dir / "meta.properties").exists():
             return
-        cluster_id = generate_cluster_id()
+        cluster_id = self.cluster_id or generate_cluster_id()
         fmt = ManagedProcess(
             "kafka-storage-format",
             self.tool_argv("storage", "format", "-t", cluster_id, "-c", str(self.config_path)),
@@ -216,6 +253,11 @@ class KafkaServer:
         logger.info("formatted Kafka storage %s cluster_id=%s", self.data_dir, cluster_id)
 
     def start(self, *, pid_path: Path | None = None, timeout: float = 120.0) -> KafkaServer:
+        self.launch(pid_path=pid_path)
+        return self.wait(timeout)
+
+    def launch(self, *, pid_path: Path | None = None) -> ManagedProcess:
+        """Start the node's process (its storage formatted first, once) without waiting."""
         if not installed(self.libs_dir):
             raise FileNotFoundError(
                 f"Kafka jars not found in {self.libs_dir}; run infra/tools/setup/install-kafka.sh"
@@ -240,29 +282,40 @@ class KafkaServer:
             cwd=self.state_dir,
             pid_path=pid_path,
         ).start()
+        return self.process
+
+    def wait(self, timeout: float = 120.0) -> KafkaServer:
+        """Wait until the launched node serves; stop it and raise when it does not."""
+        assert self.process is not None
         try:
             self.process.wait_ready(self.ready, timeout=timeout)
         except ProcessError:
             self.stop()
             raise
-        logger.info("Kafka ready on %s (controller port %s)", self.bootstrap, self.controller_port)
+        logger.info("Kafka node %d ready on %s (controller port %s)", self.node_id,
+                    self.bootstrap, self.controller_port)  # fmt: skip
         return self
 
     def admin(self, timeout_ms: int = 10_000) -> Any:
         """A kafka-python admin client for this broker; the caller closes it."""
         return KafkaAdminClient(
-            bootstrap_servers=self.bootstrap,
+            bootstrap_servers=self.bootstrap_servers.split(","),
             client_id="f2pipe-runtime",
             request_timeout_ms=timeout_ms,
             bootstrap_timeout_ms=timeout_ms,
         )
 
     def ready(self) -> bool:
-        """True once the broker answers a metadata request and lists itself as a live broker."""
+        """True once the node answers a metadata request and lists itself as a live broker."""
         if not port_open(self.port):
             return False
-        with self.admin(timeout_ms=5_000) as admin:
-            return bool(admin.describe_cluster()["brokers"])
+        with KafkaAdminClient(
+            bootstrap_servers=self.bootstrap,
+            client_id="f2pipe-runtime",
+            request_timeout_ms=5_000,
+            bootstrap_timeout_ms=5_000,
+        ) as admin:
+            return self.node_id in live_brokers(admin.describe_cluster())
 
     def list_topics(self) -> list[str]:
         """The names of the topics that are not Kafka's own (``__consumer_offsets`` ...)."""
@@ -270,7 +323,7 @@ class KafkaServer:
             with self.admin() as admin:
                 names = [str(name) for name in admin.list_topics()]
         except KafkaError as exc:
-            raise StreamError(f"listing topics on {self.bootstrap} failed: {exc}") from exc
+            raise StreamError(f"listing topics on {self.bootstrap_servers} failed: {exc}") from exc
         return sorted(name for name in names if not name.startswith("__"))
 
     def create_topics(
@@ -296,7 +349,8 @@ class KafkaServer:
                 if not missing:
                     return []
                 spec: dict[str, dict[str, Any]] = {
-                    name: {"num_partitions": count, "replication_factor": 1} for name in missing
+                    name: {"num_partitions": count, "replication_factor": self.replication}
+                    for name in missing
                 }
                 for name in missing:
                     if configs.get(name):
@@ -321,6 +375,118 @@ class KafkaServer:
         if self.process is not None:
             self.process.stop(timeout=timeout)
             self.process = None
+
+
+def live_brokers(description: Mapping[str, Any]) -> set[int]:
+    """The ids of the registered, unfenced brokers of a ``describe_cluster()`` answer."""
+    return {
+        int(broker.get("broker_id", broker.get("node_id", -1)))
+        for broker in description.get("brokers") or []
+        if not broker.get("is_fenced", False)
+    }
+
+
+class KafkaCluster:
+    """The stack's Kafka: one node, or three of one KRaft quorum (``brokers=3``).
+
+    Node ``n`` lives in ``state_dir`` (node 1) or ``state_dir/node-<n>``, serves clients on
+    ``ports[n-1]`` and its controller on ``controller_ports[n-1]``. Three nodes replicate every
+    partition three times with ``min.insync.replicas=2``; one keeps replication factor 1.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        ports: Sequence[int],
+        controller_ports: Sequence[int],
+        **node_options: Any,
+    ) -> None:
+        brokers = len(ports)
+        if brokers not in (1, 3) or len(controller_ports) != brokers:
+            raise ProcessError(
+                f"{brokers} Kafka nodes: the local runtime runs 1, or 3 (a quorum that "
+                "survives one node)"
+            )
+        if brokers > 1 and node_options.get("container_listener") is not None:
+            raise ProcessError("three Kafka nodes run with process replicas only")
+        bootstrap = ",".join(f"127.0.0.1:{port}" for port in ports)
+        replication, min_insync = (3, 2) if brokers == 3 else (1, 1)
+        cluster_id = self._cluster_id(state_dir) if brokers > 1 else None
+        self.state_dir = state_dir
+        self.nodes = [
+            KafkaServer(
+                state_dir if node == 1 else state_dir / f"node-{node}",
+                ports[node - 1],
+                controller_ports[node - 1],
+                node_id=node,
+                peers=[(n, controller_ports[n - 1]) for n in range(1, brokers + 1) if n != node],
+                replication=replication,
+                min_insync=min_insync,
+                cluster_id=cluster_id,
+                bootstrap_servers=bootstrap,
+                **node_options,
+            )
+            for node in range(1, brokers + 1)
+        ]
+
+    @staticmethod
+    def _cluster_id(state_dir: Path) -> str:
+        """The quorum's cluster id, made once and kept (every node is formatted with it)."""
+        path = state_dir / "cluster-id"
+        if not path.exists():
+            state_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(generate_cluster_id() + "\n")
+        return path.read_text().strip()
+
+    @property
+    def bootstrap(self) -> str:
+        return self.nodes[0].bootstrap_servers
+
+    @property
+    def partitions(self) -> int:
+        return self.nodes[0].partitions
+
+    def tool_argv(self, main_class: str, *args: str) -> list[str]:
+        return self.nodes[0].tool_argv(main_class, *args)
+
+    def processes(self) -> list[ManagedProcess]:
+        return [node.process for node in self.nodes if node.process is not None]
+
+    def start(
+        self, *, pid_paths: Sequence[Path | None] = (), timeout: float = 120.0
+    ) -> KafkaCluster:
+        """Launch every node (a quorum elects its leader once most of it runs), then wait for
+        each and for all of them to be registered brokers."""
+        paths = list(pid_paths) or [None] * len(self.nodes)
+        for node, path in zip(self.nodes, paths, strict=True):
+            node.launch(pid_path=path)
+        try:
+            for node in self.nodes:
+                node.wait(timeout)
+            self.nodes[0].process.wait_ready(self.all_registered, timeout)  # type: ignore[union-attr]
+        except ProcessError:
+            self.stop()
+            raise
+        return self
+
+    def all_registered(self) -> bool:
+        with self.nodes[0].admin(timeout_ms=5_000) as admin:
+            return len(live_brokers(admin.describe_cluster())) == len(self.nodes)
+
+    def list_topics(self) -> list[str]:
+        return self.nodes[0].list_topics()
+
+    def create_topics(
+        self,
+        names: Iterable[str],
+        partitions: int | None = None,
+        configs: TopicConfigs | None = None,
+    ) -> list[str]:
+        return self.nodes[0].create_topics(names, partitions, configs)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        for node in reversed(self.nodes):
+            node.stop(timeout)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from f2lib.errors import ProcessError
 from infra.deploy.mosquitto.config import (
+    DEFAULT_AUTOSAVE_CHANGES,
     BrokerConfig,
     InternalUser,
     TlsFiles,
@@ -70,8 +71,10 @@ class MosquittoServer:
         binary: Path | None = None,
         topics: Sequence[tuple[str, str]] = (("readwrite", "#"),),
         internal_hosts: Sequence[str] = (),
+        autosave_changes: int | None = DEFAULT_AUTOSAVE_CHANGES,
     ) -> None:
         self.internal_hosts = tuple(internal_hosts)
+        self.autosave_changes = autosave_changes
         if (tls_port is not None or ws_port is not None) and tls is None:
             raise ValueError("tls_port and ws_port need tls=TlsFiles(...)")
         self.state_dir = state_dir
@@ -184,6 +187,7 @@ class MosquittoServer:
             ws_port=self.ws_port,
             tls=tls,
             internal_hosts=self.internal_hosts,
+            autosave_changes=self.autosave_changes,
         )
         self._write(self.config_path, render_config(config), 0o644)
         return self.config_path

@@ -36,6 +36,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from f2lib.errors import CertificateError, RegistryError
+from infra.services.kit.ops_http import DEFAULT_LIVENESS_GRACE_S
 from infra.services.kit.runner import Service, run_service
 from provision.pki import load_certificate, load_crl
 from provision.publishers import (
@@ -73,6 +74,10 @@ class AclSyncConfig(BaseSettings):
     http_port: int | None = Field(None, validation_alias="ACLSYNC_HTTP_PORT")
     http_host: str = Field("0.0.0.0", validation_alias="ACLSYNC_HTTP_HOST")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+    # Unhealthy this long, /livez answers 503 and a supervisor restarts the process.
+    liveness_grace_s: float = Field(
+        DEFAULT_LIVENESS_GRACE_S, validation_alias="F2_LIVENESS_GRACE_SECONDS", gt=0
+    )
     s3_endpoint_url: str | None = Field(None, validation_alias="S3_ENDPOINT_URL")
     s3_region: str = Field("us-east-1", validation_alias="S3_REGION")
 

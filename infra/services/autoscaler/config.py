@@ -8,6 +8,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from f2lib.contracts.functions import CONNECTOR_GROUP_PREFIX, DEFAULT_COOLDOWN_SECONDS
 from f2lib.secrets import SecretStore
 from infra.services.autoscaler.policy import PolicyConfig
+from infra.services.kit.ops_http import DEFAULT_LIVENESS_GRACE_S
 
 GATEWAY_PASSWORD_SECRET = "basic-auth-password"  # noqa: S105 (a secret's name)
 
@@ -31,6 +32,10 @@ class AutoscalerConfig(BaseSettings):
     http_host: str = Field("0.0.0.0", alias="AUTOSCALER_HTTP_HOST")
     http_port: int = Field(9104, alias="AUTOSCALER_HTTP_PORT", ge=0, le=65535)
     log_level: str = Field("INFO", alias="LOG_LEVEL")
+    # Unhealthy this long, /livez answers 503 and a supervisor restarts the process.
+    liveness_grace_s: float = Field(
+        DEFAULT_LIVENESS_GRACE_S, alias="F2_LIVENESS_GRACE_SECONDS", gt=0
+    )
 
     def policy(self) -> PolicyConfig:
         return PolicyConfig(

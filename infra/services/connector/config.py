@@ -12,6 +12,7 @@ from f2lib.contracts.functions import CONNECTOR_GROUP_PREFIX
 from f2lib.contracts.records import DEAD_LETTER_TOPIC
 from f2lib.kafka import KafkaClient
 from f2lib.secrets import SecretStore
+from infra.services.kit.ops_http import DEFAULT_LIVENESS_GRACE_S
 
 GATEWAY_PASSWORD_SECRET = "basic-auth-password"  # noqa: S105 (a secret's name)
 
@@ -58,10 +59,25 @@ class ConnectorConfig(BaseSettings):
     # difference beyond the noise in CPU per message or throughput, so the default stays 0.
     commit_interval_ms: int = Field(0, alias="CONNECTOR_COMMIT_INTERVAL_MS", ge=0)
     revoke_timeout_s: float = Field(30.0, alias="CONNECTOR_REVOKE_TIMEOUT_SECONDS", ge=0)
+    # A consumer that died without leaving its group (kill -9, a lost host) keeps its partitions
+    # until this passes (kafka-python's default is 45 s; brokers accept 6 s and more).
+    session_timeout_ms: int = Field(10_000, alias="CONNECTOR_SESSION_TIMEOUT_MS", ge=6_000)
+    # Static group membership (KIP-345): a connector restarted with the same id takes its dead
+    # predecessor's place in each group at once, without waiting for the session timeout.
+    # Unique per running connector; unset (the default) is dynamic membership. A static member
+    # never leaves its groups, even when stopped cleanly: its partitions wait for its return
+    # or for the session timeout.
+    instance_id: str | None = Field(
+        None, alias="CONNECTOR_INSTANCE_ID", pattern=r"^[A-Za-z0-9._-]{1,200}$"
+    )
     lag_interval_s: float = Field(5.0, alias="CONNECTOR_LAG_INTERVAL_SECONDS", gt=0)
     http_host: str = Field("0.0.0.0", alias="CONNECTOR_HTTP_HOST")
     http_port: int = Field(9103, alias="CONNECTOR_HTTP_PORT", ge=0, le=65535)
     log_level: str = Field("INFO", alias="LOG_LEVEL")
+    # Unhealthy this long, /livez answers 503 and a supervisor restarts the process.
+    liveness_grace_s: float = Field(
+        DEFAULT_LIVENESS_GRACE_S, alias="F2_LIVENESS_GRACE_SECONDS", gt=0
+    )
 
     @property
     def linger_s(self) -> float:

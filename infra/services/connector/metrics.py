@@ -101,6 +101,13 @@ class ConnectorMetrics:
         self.functions = Gauge(
             "f2_connector_functions", "Functions fed by this connector", registry=r
         )
+        self.listener_races = Counter(
+            "f2_connector_rebalance_listener_races_total",
+            "Rebalance listeners kafka-python ran while the consumer thread was not waiting in "
+            "poll() or close() (0 is the only right value)",
+            ["function"],
+            registry=r,
+        )
         self.discovery_errors = Counter(
             "f2_connector_discovery_errors_total",
             "Failed reads of the gateway's /system/functions",

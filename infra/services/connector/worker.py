@@ -16,7 +16,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,10 +55,17 @@ FETCH_MAX_BYTES = 16 * 1024 * 1024
 
 def kafka_consumer_factory(config: ConnectorConfig) -> ConsumerFactory:
     """Makes consumers of ``config.kafka_client`` for a group: manual commits, earliest offset
-    when new, fetches of ``fetch_min_bytes`` or ``fetch_max_wait_ms``."""
+    when new, fetches of ``fetch_min_bytes`` or ``fetch_max_wait_ms``, the configured session
+    timeout, and a static instance id when one is configured."""
     partition_bytes = max(1024 * 1024, config.batch_max_bytes)
     fetch_bytes = max(FETCH_MAX_BYTES, config.batch_max_bytes)
     poll_interval_ms = max(300_000, int((config.invoke_timeout_s * 2 + 60) * 1000))
+    membership: dict[str, Any] = {
+        "session_timeout_ms": config.session_timeout_ms,
+        "heartbeat_interval_ms": config.session_timeout_ms // 3,
+    }
+    if config.instance_id:
+        membership["group_instance_id"] = config.instance_id
 
     def make(group_id: str, client_id: str) -> Any:
         if config.kafka_client == "confluent":
@@ -72,6 +79,8 @@ def kafka_consumer_factory(config: ConnectorConfig) -> ConsumerFactory:
                     max_partition_fetch_bytes=partition_bytes,
                     fetch_max_bytes=fetch_bytes,
                     max_poll_interval_ms=poll_interval_ms,
+                    session_timeout_ms=config.session_timeout_ms,
+                    group_instance_id=config.instance_id or None,
                 )
             )
         return KafkaConsumer(
@@ -86,6 +95,7 @@ def kafka_consumer_factory(config: ConnectorConfig) -> ConsumerFactory:
             fetch_min_bytes=config.fetch_min_bytes,
             fetch_max_wait_ms=config.fetch_max_wait_ms,
             max_poll_interval_ms=poll_interval_ms,
+            **membership,
         )
 
     return make
@@ -194,6 +204,9 @@ class FunctionConsumer:
         self._consumer: Any = None
         self._stop = threading.Event()
         self._last_loop = clock()
+        # True while the consumer thread waits inside poll() or close(): the only moments
+        # kafka-python 3.0.12 runs the rebalance listeners (which touch the partition states).
+        self._in_client_wait = False
         self._thread = threading.Thread(target=self._run, name=f"consumer-{self.name}", daemon=True)
 
     # -- lifecycle (any thread) ---------------------------------------------------------------
@@ -252,7 +265,7 @@ class FunctionConsumer:
             logger.exception("%s: consumer thread failed", self.name)
             raise
         finally:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception), self._client_wait():
                 consumer.close(autocommit=False)
             logger.info("%s: consumer closed", self.name)
 
@@ -270,7 +283,8 @@ class FunctionConsumer:
     def _step(self, consumer: Any) -> None:
         self._take_completions(consumer, timeout=0.0)
         self._commit_delivered(consumer)
-        fetched = consumer.poll(timeout_ms=self._poll_timeout_ms(), max_records=None)
+        with self._client_wait():
+            fetched = consumer.poll(timeout_ms=self._poll_timeout_ms(), max_records=None)
         self._buffer(fetched)
         self._dispatch()
         self._flow_control(consumer)
@@ -463,7 +477,25 @@ class FunctionConsumer:
 
     # -- rebalance (kafka-python's IO thread, while the consumer thread waits in poll/close) ------
 
+    @contextlib.contextmanager
+    def _client_wait(self) -> Iterator[None]:
+        self._in_client_wait = True
+        try:
+            yield
+        finally:
+            self._in_client_wait = False
+
+    def _check_listener_moment(self, what: str) -> None:
+        """The listeners share the partition states with the consumer thread without a lock,
+        relying on kafka-python calling them only while that thread waits in poll()/close()."""
+        if not self._in_client_wait:
+            logger.error("%s: %s ran while the consumer thread was not waiting in poll() or "
+                         "close(); the partition states may be changed concurrently", self.name,
+                         what)  # fmt: skip
+            self._metrics.listener_races.labels(function=self.name).inc()
+
     def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._check_listener_moment("on_partitions_assigned")
         for tp in assigned:
             fresh = PartitionState(tp, PartitionBuffer(self._limits), heard_at=self._clock())
             self._states.setdefault(tp, fresh)
@@ -478,6 +510,7 @@ class FunctionConsumer:
         the commit with ``commit_async``; a commit that fails leaves the batches to be
         delivered again by the partitions' next owner (at least once; the sink drops repeats).
         """
+        self._check_listener_moment("on_partitions_revoked")
         logger.info("%s: revoking %s; finishing their batches", self.name, _describe(revoked))
         consumer = self._consumer
         deadline = self._clock() + self._config.revoke_timeout_s

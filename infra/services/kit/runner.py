@@ -1,7 +1,8 @@
 """The one ``main()`` sequence of the long-running services: bridge, connector, autoscaler, aclsync.
 
 ``run_service`` configures logging once, reads the service's secret (exit 2 when it cannot),
-turns SIGTERM/SIGINT into a stop event, serves ``/metrics`` and ``/healthz`` (``OpsServer``)
+turns SIGTERM/SIGINT into a stop event, serves ``/metrics``, ``/healthz`` and ``/livez``
+(``OpsServer``)
 for the whole run, builds the service, runs it until the stop event, closes what it opened,
 and returns the process's exit code. ``connect_with_retry`` waits for a dependency at start.
 """
@@ -33,6 +34,9 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 class ServiceConfig(Protocol):
     """What the runner reads from a service's settings: log level and the ops endpoint."""
+
+    @property
+    def liveness_grace_s(self) -> float: ...  # unhealthy this long: /livez asks for a restart
 
     @property
     def log_level(self) -> str: ...
@@ -107,7 +111,13 @@ def run_service(
     health = _Starting()
     ops = None
     if config.http_port is not None:
-        ops = OpsServer(config.http_host, config.http_port, registry or CollectorRegistry(), health)
+        ops = OpsServer(
+            config.http_host,
+            config.http_port,
+            registry or CollectorRegistry(),
+            health,
+            liveness_grace_s=config.liveness_grace_s,
+        )
         ops.start()
     try:
         service = build(secret, stop)

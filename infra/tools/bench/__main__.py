@@ -326,7 +326,7 @@ class Run:
             raw_results[f"kafka_{client}"] = self.phase(
                 f"raw Kafka ({client})",
                 lambda client=client: raw.kafka_raw(  # type: ignore[misc]
-                    f"127.0.0.1:{stack.ports.kafka}", stack.config.kafka_partitions, fleet,
+                    stack.kafka_bootstrap, stack.config.kafka_partitions, fleet,
                     sizes.raw_kafka, client,
                 ),
             ).to_dict()  # fmt: skip

@@ -145,7 +145,7 @@ class Pipeline:
         self.stack = stack
         self.fleet = fleet
         self.pool = pool
-        self.bootstrap = f"127.0.0.1:{stack.ports.kafka}"
+        self.bootstrap = stack.kafka_bootstrap
         self._db = psycopg2.connect(stack.dsn(TIMESERIES_DB))
         self._db.autocommit = True
         self._offsets = KafkaConsumer(
