@@ -16,6 +16,7 @@ from kafka.errors import KafkaError
 from kafka.future import Future
 
 from f2lib.backoff import Backoff
+from f2lib.kafka.confluent import FatalConsumerError
 from infra.services.connector.config import ConnectorConfig
 from infra.services.connector.delivery import BatchDelivery
 from infra.services.connector.metrics import ConnectorMetrics
@@ -475,3 +476,50 @@ def test_commits__follow_the_commit_interval_and_reach_every_delivered_offset(
         assert len(fake.commits) >= fn.calls, "a commit after every batch"
     else:
         assert len(fake.commits) <= elapsed / (interval_ms / 1000) + 2, fake.commits
+
+
+class FencedConsumer(FakeConsumer):
+    """A consumer that librdkafka declares unusable (a fatal error) after serving once."""
+
+    def __init__(self, shared_log: dict[TopicPartition, list[Rec]]) -> None:
+        super().__init__()
+        self.log = shared_log
+
+    def poll(
+        self, timeout_ms: int, max_records: int | None = None
+    ) -> dict[TopicPartition, list[Rec]]:
+        if self.polls >= 3:
+            self.polls += 1
+            raise FatalConsumerError("Static consumer fenced by other consumer")
+        return super().poll(timeout_ms, max_records)
+
+
+def test_a_consumer_unusable_for_good_is_closed_and_made_again(running: Any) -> None:
+    # Seen in the fault matrix: after a broker's kill -9, librdkafka fenced the static member
+    # (a fatal error) and the worker kept polling the dead consumer; nothing more was delivered.
+    fn = GatedFunction()
+    first, fake, _ = make(fn)
+    made: list[FakeConsumer] = []
+
+    def factory(group: str, client: str) -> FakeConsumer:
+        made.append(FencedConsumer(fake.log) if not made else FakeConsumer())
+        if len(made) > 1:
+            made[-1].log = fake.log
+            made[-1].committed_offsets = made[0].committed_offsets
+        return made[-1]
+
+    consumer = FunctionConsumer(
+        FunctionTarget("decode", (TOPIC,), 3),
+        first._config,
+        first._delivery,
+        ConnectorMetrics(),
+        factory,
+    )
+    fake.append(0, 5)
+    running.append(consumer.start())
+    wait_for(lambda: len(made) == 2, message="a new consumer made")
+    assert made[0].closed
+    fake.append(0, 5)
+    wait_for(lambda: made[1].committed_offsets.get(TPS[0]) == 10, message="delivered on")
+    assert consumer.rebuilds == 1 and consumer.healthy()
+    assert sorted(set(fn.delivered[0])) == list(range(10))

@@ -13,6 +13,7 @@ import pytest
 
 from infra.deploy.mosquitto.config import (
     DEFAULT_AUTOSAVE_CHANGES,
+    MAX_PACKET_BYTES,
     BrokerConfig,
     InternalUser,
     TlsFiles,
@@ -103,6 +104,7 @@ def test_render_config__snapshots_after_500_changes_by_default(tmp_path: Path) -
     lines = text.splitlines()
     assert "autosave_on_changes true" in lines and "autosave_interval 500" in lines
     assert "autosave_interval 30" not in lines
+    assert f"max_packet_size {MAX_PACKET_BYTES}" in lines
 
 
 def test_render_config__time_based_autosave_when_asked_and_no_zero_count(tmp_path: Path) -> None:

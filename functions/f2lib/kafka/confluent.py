@@ -269,7 +269,15 @@ class Record:
         self.headers: list[tuple[str, bytes]] = message.headers() or []
 
 
+class FatalConsumerError(PythonKafkaError):  # type: ignore[misc]
+    """librdkafka says the consumer is unusable for good (a fatal error, for example a static
+    member fenced after the coordinator moved): its owner must close it and make a new one."""
+
+
 def _python_error(exc: BaseException) -> PythonKafkaError:
+    error = exc.args[0] if exc.args else None
+    if isinstance(error, confluent_kafka.KafkaError) and error.fatal():
+        return FatalConsumerError(str(exc))
     return PythonKafkaError(str(exc))
 
 
@@ -329,6 +337,8 @@ class ConfluentConsumer:
             if error is not None:
                 if error.code() == confluent_kafka.KafkaError._PARTITION_EOF:
                     continue
+                if error.fatal():
+                    raise FatalConsumerError(str(error))
                 raise PythonKafkaError(str(error))
             record = Record(message)
             found.setdefault(TopicPartition(record.topic, record.partition), []).append(record)

@@ -32,6 +32,10 @@ MONITOR_TOPICS: tuple[tuple[str, str], ...] = (("read", "#"), ("write", UPLINK_F
 # one. Saving after this many changes (queued messages, retained messages, subscriptions)
 # bounds that loss by a count instead of by 30 s of traffic; see the README for the figures.
 DEFAULT_AUTOSAVE_CHANGES = 500
+# The largest MQTT packet the broker takes (payload plus topic and headers): an F2 controller's
+# message is under 1 KiB; a client sending more is disconnected (MQTT v5: reason 0x95, and the
+# limit is announced in CONNACK) and nothing of it reaches the bridge or Kafka.
+MAX_PACKET_BYTES = 256 * 1024
 PBKDF2_ITERATIONS = 101  # mosquitto_passwd's default for the $7$ (PBKDF2-SHA512) format
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 _TOPIC_ACCESS = ("read", "write", "readwrite", "deny")
@@ -171,6 +175,7 @@ def render_config(cfg: BrokerConfig) -> str:
         "connection_messages true",
         "log_timestamp_format %Y-%m-%dT%H:%M:%S",
         "max_queued_messages 100000",
+        f"max_packet_size {MAX_PACKET_BYTES}",
         "",
         "# internal services (bridge, tools): loopback, password file, own ACL",
         f"listener {cfg.port} {cfg.host}",

@@ -28,7 +28,7 @@ from kafka.errors import KafkaError
 from f2lib.contracts.functions import consumer_group
 from f2lib.contracts.invocation import body_size, encode_record
 from f2lib.errors import DeliveryAbandoned
-from f2lib.kafka.confluent import ConfluentConsumer, consumer_config
+from f2lib.kafka.confluent import ConfluentConsumer, FatalConsumerError, consumer_config
 from infra.services.connector.batching import Batch, BatchLimits, PartitionBuffer
 from infra.services.connector.config import ConnectorConfig
 from infra.services.connector.delivery import BatchDelivery, DeliveryReport
@@ -202,6 +202,7 @@ class FunctionConsumer:
         self._next_lag = 0.0
         self._next_commit_at = 0.0
         self._consumer: Any = None
+        self.rebuilds = 0  # consumers made again after one became unusable
         self._stop = threading.Event()
         self._last_loop = clock()
         # True while the consumer thread waits inside poll() or close(): the only moments
@@ -247,16 +248,31 @@ class FunctionConsumer:
     # -- consumer thread ------------------------------------------------------------------------
 
     def _run(self) -> None:
-        consumer = self._connect()
-        if consumer is None:
-            return
-        self._consumer = consumer
+        while not self._stop.is_set():
+            consumer = self._connect()
+            if consumer is None:
+                return
+            self._consumer = consumer
+            if not self._consume(consumer):
+                return
+            self._states.clear()  # the new consumer's assignment starts from the commits
+            self.rebuilds += 1
+
+    def _consume(self, consumer: Any) -> bool:
+        """Run ``consumer`` until stopped (False) or until it is unusable for good (True: the
+        caller makes a new one)."""
+        unusable = False
         try:
             consumer.subscribe(list(self.topics), listener=_Rebalance(self))
             while not self._stop.is_set():
                 self._last_loop = self._clock()
                 try:
                     self._step(consumer)
+                except FatalConsumerError as exc:
+                    logger.error("%s: the consumer is unusable (%s); making a new one",
+                                 self.name, exc)  # fmt: skip
+                    unusable = True
+                    break
                 except KafkaError as exc:
                     logger.warning("%s: kafka error in the consumer loop: %s", self.name, exc)
                     self._stop.wait(1.0)
@@ -268,6 +284,7 @@ class FunctionConsumer:
             with contextlib.suppress(Exception), self._client_wait():
                 consumer.close(autocommit=False)
             logger.info("%s: consumer closed", self.name)
+        return unusable
 
     def _connect(self) -> Any:
         def report(exc: Exception, delay: float) -> None:
