@@ -274,9 +274,14 @@ class FatalConsumerError(PythonKafkaError):  # type: ignore[misc]
     member fenced after the coordinator moved): its owner must close it and make a new one."""
 
 
+def _is_fatal(error: Any) -> bool:
+    """The fatal error itself, or a later call's ``_FATAL`` ("a fatal error has occurred")."""
+    return bool(error.fatal()) or error.code() == confluent_kafka.KafkaError._FATAL
+
+
 def _python_error(exc: BaseException) -> PythonKafkaError:
     error = exc.args[0] if exc.args else None
-    if isinstance(error, confluent_kafka.KafkaError) and error.fatal():
+    if isinstance(error, confluent_kafka.KafkaError) and _is_fatal(error):
         return FatalConsumerError(str(exc))
     return PythonKafkaError(str(exc))
 
@@ -337,7 +342,7 @@ class ConfluentConsumer:
             if error is not None:
                 if error.code() == confluent_kafka.KafkaError._PARTITION_EOF:
                     continue
-                if error.fatal():
+                if _is_fatal(error):
                     raise FatalConsumerError(str(error))
                 raise PythonKafkaError(str(error))
             record = Record(message)
