@@ -431,15 +431,14 @@ def test_connector__feeds_more_partitions_at_once_when_the_function_has_more_rep
     wait_for(lambda: scenario.committed() == {0: 5, 1: 5, 2: 5})
 
 
-def test_connector_process__exports_lag_and_health_and_stops_on_sigterm(
-    scenario: Scenario, gateway: StandInGateway, tmp_path: Path
-) -> None:
-    gateway.functions = scenario.listing()
-    gateway.gate.clear()
+def connector_env(
+    scenario: Scenario, gateway: StandInGateway, tmp_path: Path, port: int, **extra: str
+) -> dict[str, str]:
+    """The environment of a connector process on ``scenario``'s Kafka and ``gateway``, its
+    gateway password in a secrets folder, its HTTP server on ``port``, plus ``extra``."""
     secrets_dir = tmp_path / "secrets"
     secrets_dir.mkdir()
     (secrets_dir / "basic-auth-password").write_text(PASSWORD + "\n")
-    port = free_port()
     env = {
         **os.environ,
         "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'functions'}",
@@ -447,9 +446,19 @@ def test_connector_process__exports_lag_and_health_and_stops_on_sigterm(
         "GATEWAY_URL": gateway.url, "GATEWAY_USERNAME": USER,
         "KAFKA_BOOTSTRAP": scenario.kafka.bootstrap, "DEAD_LETTER_TOPIC": scenario.dead_topic,
         "CONNECTOR_HTTP_HOST": "127.0.0.1", "CONNECTOR_HTTP_PORT": str(port),
-        "CONNECTOR_REFRESH_SECONDS": "1", "CONNECTOR_LAG_INTERVAL_SECONDS": "0.5",
+        "CONNECTOR_REFRESH_SECONDS": "1", **extra,
     }  # fmt: skip
     env.pop("GATEWAY_PASSWORD", None)
+    return env
+
+
+def test_connector_process__exports_lag_and_health_and_stops_on_sigterm(
+    scenario: Scenario, gateway: StandInGateway, tmp_path: Path
+) -> None:
+    gateway.functions = scenario.listing()
+    gateway.gate.clear()
+    port = free_port()
+    env = connector_env(scenario, gateway, tmp_path, port, CONNECTOR_LAG_INTERVAL_SECONDS="0.5")
     process = ManagedProcess(
         "connector", [sys.executable, "-m", "infra.services.connector"], tmp_path / "connector.log",
         env=env, cwd=ROOT,
@@ -619,20 +628,10 @@ def test_connector_process__killed_with_sigkill_and_started_again_delivers_withi
     expire, and nothing was delivered for ~45 s. With a static instance id the restarted
     connector takes the dead member's place at once."""
     gateway.functions = scenario.listing()
-    secrets_dir = tmp_path / "secrets"
-    secrets_dir.mkdir()
-    (secrets_dir / "basic-auth-password").write_text(PASSWORD + "\n")
     port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'functions'}",
-        "F2_SECRETS_DIR": str(secrets_dir),
-        "GATEWAY_URL": gateway.url, "GATEWAY_USERNAME": USER,
-        "KAFKA_BOOTSTRAP": scenario.kafka.bootstrap, "DEAD_LETTER_TOPIC": scenario.dead_topic,
-        "CONNECTOR_HTTP_HOST": "127.0.0.1", "CONNECTOR_HTTP_PORT": str(port),
-        "CONNECTOR_REFRESH_SECONDS": "1", "CONNECTOR_INSTANCE_ID": f"test-{scenario.function}",
-    }  # fmt: skip
-    env.pop("GATEWAY_PASSWORD", None)
+    env = connector_env(
+        scenario, gateway, tmp_path, port, CONNECTOR_INSTANCE_ID=f"test-{scenario.function}"
+    )
     base = f"http://127.0.0.1:{port}"
 
     def start() -> ManagedProcess:
