@@ -435,8 +435,8 @@ class LocalStack:
             print(f"starting kafka on {self.kafka_bootstrap}", flush=True)
             nodes = range(1, self.config.kafka_brokers + 1)
             kafka = self.kafka().start(pid_paths=[self.pid_path(self.kafka_part(n)) for n in nodes])
-            for process in kafka.processes():
-                self._record(process)
+            for node, process in zip(nodes, kafka.processes(), strict=True):
+                self._record(process, name=self.kafka_part(node))  # a recipe per node
             kafka.create_topics(
                 PIPELINE_TOPICS,
                 self.config.kafka_partitions,
@@ -599,10 +599,11 @@ class LocalStack:
         process: ManagedProcess | None,
         live_url: str | None = None,
         stop_signal: int | None = None,
+        name: str | None = None,
     ) -> None:
         """Remember how ``process`` was started, for the watchdog to start it again."""
         if process is not None:
-            write_recipe(self.state_dir, PartRecipe.of(process, live_url, stop_signal))
+            write_recipe(self.state_dir, PartRecipe.of(process, live_url, stop_signal, name))
 
     def build_images(self) -> list[BuiltImage]:
         """The function images of stack.yml, built from their build contexts."""

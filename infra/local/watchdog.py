@@ -63,12 +63,18 @@ class PartRecipe:
 
     @classmethod
     def of(
-        cls, process: ManagedProcess, live_url: str | None = None, stop_signal: int | None = None
+        cls,
+        process: ManagedProcess,
+        live_url: str | None = None,
+        stop_signal: int | None = None,
+        name: str | None = None,
     ) -> PartRecipe:
+        """How ``process`` was started, under ``name`` (default: the process's own; the nodes
+        of a Kafka cluster are all "kafka" and need a name each)."""
         if process.pid_path is None:
             raise ProcessError(f"{process.name} has no pid file: the watchdog could not find it")
         return cls(
-            name=process.name,
+            name=name or process.name,
             argv=list(process.argv),
             log_path=str(process.log_path),
             pid_path=str(process.pid_path),

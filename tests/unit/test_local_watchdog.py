@@ -132,3 +132,24 @@ def test_infrastructure_without_a_live_url__is_never_restarted_for_being_slow(
         assert watchdog.check() == []
     finally:
         os.kill(pid_of(recipe), signal.SIGCONT)
+
+
+def test_nodes_of_one_name__each_kept_and_restarted_under_its_own_part_name(state: Path) -> None:
+    # Seen in the fault matrix: the three Kafka nodes are all processes named "kafka"; their
+    # recipes overwrote each other, so only the last node was watched and a killed controller
+    # (node 2) was never started again.
+    recipes = []
+    for part in ("kafka", "kafka-2", "kafka-3"):
+        process = ManagedProcess(
+            "kafka", SLEEPER, state / f"{part}.log", pid_path=state / "pids" / f"{part}.pid"
+        ).start()
+        recipes.append(PartRecipe.of(process, name=part))
+        write_recipe(state, recipes[-1])
+    assert sorted(read_recipes(state)) == ["kafka", "kafka-2", "kafka-3"]
+    dog = Watchdog(state)
+    assert dog.check() == []
+    old = pid_of(recipes[1])
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(old), message="node 2 is gone")
+    assert dog.check() == ["kafka-2"]
+    assert pid_alive(pid_of(recipes[1])) and pid_of(recipes[1]) != old
